@@ -1,0 +1,18 @@
+"""nlp_transfer: transfer learning on the Hugging Face stack from one YAML recipe.
+
+    >>> import nlp_transfer
+    >>> out = nlp_transfer.train("recipes/quickstart.yaml", overrides=["train.epochs=1"])
+    >>> nlp_transfer.predict(out.output_dir, ["Great service, would come back."])
+"""
+
+from .errors import DataError, ExportError, ModelError, NlpTransferError, RecipeError, TrainingError
+from .inference import predict
+from .models import load_model
+from .recipe import Recipe, load_recipe
+from .runner import TrainOutput, evaluate, train
+
+__all__ = [
+    "DataError", "ExportError", "ModelError", "NlpTransferError", "Recipe", "RecipeError", "TrainOutput",
+    "TrainingError", "evaluate", "load_model", "load_recipe", "predict", "train",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,113 @@
+"""``nlp-transfer``: a thin command line over the Python API (parse, call, print)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .errors import NlpTransferError, RecipeError
+
+USAGE_ERROR = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code (2 for bad input, 1 for other failures)."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if not args.quiet else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        return args.run(args)
+    except RecipeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    except NlpTransferError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return USAGE_ERROR if not isinstance(exc, RuntimeError) else 1
+
+
+def _train(args) -> int:
+    from .runner import train
+
+    out = train(args.recipe, args.overrides, resume=args.resume, overwrite=args.overwrite)
+    print(json.dumps({"output_dir": str(out.output_dir), "validation": out.metrics["validation"],
+                      "train_seconds": out.metrics["train"]["seconds"]}, indent=2))
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .runner import evaluate
+
+    print(json.dumps({args.split: evaluate(args.output_dir, args.split)}, indent=2))
+    return 0
+
+
+def _predict(args) -> int:
+    from .inference import predict
+
+    texts = list(args.texts)
+    if args.file:
+        texts += _read_texts(Path(args.file), args.column)
+    if not texts:
+        raise NlpTransferError("predict: give texts as arguments or --file with one text per row")
+    results = predict(args.output_dir, texts, batch_size=args.batch_size)
+    lines = [json.dumps({"text": t if isinstance(t, str) else list(t), **r}) for t, r in zip(texts, results)]
+    if args.out:
+        Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        print(f"wrote {len(lines)} predictions to {args.out}")
+    else:
+        print("\n".join(lines))
+    return 0
+
+
+def _read_texts(path: Path, columns: list[str] | None) -> list:
+    """Texts from .txt (one per line), .csv/.tsv (header row) or .jsonl files."""
+    import csv
+
+    if not path.is_file():
+        raise NlpTransferError(f"predict --file: file not found: '{path}'")
+    if path.suffix == ".txt":
+        return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if path.suffix == ".jsonl":
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    elif path.suffix in (".csv", ".tsv"):
+        with path.open(encoding="utf-8", newline="") as f:
+            rows = list(csv.DictReader(f, delimiter="\t" if path.suffix == ".tsv" else ",",
+                                       quoting=csv.QUOTE_NONE if path.suffix == ".tsv" else csv.QUOTE_MINIMAL))
+    else:
+        raise NlpTransferError(f"predict --file: unsupported file type {path.suffix!r}; use .txt, .csv, .tsv or .jsonl")
+    columns = columns or [next(iter(rows[0]))] if rows else []
+    missing = [c for c in columns if rows and c not in rows[0]]
+    if missing:
+        raise NlpTransferError(f"predict --file '{path}': missing column(s) {missing}; columns present: {list(rows[0])}. Use --column")
+    return [row[columns[0]] if len(columns) == 1 else tuple(row[c] for c in columns) for row in rows]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nlp-transfer", description="Transfer learning from YAML recipes.")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train, evaluate and export the model a recipe describes")
+    train.add_argument("recipe", help="path of a YAML recipe, e.g. recipes/quickstart.yaml")
+    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. train.epochs=2")
+    train.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing output.dir")
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("evaluate", help="score a saved output folder on a split of its recipe's data")
+    evaluate.add_argument("output_dir")
+    evaluate.add_argument("--split", default="validation", choices=["train", "validation", "test"])
+    evaluate.set_defaults(run=_evaluate)
+
+    predict = commands.add_parser("predict", help="predict with a saved output folder")
+    predict.add_argument("output_dir")
+    predict.add_argument("texts", nargs="*", help="texts to classify")
+    predict.add_argument("--file", help=".txt (one text per line), .csv/.tsv (header row) or .jsonl")
+    predict.add_argument("--column", action="append", help="text column(s) of --file; twice for sentence pairs")
+    predict.add_argument("--out", help="write JSON lines here instead of standard output")
+    predict.add_argument("--batch-size", type=int, default=64)
+    predict.set_defaults(run=_predict)
+    return parser

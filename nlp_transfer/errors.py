@@ -1,0 +1,39 @@
+"""Exception types, one per kind of problem, so callers can catch precisely."""
+
+from __future__ import annotations
+
+
+class NlpTransferError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class RecipeError(NlpTransferError, ValueError):
+    """A recipe is invalid. Carries every problem found, not just the first.
+
+    Attributes:
+        problems: One human-readable line per problem, each naming the key path.
+        source: The recipe file (or ``"<dict>"``) the problems were found in.
+    """
+
+    def __init__(self, problems: list[str], source: str = "<recipe>"):
+        self.problems = list(problems)
+        self.source = source
+        count = len(self.problems)
+        header = f"{source}: {count} problem{'s' if count != 1 else ''} in the recipe:"
+        super().__init__("\n".join([header, *(f"  - {p}" for p in self.problems)]))
+
+
+class DataError(NlpTransferError, ValueError):
+    """The data named by a recipe cannot be used (missing file, column, labels...)."""
+
+
+class ModelError(NlpTransferError, ValueError):
+    """A model cannot be resolved, loaded or built as the recipe asks."""
+
+
+class TrainingError(NlpTransferError, RuntimeError):
+    """Training cannot go on (non-finite loss, nothing to resume...)."""
+
+
+class ExportError(NlpTransferError, RuntimeError):
+    """A saved output folder is missing, incomplete or does not reproduce the trained model."""

@@ -1,0 +1,245 @@
+"""THE training loop. Every strategy trains here; no other file steps an optimizer.
+
+Accelerate does devices, processes, mixed precision and gradient accumulation; the
+strategy supplies the loss. The loop evaluates (every epoch or every N steps), keeps the
+best model, stops early, checkpoints and resumes, and stops on a non-finite loss.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from .errors import TrainingError
+from .metrics import compute_metrics, greater_is_better
+from .recipe import TrainConfig
+from .tasks import TaskSpec, compute_loss, logits_to_predictions
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+STATE_FILE = "loop_state.json"
+BEST_WEIGHTS = "best_weights.safetensors"
+
+
+@dataclass
+class LoopState:
+    """Counters and history that a checkpoint must carry for an exact resume."""
+
+    global_step: int = 0
+    epoch: int = 0
+    batches_in_epoch: int = 0
+    samples_seen: int = 0
+    train_seconds: float = 0.0
+    best_score: float | None = None
+    best_step: int | None = None
+    evals_without_improvement: int = 0
+    history: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class LoopResult:
+    """What a finished loop reports."""
+
+    model: torch.nn.Module
+    state: LoopState
+    best_metrics: dict[str, float]
+    stopped_early: bool
+    total_steps: int
+
+
+def run_loop(model, strategy, train_loader, eval_loader, cfg: TrainConfig, accelerator: Accelerator, *,
+             task: TaskSpec, metric_names: list[str], work_dir: Path, resume: bool = False) -> LoopResult:
+    """Train ``model`` with ``strategy.loss`` and return the best validation metrics.
+
+    Args:
+        model: The module the strategy prepared (only ``requires_grad`` parameters train).
+        strategy: Supplies ``param_groups``, ``loss`` and ``logits``.
+        train_loader, eval_loader: Unprepared dataloaders; the train loader's batch
+            sampler must have ``set_epoch``.
+        cfg: The recipe's ``train`` section.
+        accelerator: Built with the recipe's mixed precision and accumulation.
+        task, metric_names: How to score evaluations.
+        work_dir: Where checkpoints, the best weights and the JSONL log go.
+        resume: Continue from the latest checkpoint in ``work_dir``.
+    """
+    sampler = train_loader.batch_sampler
+    optimizer = torch.optim.AdamW(_with_lr(strategy.param_groups(model, cfg.weight_decay), cfg.lr), lr=cfg.lr)
+    model, optimizer, train_loader, eval_loader = accelerator.prepare(model, optimizer, train_loader, eval_loader)
+    updates_per_epoch = math.ceil(len(train_loader) / cfg.grad_accum_steps)
+    total_steps = max(1, math.ceil(cfg.epochs * updates_per_epoch))
+    scheduler = get_scheduler("constant_with_warmup" if cfg.scheduler == "constant" else cfg.scheduler, optimizer,
+                              num_warmup_steps=int(cfg.warmup_ratio * total_steps), num_training_steps=total_steps)
+    accelerator.register_for_checkpointing(scheduler)
+    state = _resume(accelerator, work_dir) if resume else LoopState()
+    selector = _Selector(cfg, metric_names)
+    log = _JsonlLog(work_dir / "train_log.jsonl", accelerator)
+    evaluate = lambda: evaluate_loader(model, strategy, eval_loader, accelerator, task, metric_names)  # noqa: E731
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    bar = tqdm(total=total_steps, initial=state.global_step, desc="train", disable=not accelerator.is_local_main_process)
+    stopped_early = False
+    while state.global_step < total_steps and not stopped_early:
+        sampler.set_epoch(state.epoch)
+        model.train()
+        batches = accelerator.skip_first_batches(train_loader, state.batches_in_epoch) if state.batches_in_epoch else train_loader
+        started = time.perf_counter()
+        for batch in batches:
+            loss, extra = _train_step(model, strategy, batch, optimizer, scheduler, trainable, cfg, accelerator, state, work_dir)
+            state.batches_in_epoch += 1
+            state.samples_seen += len(batch["labels"]) * accelerator.num_processes
+            if not accelerator.sync_gradients:
+                continue
+            state.global_step += 1
+            bar.update(1)
+            if state.global_step % cfg.log_every == 0:
+                log.write({"step": state.global_step, "epoch": state.epoch + 1, "loss": accelerator.reduce(loss.detach(), "mean").item(),
+                           "lr": scheduler.get_last_lr()[0], **extra})
+            if cfg.eval_every and state.global_step % cfg.eval_every == 0:
+                state.train_seconds += time.perf_counter() - started
+                stopped_early = selector.update(state, evaluate(), model, accelerator, work_dir, log)
+                model.train()
+                started = time.perf_counter()
+            if cfg.checkpoint_every and state.global_step % cfg.checkpoint_every == 0:
+                _save_checkpoint(accelerator, work_dir, state)
+            if stopped_early or state.global_step >= total_steps:
+                break
+        state.train_seconds += time.perf_counter() - started
+        if not cfg.eval_every and not stopped_early:
+            stopped_early = selector.update(state, evaluate(), model, accelerator, work_dir, log)
+        state.epoch, state.batches_in_epoch = state.epoch + 1, 0
+    if cfg.eval_every and (not state.history or state.history[-1]["step"] != state.global_step):
+        selector.update(state, evaluate(), model, accelerator, work_dir, log)
+    bar.close()
+    best = selector.restore_best(state, model, accelerator, work_dir)
+    return LoopResult(model, state, best, stopped_early, total_steps)
+
+
+def _train_step(model, strategy, batch, optimizer, scheduler, trainable, cfg, accelerator, state, work_dir):
+    """One micro-batch: forward, finite-loss guard, backward, and (when due) an optimizer step."""
+    with accelerator.accumulate(model):
+        loss, extra = strategy.loss(model, batch)
+        if not torch.isfinite(loss.detach()).all():
+            _save_checkpoint(accelerator, work_dir, state)
+            raise TrainingError(f"non-finite training loss ({loss.item()}) at step {state.global_step + 1}, epoch "
+                                f"{state.epoch + 1}. The last good state is saved in {work_dir / CHECKPOINTS}; lower "
+                                "train.lr or use mixed_precision=bf16/no, then rerun with --resume")
+        accelerator.backward(loss)
+        if accelerator.sync_gradients and cfg.max_grad_norm:
+            accelerator.clip_grad_norm_(trainable, cfg.max_grad_norm)
+        optimizer.step()
+        if accelerator.sync_gradients and not accelerator.optimizer_step_was_skipped:
+            scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+    return loss, extra
+
+
+def evaluate_loader(model, strategy, loader, accelerator, task: TaskSpec, metric_names: list[str]) -> dict[str, float]:
+    """Loss and metrics over a whole (prepared) dataloader, gathered across processes."""
+    model.eval()
+    all_logits, all_labels = [], []
+    with torch.inference_mode():
+        for batch in loader:
+            logits = strategy.logits(model, batch).float()
+            logits, labels = accelerator.gather_for_metrics((logits, batch["labels"]))
+            all_logits.append(logits.cpu())
+            all_labels.append(labels.cpu())
+    logits, labels = torch.cat(all_logits), torch.cat(all_labels)
+    scores = {"loss": compute_loss(logits, labels, task).item()}
+    predictions = logits_to_predictions(logits.numpy(), task)
+    scores.update(compute_metrics(metric_names, task.type, predictions, labels.numpy(), task.num_labels))
+    return scores
+
+
+def _with_lr(groups: list[dict], lr: float) -> list[dict]:
+    return [{**g, "lr": lr * g.pop("lr_scale", 1.0)} for g in groups]
+
+
+class _Selector:
+    """Best-model selection on one metric, and early stopping on patience."""
+
+    def __init__(self, cfg: TrainConfig, metric_names: list[str]):
+        self.metric = cfg.best_metric or (metric_names[0] if metric_names else "loss")
+        self.sign = 1.0 if greater_is_better(self.metric) else -1.0
+        self.patience = cfg.patience
+
+    def update(self, state: LoopState, scores: dict, model, accelerator, work_dir: Path, log) -> bool:
+        """Record an evaluation; save weights when best; return True to stop early."""
+        record = {"step": state.global_step, "epoch": state.epoch + 1, "validation": scores}
+        state.history.append(record)
+        log.write(record)
+        score = scores[self.metric]
+        if state.best_score is None or (np.isfinite(score) and self.sign * (score - state.best_score) > 0):
+            state.best_score, state.best_step, state.evals_without_improvement = score, state.global_step, 0
+            _save_best(model, accelerator, work_dir)
+        else:
+            state.evals_without_improvement += 1
+        return self.patience is not None and state.evals_without_improvement >= self.patience
+
+    def restore_best(self, state: LoopState, model, accelerator, work_dir: Path) -> dict[str, float]:
+        """Load the best weights back into ``model``; return that evaluation's scores."""
+        accelerator.wait_for_everyone()
+        path = work_dir / BEST_WEIGHTS
+        if path.is_file():
+            weights = load_file(str(path))
+            accelerator.unwrap_model(model).load_state_dict(weights, strict=False)
+        for record in state.history:
+            if record["step"] == state.best_step:
+                return record["validation"]
+        return {}
+
+
+def _save_best(model, accelerator: Accelerator, work_dir: Path) -> None:
+    if accelerator.is_main_process:
+        module = accelerator.unwrap_model(model)
+        trainable = {n for n, p in module.named_parameters() if p.requires_grad}
+        weights = {n: t.detach().cpu().contiguous() for n, t in module.state_dict().items() if n in trainable}
+        save_file(weights, str(work_dir / BEST_WEIGHTS))
+    accelerator.wait_for_everyone()
+
+
+def _save_checkpoint(accelerator: Accelerator, work_dir: Path, state: LoopState, keep: int = 2) -> None:
+    folder = work_dir / CHECKPOINTS / f"step-{state.global_step:08d}"
+    accelerator.save_state(str(folder))
+    if accelerator.is_main_process:
+        (folder / STATE_FILE).write_text(json.dumps(asdict(state), indent=1))
+        for old in sorted((work_dir / CHECKPOINTS).glob("step-*"))[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def _resume(accelerator: Accelerator, work_dir: Path) -> LoopState:
+    checkpoints = sorted((work_dir / CHECKPOINTS).glob("step-*"))
+    if not checkpoints:
+        raise TrainingError(f"--resume: no checkpoint in {work_dir / CHECKPOINTS}; set train.checkpoint_every to "
+                            "save checkpoints, or run without --resume to start over")
+    accelerator.load_state(str(checkpoints[-1]))
+    state = LoopState(**json.loads((checkpoints[-1] / STATE_FILE).read_text()))
+    logger.info("Resuming from %s (step %d)", checkpoints[-1], state.global_step)
+    return state
+
+
+class _JsonlLog:
+    """One JSON object per line; trackers (tensorboard, wandb) get the same numbers."""
+
+    def __init__(self, path: Path, accelerator: Accelerator):
+        self.path, self.accelerator = path, accelerator
+
+    def write(self, record: dict) -> None:
+        if self.accelerator.is_main_process:
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+        flat = record.get("validation")
+        values = {f"validation/{k}": v for k, v in flat.items()} if flat else {k: v for k, v in record.items() if k != "step"}
+        self.accelerator.log(values, step=record["step"])

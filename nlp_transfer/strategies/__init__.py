@@ -1,0 +1,17 @@
+"""The one registry of strategies. A new strategy is a module here plus one entry below."""
+
+from __future__ import annotations
+
+from .base import Strategy, StrategyOptions
+from .frozen import FrozenStrategy
+from .full import FullStrategy
+
+STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (FullStrategy, FrozenStrategy)}
+
+
+def build_strategy(options: StrategyOptions, task) -> Strategy:
+    """The strategy named by ``options.name``, configured with its recipe options."""
+    return STRATEGIES[options.name](options, task)
+
+
+__all__ = ["STRATEGIES", "Strategy", "StrategyOptions", "build_strategy"]

@@ -1,0 +1,79 @@
+"""The Strategy protocol: the seam between "what trains" and the one shared loop.
+
+A strategy decides what trains (``prepare``), what a batch holds (``prepare_data``,
+``collator``), what the loss is (``loss``) and what gets saved (``export``). The loop
+never knows which strategy runs; strategies never step an optimizer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from transformers import DataCollatorWithPadding
+
+from ..tasks import TaskSpec, compute_loss
+
+
+@dataclass
+class StrategyOptions:
+    """``strategy`` section of a recipe; each strategy subclasses it with its own keys."""
+
+    name: str = "full"
+
+    def validate(self, recipe) -> list[str]:
+        """Cross-section problems for this strategy (empty list if none)."""
+        return []
+
+
+class Strategy:
+    """Base class with the behaviour of plain fine-tuning; subclasses override pieces."""
+
+    name: ClassVar[str]
+    Options: ClassVar[type[StrategyOptions]] = StrategyOptions
+
+    def __init__(self, options: StrategyOptions, task: TaskSpec):
+        self.options = options
+        self.task = task
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """Extra arguments for ``build_model`` (e.g. the pooling a head reads)."""
+        return {}
+
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        """Decide what trains; return the model the loop should train."""
+        return model
+
+    def prepare_data(self, model, tokenizer, splits: dict, accelerator) -> dict:
+        """Turn tokenized splits into what a batch holds (identity by default)."""
+        return splits
+
+    def collator(self, tokenizer):
+        """How examples become a batch; dynamic padding by default."""
+        return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=None)
+
+    def param_groups(self, model: torch.nn.Module, weight_decay: float) -> list[dict]:
+        """Optimizer groups of the trainable parameters; biases and norms get no decay."""
+        decay, no_decay = [], []
+        for param in model.parameters():
+            if param.requires_grad:
+                (decay if param.ndim >= 2 else no_decay).append(param)
+        return [g for g in ({"params": decay, "weight_decay": weight_decay},
+                            {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
+
+    def logits(self, model: torch.nn.Module, batch: dict) -> torch.Tensor:
+        """Head outputs for a batch (used for the loss and for evaluation)."""
+        inputs = {k: v for k, v in batch.items() if k not in ("labels", "length")}
+        return model(**inputs).logits
+
+    def loss(self, model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        """The training loss for a batch and numbers to log beside it."""
+        loss = compute_loss(self.logits(model, batch), batch["labels"], self.task)
+        return loss, {}
+
+    def export(self, model: torch.nn.Module, tokenizer, out_dir: Path) -> None:
+        """Write what this strategy ships into ``out_dir`` (a plain transformers folder)."""
+        model.save_pretrained(out_dir)
+        tokenizer.save_pretrained(out_dir)

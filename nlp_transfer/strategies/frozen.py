@@ -1,0 +1,98 @@
+"""``frozen``: feature extraction. The encoder never changes, so its features are computed
+once, cached on disk, and the head trains on the cache for as many epochs as asked."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from datasets import Dataset, DatasetDict
+from transformers import DataCollatorWithPadding, default_data_collator
+
+from .. import cache
+from ..models import base_encoder, head_logits, head_modules, pooled_features
+from .base import Strategy, StrategyOptions
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class FrozenOptions(StrategyOptions):
+    """``strategy.pooling``: ``cls`` (native head, plain transformers output) or ``mean``."""
+
+    name: str = "frozen"
+    pooling: Literal["cls", "mean"] = "cls"
+    cache_features: bool = True
+
+
+class FrozenStrategy(Strategy):
+    """Train only the task head on cached encoder features."""
+
+    name = "frozen"
+    Options = FrozenOptions
+
+    def __init__(self, options, task):
+        super().__init__(options, task)
+        self.cache_hits: dict[str, bool] = {}
+
+    def model_kwargs(self):
+        return {"pooling": self.options.pooling}
+
+    def prepare(self, model):
+        model.requires_grad_(False)
+        for module in head_modules(model):
+            module.requires_grad_(True)
+        return FeatureHead(model)
+
+    def prepare_data(self, model, tokenizer, splits: DatasetDict, accelerator) -> DatasetDict:
+        encoder_key = (cache.weights_fingerprint(base_encoder(model)), self.options.pooling, model.config.model_type)
+        features = DatasetDict()
+        for split, ds in splits.items():
+            key = cache.cache_key(encoder_key, ds._fingerprint, self.task.type)
+            build = lambda ds=ds: self._extract(model, tokenizer, ds, accelerator.device)  # noqa: E731
+            if not self.options.cache_features:
+                features[split], self.cache_hits[split] = build(), False
+                continue
+            with accelerator.main_process_first():
+                features[split], self.cache_hits[split] = cache.cached("features", key, build)
+        return features
+
+    def collator(self, tokenizer):
+        return default_data_collator
+
+    def logits(self, model, batch):
+        return model(features=batch["features"])
+
+    @torch.inference_mode()
+    def _extract(self, model, tokenizer, ds: Dataset, device, batch_size: int = 64) -> Dataset:
+        """Pooled features for every row, computed in length order to keep padding tight."""
+        model.eval()
+        model.to(device)
+        order = np.argsort(-np.asarray(ds["length"]), kind="stable")
+        pad = DataCollatorWithPadding(tokenizer)
+        out = np.zeros((len(ds), model.config.hidden_size), dtype=np.float32)
+        inputs = ds.remove_columns([c for c in ("labels", "length") if c in ds.column_names])
+        for start in range(0, len(ds), batch_size):
+            rows = order[start:start + batch_size]
+            batch = pad([inputs[int(i)] for i in rows])
+            batch = {k: v.to(device) for k, v in batch.items()}
+            out[rows] = pooled_features(model, batch, self.options.pooling).float().cpu().numpy()
+        return Dataset.from_dict({"features": out, "labels": ds["labels"]})
+
+
+class FeatureHead(torch.nn.Module):
+    """The part of a task model that trains under ``frozen``: cached features in, logits out.
+
+    It holds the whole task model (so the head's weights are trained in place), but its
+    forward only runs the head; the frozen encoder is never called during training.
+    """
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return head_logits(self.model, features)
