@@ -1,0 +1,85 @@
+"""Shared fixtures. No network, ever: offline mode is set before transformers is imported."""
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import csv  # noqa: E402
+import random  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+
+POSITIVE = ["good", "great", "fine", "lovely", "superb", "nice", "happy", "excellent"]
+NEGATIVE = ["bad", "awful", "poor", "ugly", "terrible", "sad", "boring", "broken"]
+NEUTRAL = ["the", "a", "movie", "food", "service", "was", "really", "quite", "and", "it", "very", "today"]
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *POSITIVE, *NEGATIVE, *NEUTRAL]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    """Every test gets its own feature cache folder."""
+    monkeypatch.setenv("NLP_TRANSFER_CACHE", str(tmp_path / "nlp_transfer_cache"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> str:
+    """A tiny random-init BERT (hidden 32, 2 layers) with a word-level vocab, saved as a model folder."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    BertTokenizerFast(vocab={word: i for i, word in enumerate(VOCAB)}, do_lower_case=True).save_pretrained(folder)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    BertModel(config).save_pretrained(folder)
+    return str(folder)
+
+
+def toy_sentences(n: int, seed: int) -> list[tuple[str, str]]:
+    """Learnable sentiment sentences: the label is the polarity of the one opinion word."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = "positive" if i % 2 == 0 else "negative"
+        words = rng.sample(NEUTRAL, rng.randint(2, 6)) + [rng.choice(POSITIVE if label == "positive" else NEGATIVE)]
+        rng.shuffle(words)
+        rows.append((" ".join(words), label))
+    return rows
+
+
+def write_csv(path: Path, rows, header=("text", "label")) -> str:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return str(path)
+
+
+@pytest.fixture
+def toy_files(tmp_path) -> dict:
+    """train.csv (96 rows) and validation.csv (32 rows) of learnable toy sentiment."""
+    return {
+        "train": write_csv(tmp_path / "train.csv", toy_sentences(96, seed=1)),
+        "validation": write_csv(tmp_path / "validation.csv", toy_sentences(32, seed=2)),
+    }
+
+
+@pytest.fixture
+def toy_recipe(tiny_model_dir, toy_files, tmp_path) -> dict:
+    """A complete recipe dict on the tiny model and toy files; tests override what they probe."""
+    return {
+        "model": {"name": tiny_model_dir, "max_length": 32},
+        "task": {"type": "text-classification", "text": "text", "label": "label"},
+        "data": {"files": dict(toy_files)},
+        "strategy": {"name": "full"},
+        "train": {"epochs": 10, "batch_size": 16, "lr": 3e-3, "seed": 7, "log_every": 1, "warmup_ratio": 0.0},
+        "output": {"dir": str(tmp_path / "out")},
+    }
