@@ -160,11 +160,11 @@ def load_recipe(
     if not isinstance(raw, dict):
         raise RecipeError([f"the top level must be a mapping of sections {list(_ALL_SECTIONS)}; got {type(raw).__name__}"], source)
     problems: list[str] = []
-    _apply_overrides(raw, overrides, problems)
+    overridden = _apply_overrides(raw, overrides, problems)
     recipe_obj = _build_recipe(raw, problems, source)
     if problems:
         raise RecipeError(problems, source)
-    _resolve_paths(recipe_obj, base_dir)
+    _resolve_paths(recipe_obj, base_dir, overridden)
     return recipe_obj
 
 
@@ -185,9 +185,10 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return parsed
 
 
-def _apply_overrides(raw: dict, overrides, problems: list[str]) -> None:
+def _apply_overrides(raw: dict, overrides, problems: list[str]) -> set[str]:
+    """Set each dotted key in ``raw``; return the keys that were set."""
     if not overrides:
-        return
+        return set()
     pairs = parse_overrides(overrides) if isinstance(overrides, list) else dict(overrides)
     for dotted, value in pairs.items():
         node = raw
@@ -202,6 +203,7 @@ def _apply_overrides(raw: dict, overrides, problems: list[str]) -> None:
             node = child
         else:
             node[keys[-1]] = value
+    return set(pairs)
 
 
 def _build_recipe(raw: dict, problems: list[str], source: str) -> Recipe:
@@ -277,6 +279,11 @@ def _check_type(value, hint) -> tuple[bool, Any]:
         ok = all(isinstance(k, args[0]) for k in value) and all(c[0] for c in checked.values())
         return ok, {k: c[1] for k, c in checked.items()}
     if hint is float:
+        if isinstance(value, str):  # YAML 1.1 reads 3e-5 (no dot) as a string
+            try:
+                return True, float(value)
+            except ValueError:
+                return False, value
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         return ok, float(value) if ok else value
     if hint is int:
@@ -343,11 +350,13 @@ def _check_semantics(recipe: Recipe, problems: list[str]) -> None:
         problems.extend(recipe.strategy.validate(recipe))
 
 
-def _resolve_paths(recipe: Recipe, base_dir: Path) -> None:
+def _resolve_paths(recipe: Recipe, base_dir: Path, overridden: set[str]) -> None:
+    """Recipe paths are relative to the recipe's folder; command-line ones to the working directory."""
     files = recipe.data.files
     for split, file in files.items():
         path = Path(file).expanduser()
-        files[split] = str(path if path.is_absolute() else (base_dir / path).resolve())
+        base = Path.cwd() if f"data.files.{split}" in overridden else base_dir
+        files[split] = str(path if path.is_absolute() else (base / path).resolve())
 
 
 def _deep_copy(value):
