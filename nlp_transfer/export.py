@@ -55,10 +55,11 @@ def write_run_files(stage: Path, recipe_dict: dict, metrics: dict) -> None:
 
 
 def verify_reload(stage: Path, trained, strategy, tokenizer, raw_rows, prepared_rows, atol: float = 1e-4) -> dict:
-    """Reload the saved folder through the normal load path and compare its predictions.
+    """Reload each saved model folder through the normal load path and compare its predictions.
 
     ``prepared_rows`` are what the trained model was evaluated on (cached features for
-    ``frozen``), ``raw_rows`` the same examples as token ids. The saved model must give
+    ``frozen``), ``raw_rows`` the same examples as token ids. Every folder in
+    ``strategy.model_folders(stage)`` (e.g. lora's adapter and its merged model) must give
     the same logits on the raw rows as the trained model on the prepared ones.
 
     Raises:
@@ -66,19 +67,31 @@ def verify_reload(stage: Path, trained, strategy, tokenizer, raw_rows, prepared_
     """
     n = min(RELOAD_ROWS, len(raw_rows))
     device = next(trained.parameters()).device
-    reloaded = load_model(stage).to(device).eval()
     trained.eval()
     raw = DataCollatorWithPadding(tokenizer)([_inputs(raw_rows[i]) for i in range(n)])
     prepared = strategy.collator(tokenizer)([prepared_rows[i] for i in range(n)])
     with torch.inference_mode():
         expected = strategy.logits(trained, _to(prepared, device)).float()
-        got = reloaded(**_to(raw, device)).logits.float()
-    diff = (expected - got).abs().max().item()
-    same_class = expected.shape[-1] == 1 or bool((expected.argmax(-1) == got.argmax(-1)).all())
-    if diff > atol or not same_class:
-        raise ExportError(f"reload check failed for '{stage}': the saved model's logits differ from the trained model's "
-                          f"by up to {diff:.3g} on {n} validation rows (allowed {atol}); nothing was published")
-    return {"rows": n, "max_abs_logit_diff": diff, "passed": True}
+    diffs = {}
+    for folder in strategy.model_folders(stage):
+        reloaded = load_model(folder).to(device).eval()
+        with torch.inference_mode():
+            got = reloaded(**_to(raw, device)).logits.float()
+        diff = diffs[folder.relative_to(stage).as_posix()] = (expected - got).abs().max().item()
+        same_class = expected.shape[-1] == 1 or bool((expected.argmax(-1) == got.argmax(-1)).all())
+        if diff > atol or not same_class:
+            raise ExportError(f"reload check failed for '{folder}': the saved model's logits differ from the trained model's "
+                              f"by up to {diff:.3g} on {n} validation rows (allowed {atol}); nothing was published")
+    return {"rows": n, "max_abs_logit_diff": max(diffs.values()), "passed": True, "folders": diffs}
+
+
+def find_run_file(folder: str | Path, name: str = "recipe.yaml") -> Path | None:
+    """A run file of an output folder, or of the output it sits in (lora's ``merged/``)."""
+    folder = Path(folder)
+    for candidate in (folder / name, folder.parent / name):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def _inputs(row: dict) -> dict:

@@ -9,6 +9,7 @@ import torch
 import yaml
 from transformers import DataCollatorWithPadding
 
+from .export import find_run_file
 from .models import load_model, load_tokenizer
 
 
@@ -45,8 +46,8 @@ def predict(output_dir: str | Path, texts: list[str] | list[tuple[str, str]], *,
 
 
 def _task_settings(output_dir: Path) -> tuple[str, float, int]:
-    recipe_file = output_dir / "recipe.yaml"
-    if not recipe_file.is_file():
+    recipe_file = find_run_file(output_dir)
+    if recipe_file is None:
         return "text-classification", 0.5, 512
     recipe = yaml.safe_load(recipe_file.read_text())
     return recipe["task"]["type"], recipe["task"].get("threshold", 0.5), recipe["model"].get("max_length", 512)

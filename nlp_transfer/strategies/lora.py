@@ -1,0 +1,162 @@
+"""``lora``: low-rank adapters (peft) on the attention projections; the task head trains in full.
+
+The output root holds the adapter (``adapter_config.json``, ``adapter_model.safetensors``,
+tokenizer), loadable with ``PeftModel`` / ``AutoPeftModelForSequenceClassification`` on the
+base model; with ``merge`` on, ``merged/`` holds the adapter folded into the backbone, a
+plain transformers model that ``pipeline()`` loads without peft.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from peft import LoraConfig, PeftModel, TaskType, get_peft_model
+from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+from transformers.pytorch_utils import Conv1D
+
+from ..errors import ModelError
+from ..models import ADAPTER_WEIGHTS, TASK_CONFIG, head_modules
+from .base import Strategy, StrategyOptions
+
+MERGED = "merged"
+
+_QKV = ("query", "key", "value")
+# The attention projections of each backbone family (config.model_type); peft's own table
+# is the fallback for families not listed.
+DEFAULT_TARGET_MODULES: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(("bert", "roberta", "xlm-roberta", "electra", "camembert", "albert", "megatron-bert", "ernie"), _QKV),
+    **dict.fromkeys(("vit", "deit", "beit", "dinov2", "vit_msn", "vit_mae", "data2vec-vision"), _QKV),
+    "distilbert": ("q_lin", "k_lin", "v_lin"),
+    "deberta-v2": ("query_proj", "key_proj", "value_proj"),
+    "deberta": ("in_proj",),
+}
+
+
+@dataclass
+class LoraOptions(StrategyOptions):
+    """``strategy`` keys of ``lora``.
+
+    ``r``: adapter rank; ``alpha``: scale numerator (scale = alpha / r, or alpha / sqrt(r) with
+    ``use_rslora``); ``dropout``: on the adapter input; ``target_modules``: linear layer names
+    to adapt (null: the family's attention projections); ``bias``: which biases train;
+    ``use_dora``: weight-decomposed LoRA; ``merge``: also export the merged model in ``merged/``.
+    """
+
+    name: str = "lora"
+    r: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.1
+    target_modules: list[str] | None = None
+    bias: Literal["none", "all", "lora_only"] = "none"
+    use_rslora: bool = False
+    use_dora: bool = False
+    merge: bool = True
+
+    def validate(self, recipe) -> list[str]:
+        problems = []
+        if self.r < 1:
+            problems.append(f"strategy.r: got {self.r}; expected a positive integer rank, e.g. 8")
+        if self.alpha <= 0:
+            problems.append(f"strategy.alpha: got {self.alpha}; expected a positive number, e.g. 16 (twice r is usual)")
+        if not 0 <= self.dropout < 1:
+            problems.append(f"strategy.dropout: got {self.dropout}; expected a probability in [0, 1), e.g. 0.1")
+        if self.target_modules is not None and (not self.target_modules or not all(t.strip() for t in self.target_modules)):
+            problems.append(f"strategy.target_modules: got {self.target_modules!r}; expected a non-empty list of linear "
+                            "layer names, e.g. [query, value], or null for the backbone family's default")
+        return problems
+
+
+class LoraStrategy(Strategy):
+    """Train low-rank adapters on the backbone's attention projections plus the whole task head."""
+
+    name = "lora"
+    Options = LoraOptions
+
+    def __init__(self, options, task):
+        super().__init__(options, task)
+        self.peft_model: PeftModel | None = None
+
+    def prepare(self, model: torch.nn.Module) -> PeftModel:
+        targets = list(self.options.target_modules or default_target_modules(model))
+        _check_targets(model, targets)
+        alpha = self.options.alpha
+        config = LoraConfig(
+            task_type=TaskType.SEQ_CLS, r=self.options.r, lora_alpha=int(alpha) if float(alpha).is_integer() else alpha,
+            lora_dropout=self.options.dropout, target_modules=targets, bias=self.options.bias,
+            use_rslora=self.options.use_rslora, use_dora=self.options.use_dora,
+            # The head is new (and BERT's reads the pooler): it trains in full and ships with the adapter.
+            modules_to_save=head_module_names(model),
+        )
+        self.peft_model = get_peft_model(model, config)
+        # peft appends its own guesses ("classifier", "score"); keep the saved list readable.
+        config.modules_to_save = list(dict.fromkeys(config.modules_to_save))
+        return self.peft_model
+
+    def export(self, model: torch.nn.Module, tokenizer, out_dir: Path) -> None:
+        """The adapter at ``out_dir`` and, with ``merge`` on, the merged model in ``out_dir/merged``."""
+        peft_model = model if isinstance(model, PeftModel) else self.peft_model
+        if peft_model is None:
+            raise ModelError("lora export: the model was not prepared by this strategy (call prepare first)")
+        # Embeddings are never adapted here; "auto" would look the base model up on the Hub.
+        peft_model.save_pretrained(str(out_dir), save_embedding_layers=False)
+        # The adapter does not carry the head's label maps; transformers reads a config.json next to
+        # adapter_config.json as "base weights are here", so they go under another name.
+        peft_model.get_base_model().config.to_json_file(str(out_dir / TASK_CONFIG))
+        tokenizer.save_pretrained(out_dir)
+        if self.options.merge:
+            # Merge a copy: the trained model must stay unmerged for the reload check to mean something.
+            merged = copy.deepcopy(peft_model).merge_and_unload()
+            merged.save_pretrained(out_dir / MERGED)
+            tokenizer.save_pretrained(out_dir / MERGED)
+
+    def model_folders(self, out_dir: Path) -> list[Path]:
+        return [out_dir, out_dir / MERGED] if self.options.merge else [out_dir]
+
+    def export_metrics(self, out_dir: Path) -> dict:
+        config = self.peft_model.peft_config["default"] if self.peft_model is not None else None
+        return {
+            "adapter_bytes": (out_dir / ADAPTER_WEIGHTS).stat().st_size,
+            "target_modules": sorted(config.target_modules) if config else None,
+            "modules_to_save": sorted(set(config.modules_to_save or ())) if config else None,
+            "merged_dir": MERGED if self.options.merge else None,
+        }
+
+
+def default_target_modules(model: torch.nn.Module) -> list[str]:
+    """The attention projections LoRA adapts by default for this backbone family.
+
+    Raises:
+        ModelError: The family has no known default; the message lists the model's linear layers.
+    """
+    family = model.config.model_type
+    targets = DEFAULT_TARGET_MODULES.get(family) or TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(family)
+    if not targets:
+        raise ModelError(f"strategy.target_modules: no default for model type {family!r}; set it to some of the model's "
+                         f"linear layers ({', '.join(linear_module_names(model))}), e.g. strategy.target_modules=[query,value]")
+    return list(targets)
+
+
+def linear_module_names(model: torch.nn.Module) -> list[str]:
+    """Leaf names of the model's linear layers, deduplicated (what ``target_modules`` may name)."""
+    return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, (torch.nn.Linear, Conv1D))})
+
+
+def head_module_names(model: torch.nn.Module) -> list[str]:
+    """Qualified names of the task head's modules with weights (e.g. ``classifier``, ``bert.pooler``)."""
+    names = {id(module): name for name, module in model.named_modules()}
+    return [names[id(m)] for m in head_modules(model) if id(m) in names and any(True for _ in m.parameters())]
+
+
+def _check_targets(model: torch.nn.Module, targets: list[str]) -> None:
+    """peft matches a name to a module whose name is it or ends with ``.name``; each must match a linear layer."""
+    linear = [name for name, module in model.named_modules() if isinstance(module, (torch.nn.Linear, Conv1D))]
+    missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in linear)]
+    if missing:
+        raise ModelError(f"strategy.target_modules: {', '.join(missing)} match no linear layer of this "
+                         f"{model.config.model_type} model; its linear layers are: {', '.join(linear_module_names(model))}. "
+                         "Set strategy.target_modules to some of these, e.g. strategy.target_modules=[query,value], "
+                         "or null for the family default")
