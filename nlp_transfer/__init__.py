@@ -5,14 +5,15 @@
     >>> nlp_transfer.predict(out.output_dir, ["Great service, would come back."])
 """
 
-from .errors import DataError, ExportError, ModelError, NlpTransferError, RecipeError, TrainingError
+from .errors import DataError, ExportError, HubError, ModelError, NlpTransferError, RecipeError, TrainingError
+from .hub import push_to_hub
 from .inference import predict
 from .models import load_model
 from .recipe import Recipe, load_recipe
 from .runner import TrainOutput, evaluate, train
 
 __all__ = [
-    "DataError", "ExportError", "ModelError", "NlpTransferError", "Recipe", "RecipeError", "TrainOutput",
-    "TrainingError", "evaluate", "load_model", "load_recipe", "predict", "train",
+    "DataError", "ExportError", "HubError", "ModelError", "NlpTransferError", "Recipe", "RecipeError", "TrainOutput",
+    "TrainingError", "evaluate", "load_model", "load_recipe", "predict", "push_to_hub", "train",
 ]
 __version__ = "0.1.0"

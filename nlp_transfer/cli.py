@@ -62,6 +62,14 @@ def _predict(args) -> int:
     return 0
 
 
+def _push(args) -> int:
+    from .hub import push_to_hub
+
+    commits = push_to_hub(args.output_dir, args.repo_id, private=args.private, revision=args.revision, what=args.what)
+    print(json.dumps({"output_dir": args.output_dir, "commits": commits}, indent=2))
+    return 0
+
+
 def _read_texts(path: Path, columns: list[str] | None) -> list:
     """Texts from .txt (one per line), .csv/.tsv (header row) or .jsonl files."""
     import csv
@@ -110,4 +118,15 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", help="write JSON lines here instead of standard output")
     predict.add_argument("--batch-size", type=int, default=64)
     predict.set_defaults(run=_predict)
+
+    push = commands.add_parser("push", help="push a finished output folder to the Hugging Face Hub",
+                               description="Push a finished output folder to the Hub. The token comes from HF_TOKEN or "
+                                           "`hf auth login`; HF_ENDPOINT picks another Hub.")
+    push.add_argument("output_dir")
+    push.add_argument("--repo-id", required=True, help="namespace/name of the model repo, created if missing")
+    push.add_argument("--private", action="store_true", help="create the repo private")
+    push.add_argument("--revision", help="branch to commit to (created if missing); default main")
+    push.add_argument("--what", default="both", choices=["both", "adapter", "merged"],
+                      help="LoRA outputs: the adapter, the merged model, or both (the merged model to REPO_ID-merged)")
+    push.set_defaults(run=_push)
     return parser

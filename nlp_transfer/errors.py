@@ -37,3 +37,7 @@ class TrainingError(NlpTransferError, RuntimeError):
 
 class ExportError(NlpTransferError, RuntimeError):
     """A saved output folder is missing, incomplete or does not reproduce the trained model."""
+
+
+class HubError(NlpTransferError, RuntimeError):
+    """Pushing to the Hugging Face Hub failed (no token, bad repo id, refused by the server...)."""
