@@ -25,16 +25,19 @@ logger = logging.getLogger(__name__)
 
 _BUILDERS = {"csv": "csv", "tsv": "csv", "json": "json", "jsonl": "json", "parquet": "parquet"}
 UNLABELED = -1
+UNLABELED_SPLIT = "unlabeled"  # data.files.unlabeled: text only, for strategies that learn without labels
+IGNORE_LABEL = -100  # the ``labels`` value of every row of the unlabeled split
 
 
 def load_splits(data: DataConfig, seed: int) -> DatasetDict:
-    """Raw train/validation(/test) splits, limited as the recipe asks.
+    """Raw train/validation(/test) splits (plus ``unlabeled`` when given), limited as the recipe asks.
 
     A Hub dataset without a validation split gets one carved from train
     (``data.validation_fraction``, seeded).
     """
-    if data.files:
-        splits = DatasetDict({split: _load_file(split, path, data.format) for split, path in data.files.items()})
+    files = {split: path for split, path in data.files.items() if split != UNLABELED_SPLIT}
+    if files:
+        splits = DatasetDict({split: _load_file(split, path, data.format) for split, path in files.items()})
     else:
         try:
             loaded = load_dataset(data.source, data.config)
@@ -49,6 +52,8 @@ def load_splits(data: DataConfig, seed: int) -> DatasetDict:
         splits["train"], splits["validation"] = held_out["train"], held_out["test"]
         logger.info("No validation split given: holding out %.0f%% of train (%d rows)",
                     100 * data.validation_fraction, len(splits["validation"]))
+    if UNLABELED_SPLIT in data.files:
+        splits[UNLABELED_SPLIT] = _load_file(UNLABELED_SPLIT, data.files[UNLABELED_SPLIT], data.format)
     for split, n in data.limit.items():
         if split in splits and n < len(splits[split]):
             splits[split] = splits[split].shuffle(seed=seed).select(range(n)).flatten_indices()
@@ -70,7 +75,16 @@ def _load_file(split: str, path: str, fmt: str | None) -> Dataset:
     try:
         return load_dataset(_BUILDERS[fmt], data_files={split: str(file)}, split=split, **options)
     except Exception as exc:
+        if _has_no_rows(file, fmt):  # datasets fails on empty files with cryptic messages (or none)
+            raise DataError(f"data split '{split}' ({file}) is empty; give a file with at least one row") from None
         raise DataError(f"data.files.{split}: cannot read '{file}' as {fmt}: {exc}") from None
+
+
+def _has_no_rows(file: Path, fmt: str) -> bool:
+    if fmt == "parquet":
+        return False
+    lines = [line for line in file.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    return len(lines) <= (1 if fmt in ("csv", "tsv") else 0)  # csv/tsv: a header alone holds no rows
 
 
 def _where(data: DataConfig, split: str) -> str:
@@ -90,12 +104,27 @@ def encode_labels(splits: DatasetDict, task: TaskConfig, data: DataConfig,
                   names: list[str] | None = None) -> tuple[DatasetDict, TaskSpec]:
     """Add a numeric ``labels`` column to every split and derive the label maps from train.
 
+    The ``unlabeled`` split needs only the text column(s); its ``labels`` are ``IGNORE_LABEL``
+    (every entry, for multi-label rows), shaped like train's so the splits can be concatenated.
+
     Args:
         names: Class names to map labels with (a saved model's); default: from train.
 
     Raises:
         DataError: Unknown labels in validation/test, non-numeric regression labels, ...
     """
+    if UNLABELED_SPLIT in splits:
+        labeled = DatasetDict({s: ds for s, ds in splits.items() if s != UNLABELED_SPLIT})
+        encoded, spec = encode_labels(labeled, task, data, names)
+        unlabeled = DatasetDict({UNLABELED_SPLIT: splits[UNLABELED_SPLIT]})
+        check_columns(unlabeled, task.text_columns, data)
+        ignore = [float(IGNORE_LABEL)] * spec.num_labels if task.type == "multi-label-classification" else (
+            float(IGNORE_LABEL) if task.type == "regression" else IGNORE_LABEL)
+        encoded[UNLABELED_SPLIT] = unlabeled[UNLABELED_SPLIT].map(
+            lambda b: {"labels": [ignore] * len(b[task.text_columns[0]])}, batched=True, desc="labels unlabeled",
+            remove_columns=[c for c in (task.label,) if c in unlabeled[UNLABELED_SPLIT].column_names],
+        ).cast_column("labels", encoded["train"].features["labels"])
+        return encoded, spec
     check_columns(splits, [*task.text_columns, task.label], data)
     splits = _drop_unlabeled(splits, task, data)
     if task.type == "regression":
@@ -231,7 +260,9 @@ def train_loader(ds: Dataset, batch_size: int, seed: int, group_by_length: bool,
     """Training batches; groups by token length when the rows have one."""
     lengths = ds["length"] if (group_by_length and "length" in ds.column_names) else None
     sampler = LengthGroupedBatchSampler(lengths, len(ds), batch_size, seed)
-    return DataLoader(_model_columns(ds), batch_sampler=sampler, collate_fn=collator)
+    # Its own generator: starting a pass must not draw from the global RNG, or a resumed run (RNG restored
+    # from the checkpoint, then a new pass started) would see different dropout masks than an uninterrupted one.
+    return DataLoader(_model_columns(ds), batch_sampler=sampler, collate_fn=collator, generator=torch.Generator())
 
 
 def eval_loader(ds: Dataset, batch_size: int, collator) -> DataLoader:

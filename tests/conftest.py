@@ -83,3 +83,19 @@ def toy_recipe(tiny_model_dir, toy_files, tmp_path) -> dict:
         "train": {"epochs": 10, "batch_size": 16, "lr": 3e-3, "seed": 7, "log_every": 1, "warmup_ratio": 0.0},
         "output": {"dir": str(tmp_path / "out")},
     }
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher_dir(tmp_path_factory) -> str:
+    """A tiny random-init 4-layer BERT classifier (negative/positive) with ``tiny_model_dir``'s vocab: a distill teacher."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-teacher")
+    BertTokenizerFast(vocab={word: i for i, word in enumerate(VOCAB)}, do_lower_case=True).save_pretrained(folder)
+    torch.manual_seed(1)
+    config = BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64, id2label={0: "negative", 1: "positive"},
+                        label2id={"negative": 0, "positive": 1}, problem_type="single_label_classification")
+    BertForSequenceClassification(config).save_pretrained(folder)
+    return str(folder)

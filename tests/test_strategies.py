@@ -1,0 +1,216 @@
+"""The strategy contract, run over every registered strategy, plus each strategy's own promises."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
+
+import nlp_transfer
+from nlp_transfer import data as data_lib
+from nlp_transfer import load_recipe
+from nlp_transfer.loop import run_loop
+from nlp_transfer.models import build_model, load_tokenizer, write_modeling_file
+from nlp_transfer.strategies import STRATEGIES, build_strategy
+from nlp_transfer.strategies import frozen as frozen_module
+
+# What each registered strategy must train. A strategy registered without an entry here fails
+# the contract test on purpose: add its expected options and trainable parameter names.
+# Each variant: (id, recipe "strategy" section, regexes of the parameter names that must train).
+EXPECTATIONS: dict[str, list[tuple[str, dict, list[str]]]] = {
+    "full": [("full", {"name": "full"}, [r".*"])],
+    "frozen": [
+        ("frozen-cls", {"name": "frozen", "pooling": "cls"}, [r"classifier\..*", r"bert\.pooler\..*"]),
+        ("frozen-mean", {"name": "frozen", "pooling": "mean"}, [r"classifier\..*"]),
+    ],
+    # peft adapts the attention projections in place; the head (classifier + BERT pooler) trains as a saved copy
+    "lora": [("lora", {"name": "lora", "r": 4, "alpha": 8},
+              [r"bert\.encoder\.layer\.\d+\.attention\.self\.(query|key|value)\.lora_[AB]\.default\.weight",
+               r"classifier\.modules_to_save\.default\..*", r"bert\.pooler\.modules_to_save\.default\..*"])],
+    # the whole student (here model.name) trains; the teacher (TINY_TEACHER: the tiny_teacher_dir fixture) never does
+    "distill": [("distill", {"name": "distill", "teacher": "TINY_TEACHER", "speed_rows": 0}, [r".*"])],
+}
+CASES = [pytest.param(name, variant, id=variant[0]) for name in sorted(STRATEGIES)
+         for variant in EXPECTATIONS.get(name, [(name, None, None)])]
+
+
+def _pieces(recipe_dict: dict, tmp_path: Path):
+    """Everything ``runner.train`` builds before the loop, from a recipe dict."""
+    recipe = load_recipe(recipe_dict)
+    set_seed(recipe.train.seed)
+    splits = data_lib.load_splits(recipe.data, recipe.train.seed)
+    splits, spec = data_lib.encode_labels(splits, recipe.task, recipe.data)
+    tokenizer = load_tokenizer(recipe.model.name)
+    tokenized = data_lib.tokenize_splits(splits, tokenizer, recipe.task.text_columns, recipe.model.max_length)
+    strategy = build_strategy(recipe.strategy, spec)
+    model = strategy.build_model(lambda: build_model(recipe.model.name, spec, **strategy.model_kwargs()))
+    trained = strategy.prepare(model)
+    accelerator = Accelerator(cpu=True, gradient_accumulation_steps=recipe.train.grad_accum_steps)
+    prepared = strategy.prepare_data(model, tokenizer, tokenized, accelerator)
+    collator = strategy.collator(tokenizer)
+    return dict(recipe=recipe, spec=spec, tokenizer=tokenizer, tokenized=tokenized, strategy=strategy, model=model,
+                trained=trained, accelerator=accelerator, prepared=prepared, collator=collator)
+
+
+def _snapshot(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("name, variant", CASES)
+def test_strategy_contract(name, variant, toy_recipe, tmp_path, request):
+    if variant[1] is None:
+        pytest.fail(f"strategy {name!r} is registered but tests/test_strategies.py has no expectation for it; "
+                    f"add an EXPECTATIONS[{name!r}] entry (its recipe options and the parameter names that must train)")
+    _, options, patterns = variant
+    options = {k: request.getfixturevalue("tiny_teacher_dir") if v == "TINY_TEACHER" else v for k, v in options.items()}
+    recipe_dict = {**toy_recipe, "strategy": options,
+                   "data": {**toy_recipe["data"], "limit": {"train": 16, "validation": 8}},
+                   "train": {**toy_recipe["train"], "epochs": 1, "batch_size": 16, "warmup_ratio": 0.0, "lr": 1e-2}}
+    p = _pieces(recipe_dict, tmp_path)
+    model, strategy = p["model"], p["strategy"]
+
+    # 1. after prepare, exactly the expected parameters require grad
+    names = [n for n, _ in model.named_parameters()]
+    expected = {n for n in names if any(re.fullmatch(pat, n) for pat in patterns)}
+    assert expected, f"no parameter matches {patterns}; names: {names}"
+    trainable = {n for n, t in model.named_parameters() if t.requires_grad}
+    assert trainable == expected, f"unexpected: {sorted(trainable - expected)}; missing: {sorted(expected - trainable)}"
+
+    # 2. one optimizer step through the real loop changes exactly those parameters
+    before = _snapshot(model)
+    cfg = p["recipe"].train
+    train_loader = data_lib.train_loader(p["prepared"]["train"], cfg.batch_size, cfg.seed, False, p["collator"])
+    eval_loader = data_lib.eval_loader(p["prepared"]["validation"], 8, p["collator"])
+    assert len(train_loader) == 1
+    work = tmp_path / "work"
+    work.mkdir()
+    result = run_loop(p["trained"], strategy, train_loader, eval_loader, cfg, p["accelerator"], task=p["spec"],
+                      metric_names=["accuracy"], work_dir=work)
+    assert result.state.global_step == 1 and result.total_steps == 1
+    after = _snapshot(model)
+    changed = {n for n in names if not torch.equal(before[n], after[n])}
+    assert changed == expected, f"changed but frozen: {sorted(changed - expected)}; trainable but unchanged: {sorted(expected - changed)}"
+
+    # 3. save -> load gives identical logits (on the raw token ids of the validation rows)
+    out = tmp_path / "saved"
+    out.mkdir()
+    trained = p["accelerator"].unwrap_model(result.model)
+    strategy.export(model, p["tokenizer"], out)
+    write_modeling_file(model, out)
+    reloaded = nlp_transfer.load_model(out).eval()
+    trained.eval()
+    n = len(p["prepared"]["validation"])
+    prepared_batch = p["collator"]([p["prepared"]["validation"][i] for i in range(n)])
+    raw_rows = [{k: v for k, v in p["tokenized"]["validation"][i].items() if k not in ("labels", "length")} for i in range(n)]
+    raw_batch = DataCollatorWithPadding(p["tokenizer"])(raw_rows)
+    with torch.inference_mode():
+        expected_logits = strategy.logits(trained, prepared_batch)
+        got = reloaded(**raw_batch).logits
+    assert got.shape == (n, 2)
+    torch.testing.assert_close(got, expected_logits, atol=1e-5, rtol=1e-5)
+
+
+def test_registry_names_match_their_classes():
+    for name, cls in STRATEGIES.items():
+        assert cls.name == name and cls.Options().name == name
+
+
+def test_full_layer_decay_gives_lower_layers_lower_lr(toy_recipe, tmp_path):
+    recipe_dict = {**toy_recipe, "strategy": {"name": "full", "layer_decay": 0.5}}
+    p = _pieces(recipe_dict, tmp_path)
+    groups = p["strategy"].param_groups(p["model"], weight_decay=0.01)
+    names = {id(t): n for n, t in p["model"].named_parameters()}
+    scale = {names[id(t)]: g["lr_scale"] for g in groups for t in g["params"]}
+    assert set(scale) == set(names.values())  # every parameter is in exactly one group
+    assert sum(len(g["params"]) for g in groups) == len(names)
+
+    def depth_scale(prefix):
+        values = {v for n, v in scale.items() if n.startswith(prefix)}
+        assert len(values) == 1, (prefix, values)
+        return values.pop()
+
+    embeddings = depth_scale("bert.embeddings.")
+    layer0, layer1 = depth_scale("bert.encoder.layer.0."), depth_scale("bert.encoder.layer.1.")
+    pooler, head = depth_scale("bert.pooler."), depth_scale("classifier.")
+    assert (embeddings, layer0, layer1, pooler, head) == (0.125, 0.25, 0.5, 1.0, 1.0)
+    # and no decay for biases and LayerNorm weights
+    for g in groups:
+        one_dim = {t.ndim for t in g["params"]}
+        assert len(one_dim) == 1
+        assert g["weight_decay"] == (0.01 if one_dim.pop() >= 2 else 0.0)
+
+
+def test_full_without_layer_decay_uses_one_lr(toy_recipe, tmp_path):
+    p = _pieces(toy_recipe, tmp_path)
+    groups = p["strategy"].param_groups(p["model"], weight_decay=0.01)
+    assert all("lr_scale" not in g for g in groups)
+    assert sum(len(g["params"]) for g in groups) == len(list(p["model"].parameters()))
+
+
+@pytest.fixture
+def count_encoder_calls(monkeypatch):
+    calls = []
+    original = frozen_module.pooled_features
+
+    def counting(model, batch, pooling):
+        calls.append(pooling)
+        return original(model, batch, pooling)
+
+    monkeypatch.setattr(frozen_module, "pooled_features", counting)
+    return calls
+
+
+def _frozen_run(toy_recipe, tmp_path, name, **strategy):
+    recipe = {**toy_recipe, "strategy": {"name": "frozen", **strategy},
+              "train": {**toy_recipe["train"], "epochs": 2}, "output": {"dir": str(tmp_path / name)}}
+    return recipe
+
+
+def test_frozen_feature_cache_hits_on_the_same_data(toy_recipe, tmp_path, count_encoder_calls):
+    first = nlp_transfer.train(_frozen_run(toy_recipe, tmp_path, "first"))
+    assert first.metrics["feature_cache_hits"] == {"train": False, "validation": False}
+    assert len(count_encoder_calls) > 0
+    count_encoder_calls.clear()
+
+    second = nlp_transfer.train(_frozen_run(toy_recipe, tmp_path, "second"))
+    saved = json.loads((second.output_dir / "metrics.json").read_text())
+    assert saved["feature_cache_hits"] == {"train": True, "validation": True}
+    assert count_encoder_calls == []  # the encoder never ran again
+    assert saved["validation"] == pytest.approx(first.metrics["validation"])
+
+
+@pytest.mark.parametrize("change", [{"max_length": 16}, {"pooling": "mean"}], ids=["max_length", "pooling"])
+def test_frozen_feature_cache_misses_when_features_would_differ(toy_recipe, tmp_path, count_encoder_calls, change):
+    nlp_transfer.train(_frozen_run(toy_recipe, tmp_path, "first"))
+    count_encoder_calls.clear()
+    recipe = _frozen_run(toy_recipe, tmp_path, "second", **{k: v for k, v in change.items() if k == "pooling"})
+    if "max_length" in change:
+        recipe["model"] = {**recipe["model"], "max_length": change["max_length"]}
+    second = nlp_transfer.train(recipe)
+    assert second.metrics["feature_cache_hits"] == {"train": False, "validation": False}
+    assert len(count_encoder_calls) > 0
+
+
+def test_frozen_without_cache_always_extracts(toy_recipe, tmp_path, count_encoder_calls):
+    nlp_transfer.train(_frozen_run(toy_recipe, tmp_path, "first", cache_features=False))
+    count_encoder_calls.clear()
+    second = nlp_transfer.train(_frozen_run(toy_recipe, tmp_path, "second", cache_features=False))
+    assert second.metrics["feature_cache_hits"] == {"train": False, "validation": False}
+    assert len(count_encoder_calls) > 0
+
+
+def test_frozen_mean_pooling_loads_with_plain_transformers(toy_recipe, tmp_path):
+    out = nlp_transfer.train(_frozen_run(toy_recipe, tmp_path, "mean", pooling="mean")).output_dir
+    assert (out / "modeling_mean_pooling.py").is_file()
+    plain = AutoModelForSequenceClassification.from_pretrained(out, trust_remote_code=True).eval()
+    ours = nlp_transfer.load_model(out).eval()
+    assert type(plain).__name__ == "MeanPoolingForSequenceClassification"
+    tokenizer = load_tokenizer(str(out))
+    batch = tokenizer(["the food was good", "awful service today and it was broken", "nice"], padding=True,
+                      return_tensors="pt")
+    with torch.inference_mode():
+        torch.testing.assert_close(plain(**batch).logits, ours(**batch).logits, atol=1e-6, rtol=1e-6)
