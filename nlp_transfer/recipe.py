@@ -8,6 +8,7 @@ command line). Validation collects *every* problem before raising one ``RecipeEr
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ import yaml
 from .errors import RecipeError
 
 TASK_TYPES = ("text-classification", "multi-label-classification", "regression")
-SPLITS = ("train", "validation", "test")
+SPLITS = ("train", "validation", "test", "unlabeled")  # unlabeled: text only, for strategies with uses_unlabeled
 FILE_FORMATS = ("csv", "tsv", "json", "jsonl", "parquet")
 
 
@@ -87,11 +88,37 @@ class TrainConfig:
 
 
 @dataclass
+class PushConfig:
+    """``output.push_to_hub``: push the finished output folder to this Hub repo (see ``hub.push_to_hub``)."""
+
+    repo_id: str = ""
+    private: bool = False
+    revision: str | None = None
+    what: Literal["both", "adapter", "merged"] = "both"
+
+
+@dataclass
 class OutputConfig:
-    """``output``: where the Hub-ready folder goes."""
+    """``output``: where the Hub-ready folder goes (and, optionally, which Hub repo it is pushed to)."""
 
     dir: str = ""
     overwrite: bool = False
+    push_to_hub: PushConfig | None = None
+
+
+@dataclass
+class CardConfig:
+    """``card``: what the model card says beyond the numbers (all optional).
+
+    ``model_id``: the Hub id the card's usage code names (default: ``output.push_to_hub.repo_id``,
+    else the output folder's name); ``language``: ISO 639 code(s) of the training text.
+    """
+
+    model_id: str | None = None
+    language: Union[str, list[str], None] = None
+    license: str | None = None
+    intended_uses: str | None = None
+    limitations: str | None = None
 
 
 @dataclass
@@ -104,6 +131,7 @@ class Recipe:
     strategy: Any
     train: TrainConfig
     output: OutputConfig
+    card: CardConfig = field(default_factory=CardConfig)
     source: str = "<dict>"
 
     @property
@@ -113,7 +141,7 @@ class Recipe:
     def to_dict(self) -> dict:
         """Plain nested dict in YAML key order (what ``recipe.yaml`` in an output holds)."""
         out = {}
-        for section in ("model", "task", "data", "strategy", "train", "output"):
+        for section in _ALL_SECTIONS:
             out[section] = dataclasses.asdict(getattr(self, section))
         return out
 
@@ -124,8 +152,9 @@ _SECTIONS = {
     "data": DataConfig,
     "train": TrainConfig,
     "output": OutputConfig,
+    "card": CardConfig,
 }
-_ALL_SECTIONS = ("model", "task", "data", "strategy", "train", "output")
+_ALL_SECTIONS = ("model", "task", "data", "strategy", "train", "output", "card")
 
 
 def load_recipe(
@@ -162,9 +191,13 @@ def load_recipe(
     problems: list[str] = []
     overridden = _apply_overrides(raw, overrides, problems)
     recipe_obj = _build_recipe(raw, problems, source)
+    _resolve_paths(recipe_obj, base_dir, overridden)
+    for split, file in recipe_obj.data.files.items():
+        if not Path(file).is_file():
+            problems.append(f"data.files.{split}: file not found: '{file}'; paths in a recipe resolve against its folder, "
+                            "paths given on the command line against the working directory")
     if problems:
         raise RecipeError(problems, source)
-    _resolve_paths(recipe_obj, base_dir, overridden)
     return recipe_obj
 
 
@@ -215,6 +248,8 @@ def _build_recipe(raw: dict, problems: list[str], source: str) -> Recipe:
         sections[name] = _build_dataclass(cls, _section(raw, name, problems), name, problems)
     sections["strategy"] = _build_strategy(_section(raw, "strategy", problems), problems)
     recipe = Recipe(**sections, source=source)
+    if hasattr(recipe.strategy, "complete"):
+        recipe.strategy.complete(recipe)
     _check_semantics(recipe, problems)
     return recipe
 
@@ -246,12 +281,22 @@ def _build_dataclass(cls, raw: dict, path: str, problems: list[str]):
         if key not in fields:
             problems.append(f"{path}.{key}: unknown key; valid keys for '{path}': {', '.join(fields)}")
             continue
+        section = _dataclass_of(hints[key])
+        if section is not None and isinstance(value, dict):  # a nested section, e.g. output.push_to_hub
+            kwargs[key] = _build_dataclass(section, value, f"{path}.{key}", problems)
+            continue
         ok, converted = _check_type(value, hints[key])
         if not ok:
             problems.append(f"{path}.{key}: got {value!r}; expected {_describe(hints[key])}")
             continue
         kwargs[key] = converted
     return cls(**kwargs)
+
+
+def _dataclass_of(hint):
+    """The dataclass a (possibly optional) type hint names, or None."""
+    args = typing.get_args(hint) if typing.get_origin(hint) in (Union, types.UnionType) else (hint,)
+    return next((a for a in args if dataclasses.is_dataclass(a)), None)
 
 
 def _check_type(value, hint) -> tuple[bool, Any]:
@@ -302,6 +347,8 @@ def _describe(hint) -> str:
         return f"a list of {_describe(args[0])}s"
     if origin is dict:
         return f"a mapping of {_describe(args[0])} keys to {_describe(args[1])}s"
+    if dataclasses.is_dataclass(hint):
+        return "a mapping with keys " + ", ".join(f.name for f in dataclasses.fields(hint))
     names = {type(None): "null", bool: "true/false", int: "an integer", float: "a number", str: "a string"}
     return names.get(hint, getattr(hint, "__name__", str(hint)))
 
@@ -322,6 +369,12 @@ def _check_semantics(recipe: Recipe, problems: list[str]) -> None:
     for split in data.files:
         if split not in SPLITS:
             problems.append(f"data.files.{split}: unknown split; valid splits: {', '.join(SPLITS)}")
+    if "unlabeled" in data.files and not getattr(recipe.strategy, "uses_unlabeled", False):
+        from .strategies import STRATEGIES
+
+        users = [n for n, cls in STRATEGIES.items() if getattr(cls.Options, "uses_unlabeled", False)]
+        problems.append(f"data.files.unlabeled: strategy {recipe.strategy_name!r} does not train on unlabelled text; "
+                        f"remove data.files.unlabeled or use a strategy that does ({', '.join(users) or 'none registered'})")
     for split, n in data.limit.items():
         if split not in SPLITS:
             problems.append(f"data.limit.{split}: unknown split; valid splits: {', '.join(SPLITS)}")
@@ -339,6 +392,8 @@ def _check_semantics(recipe: Recipe, problems: list[str]) -> None:
     for name in train.report_to:
         if name not in ("tensorboard", "wandb"):
             problems.append(f"train.report_to: got {name!r}; expected a list of: tensorboard, wandb")
+        elif importlib.util.find_spec(name) is None:
+            problems.append(f"train.report_to: {name} is not installed; `pip install {name}`, or remove it from train.report_to")
     metrics = train.metrics or []
     for problem in check_metric_names(metrics, task.type):
         problems.append(f"train.metrics: {problem}")
@@ -346,8 +401,22 @@ def _check_semantics(recipe: Recipe, problems: list[str]) -> None:
         problems.append(f"train.best_metric: got {train.best_metric!r}; expected one of train.metrics ({', '.join(metrics)}) or loss")
     if not recipe.output.dir:
         problems.append("output.dir: missing; give the folder the trained model is written to, e.g. output.dir=runs/my-model")
+    if recipe.output.push_to_hub is not None:
+        problems.extend(_push_problems(recipe))
     if hasattr(recipe.strategy, "validate"):
         problems.extend(recipe.strategy.validate(recipe))
+
+
+def _push_problems(recipe: Recipe) -> list[str]:
+    from .hub import repo_id_problem
+
+    push, problems = recipe.output.push_to_hub, []
+    if problem := repo_id_problem(push.repo_id):
+        problems.append(f"output.push_to_hub.repo_id: {problem}")
+    if push.what != "both" and recipe.strategy_name != "lora":
+        problems.append(f"output.push_to_hub.what: got {push.what!r}, but only the lora strategy writes an adapter and a "
+                        f"merged model; use 'both' (the whole folder) with strategy {recipe.strategy_name!r}")
+    return problems
 
 
 def _resolve_paths(recipe: Recipe, base_dir: Path, overridden: set[str]) -> None:

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import set_seed
 from datasets import DatasetDict
 
 from . import data as data_lib
 from .cards import write_model_card
-from .export import check_output_dir, partial_dir, publish, verify_reload, write_run_files
+from .export import check_output_dir, find_run_file, partial_dir, publish, verify_reload, write_run_files
+from .hub import push_after_run, require_token
 from .loop import evaluate_loader, run_loop
 from .metrics import default_metrics
 from .models import build_model, load_model, load_tokenizer, resolve_model_path, write_modeling_file
@@ -48,11 +50,12 @@ def train(recipe: Recipe | str | Path | dict, overrides=None, *, resume: bool = 
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, overrides)
     out_dir = Path(recipe.output.dir).expanduser().resolve()
     check_output_dir(out_dir, overwrite or recipe.output.overwrite, resume)
+    if recipe.output.push_to_hub is not None:
+        require_token()  # fail before training, not after
     work = partial_dir(out_dir)
     cfg = recipe.train
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=cfg.mixed_precision,
-                              gradient_accumulation_steps=cfg.grad_accum_steps, log_with=cfg.report_to or None,
-                              project_dir=str(work))
+    accelerator = new_accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum_steps,
+                                  log_with=cfg.report_to or None, project_dir=str(work))
     if accelerator.is_main_process:
         if work.exists() and not resume:
             shutil.rmtree(work)
@@ -64,11 +67,15 @@ def train(recipe: Recipe | str | Path | dict, overrides=None, *, resume: bool = 
 
     splits = data_lib.load_splits(recipe.data, cfg.seed)
     splits, spec = data_lib.encode_labels(splits, recipe.task, recipe.data)
+    strategy = build_strategy(recipe.strategy, spec)
+    # the strategy builds the model first: what it needs (distill's teacher) fails with its own key before model.name is resolved
+    model = strategy.build_model(lambda: build_model(resolve_model_path(recipe.model.name, recipe.model.revision), spec,
+                                                     trust_remote_code=recipe.model.trust_remote_code, name=recipe.model.name,
+                                                     **strategy.model_kwargs()))
     model_path = resolve_model_path(recipe.model.name, recipe.model.revision)
     tokenizer = load_tokenizer(model_path, recipe.model.trust_remote_code)
     tokenized = data_lib.tokenize_splits(splits, tokenizer, recipe.task.text_columns, recipe.model.max_length)
-    strategy = build_strategy(recipe.strategy, spec)
-    model = build_model(model_path, spec, trust_remote_code=recipe.model.trust_remote_code, **strategy.model_kwargs())
+    total_params = sum(p.numel() for p in model.parameters())  # counted before prepare adds adapters or head copies
     trained = strategy.prepare(model)
     prepared = strategy.prepare_data(model, tokenizer, tokenized, accelerator)
     collator = strategy.collator(tokenizer)
@@ -81,12 +88,15 @@ def train(recipe: Recipe | str | Path | dict, overrides=None, *, resume: bool = 
         cfg, accelerator, task=spec, metric_names=metric_names, work_dir=work, resume=resume,
     )
     trained = accelerator.unwrap_model(result.model, keep_fp32_wrapper=False)
-    metrics = _run_metrics(recipe, spec, strategy, trained, model, result, prepared, accelerator, metric_names, eval_batch, collator)
+    metrics = _run_metrics(recipe, spec, strategy, trained, model, result, prepared, accelerator, metric_names, eval_batch, collator,
+                           total=total_params)
     if accelerator.is_main_process:
         stage = work / "output"
         shutil.rmtree(stage, ignore_errors=True)
         stage.mkdir()
         strategy.export(model, tokenizer, stage)
+        if extra := {**strategy.export_metrics(stage), **strategy.run_metrics(metrics, metric_names)}:
+            metrics[strategy.name] = extra
         write_modeling_file(model, stage)
         metrics["reload_check"] = verify_reload(stage, trained, strategy, tokenizer, tokenized["validation"], prepared["validation"])
         write_run_files(stage, recipe.to_dict(), metrics)
@@ -97,13 +107,29 @@ def train(recipe: Recipe | str | Path | dict, overrides=None, *, resume: bool = 
         accelerator.print(f"Saved {out_dir}  validation: {_short(metrics['validation'])}")
     accelerator.wait_for_everyone()
     accelerator.end_training()
+    if recipe.output.push_to_hub is not None and accelerator.is_main_process:
+        push_after_run(out_dir, recipe.output.push_to_hub)
     return TrainOutput(out_dir, metrics)
 
 
-def _run_metrics(recipe, spec, strategy, trained, model, result, prepared, accelerator, metric_names, eval_batch, collator) -> dict:
+def new_accelerator(**kwargs) -> Accelerator:
+    """An Accelerator for this run's settings, on CPU processes (gloo) when there is no GPU.
+
+    Accelerate keeps its settings in process-wide singletons; a second run in the same Python
+    process (another recipe, another precision) starts from fresh settings. The process group
+    itself (``PartialState``, set up under torchrun) is kept.
+    """
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
+    if kwargs.get("mixed_precision") == "fp16" and not torch.cuda.is_available():
+        logger.warning("train.mixed_precision=fp16 has no effect on CPU (autocast runs fp32); use bf16 for CPU mixed precision")
+    return Accelerator(cpu=not torch.cuda.is_available(), **kwargs)
+
+
+def _run_metrics(recipe, spec, strategy, trained, model, result, prepared, accelerator, metric_names, eval_batch, collator, *,
+                 total: int) -> dict:
     """metrics.json: scores per split, speed, parameter counts, and the ranks' weight checksums."""
     state = result.state
-    total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in trained.parameters() if p.requires_grad)
     metrics = {
         "validation": result.best_metrics,
@@ -137,7 +163,7 @@ def evaluate(output_dir: str | Path, split: str = "validation") -> dict[str, flo
     the folder as published.
     """
     output_dir = Path(output_dir)
-    recipe = load_recipe(output_dir / "recipe.yaml")
+    recipe = load_recipe(find_run_file(output_dir) or output_dir / "recipe.yaml")
     model = load_model(output_dir, recipe.model.trust_remote_code)
     tokenizer = load_tokenizer(str(output_dir))
     spec = TaskSpec(recipe.task.type, {int(i): n for i, n in model.config.id2label.items()}, recipe.task.threshold)
@@ -146,7 +172,7 @@ def evaluate(output_dir: str | Path, split: str = "validation") -> dict[str, flo
         raise data_lib.DataError(f"--split: the recipe's data has no '{split}' split; it has: {', '.join(splits)}")
     encoded, _ = data_lib.encode_labels(DatasetDict({split: splits[split]}), recipe.task, recipe.data, names=list(spec.id2label.values()))
     tokenized = data_lib.tokenize_splits(encoded, tokenizer, recipe.task.text_columns, recipe.model.max_length)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    accelerator = new_accelerator()
     strategy = Strategy(None, spec)
     loader = data_lib.eval_loader(tokenized[split], 2 * recipe.train.batch_size, strategy.collator(tokenizer))
     model, loader = accelerator.prepare(model, loader)

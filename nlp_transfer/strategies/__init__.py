@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from .base import Strategy, StrategyOptions
+from .distill import DistillStrategy
 from .frozen import FrozenStrategy
 from .full import FullStrategy
+from .lora import LoraStrategy
 
-STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (FullStrategy, FrozenStrategy)}
+STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (FullStrategy, FrozenStrategy, LoraStrategy, DistillStrategy)}
 
 
 def build_strategy(options: StrategyOptions, task) -> Strategy:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import torch
 from transformers import DataCollatorWithPadding
@@ -22,6 +22,11 @@ class StrategyOptions:
     """``strategy`` section of a recipe; each strategy subclasses it with its own keys."""
 
     name: str = "full"
+    # True for strategies that train on ``data.files.unlabeled`` (text without labels)
+    uses_unlabeled: ClassVar[bool] = False
+
+    def complete(self, recipe) -> None:
+        """Fill keys of other sections that this strategy decides (runs before validation)."""
 
     def validate(self, recipe) -> list[str]:
         """Cross-section problems for this strategy (empty list if none)."""
@@ -41,6 +46,10 @@ class Strategy:
     def model_kwargs(self) -> dict[str, Any]:
         """Extra arguments for ``build_model`` (e.g. the pooling a head reads)."""
         return {}
+
+    def build_model(self, build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
+        """The model this strategy trains and exports; ``build()`` makes the recipe's ``model.name`` task model."""
+        return build()
 
     def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
         """Decide what trains; return the model the loop should train."""
@@ -77,3 +86,15 @@ class Strategy:
         """Write what this strategy ships into ``out_dir`` (a plain transformers folder)."""
         model.save_pretrained(out_dir)
         tokenizer.save_pretrained(out_dir)
+
+    def model_folders(self, out_dir: Path) -> list[Path]:
+        """Every loadable model folder ``export`` wrote; each gets the reload check."""
+        return [out_dir]
+
+    def export_metrics(self, out_dir: Path) -> dict:
+        """Strategy-specific numbers about the export (metrics.json keeps them under the strategy name)."""
+        return {}
+
+    def run_metrics(self, metrics: dict, metric_names: list[str]) -> dict:
+        """Strategy-specific numbers that need the run's scores (merged with ``export_metrics``)."""
+        return {}

@@ -1,0 +1,415 @@
+"""``distill``: a fine-tuned teacher teaches a smaller student, in the one shared loop.
+
+Distillation is a few overrides of the plain strategy, not a second trainer:
+
+- ``build_model``: the student is ``model.name`` (any encoder with the teacher's tokenizer) or
+  built from the teacher, DistilBERT-style (embeddings, chosen encoder layers and the head
+  copied; ``strategy.student_layers`` or ``student_num_layers`` evenly spaced).
+- ``prepare_data``: the teacher (eval mode, no gradients) runs ONCE over train, validation and
+  ``data.files.unlabeled``; its logits (and, with ``hidden_weight``, the first-token states of the
+  mapped layers) are cached on disk (``nlp_transfer.cache``, keyed by the teacher's weights,
+  the tokenized data's fingerprint and the settings) and ride along in every batch. Later epochs
+  and later runs never run the teacher again. ``cache_teacher: false`` runs it on the fly.
+- ``loss``: see ``distillation_loss``; unlabeled rows carry ``labeled = 0`` and learn only from
+  the teacher.
+- ``run_metrics``: the teacher's validation score (from its cached logits), retention, parameter
+  counts and the measured inference speed-up of the student over the teacher.
+
+The student is saved as a plain transformers model (``AutoModelForSequenceClassification``,
+``pipeline()``); the hidden-state projections, when any, train but are not exported.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from datasets import Dataset, DatasetDict, concatenate_datasets
+from transformers import DataCollatorWithPadding
+
+from .. import cache
+from ..data import UNLABELED_SPLIT
+from ..metrics import compute_metrics, greater_is_better
+from ..tasks import TaskSpec, compute_loss, logits_to_predictions
+from .base import Strategy, StrategyOptions
+from .distill_models import (StudentWithProjections, build_student, check_same_tokenizer, check_teacher_labels,
+                             evenly_spaced, first_token_states, hidden_layer_map, load_teacher)
+
+logger = logging.getLogger(__name__)
+
+# Batch columns that are not model inputs.
+_NOT_INPUTS = ("labels", "length", "labeled", "teacher_logits", "teacher_hidden")
+SPEED_BATCH_SIZE = 32
+SPEED_REPEATS = 5
+_CACHE_VERSION = "distill-teacher-v1"
+
+
+@dataclass
+class DistillOptions(StrategyOptions):
+    """``strategy`` keys of ``distill``.
+
+    ``teacher``: fine-tuned model folder (full/merged output, or a LoRA adapter folder) or Hub id.
+    ``student_layers``: teacher encoder layers (0-based) the student copies; ``student_num_layers``:
+    that many, evenly spaced (first and last included). Either builds the student from the
+    teacher (leave ``model.name`` out); neither distills into ``model.name``.
+    ``temperature``, ``alpha``: the soft/hard mix (see ``distillation_loss``).
+    ``hidden_weight``: weight of the hidden-state loss (0 = off): MSE between each student layer's
+    first-token state (linearly projected when the widths differ) and that of its teacher layer.
+    Only those first-token states are cached, (rows, student layers, teacher width) float32, and
+    only when ``hidden_weight > 0``; whole sequences would be too big to keep on disk.
+    ``hidden_layers``: the teacher layer each student layer mimics (default: the copied layers,
+    else evenly spaced, TinyBERT-style: student layer j -> teacher layer (j+1)*T/S - 1).
+    ``cache_teacher``: compute teacher outputs once and cache them on disk (false: every step).
+    ``teacher_batch_size``: batch size of the teacher pass. ``speed_rows``: validation rows the
+    speed-up is timed on (0 skips the measurement).
+    """
+
+    name: str = "distill"
+    teacher: str = ""
+    student_layers: list[int] | None = None
+    student_num_layers: int | None = None
+    temperature: float = 2.0
+    alpha: float = 0.5
+    hidden_weight: float = 0.0
+    hidden_layers: list[int] | None = None
+    cache_teacher: bool = True
+    teacher_batch_size: int = 64
+    speed_rows: int = 256
+
+    uses_unlabeled: ClassVar[bool] = True
+
+    @property
+    def copies_teacher(self) -> bool:
+        """Whether the student is built from the teacher's own layers."""
+        return self.student_layers is not None or self.student_num_layers is not None
+
+    def complete(self, recipe) -> None:
+        if self.copies_teacher and not recipe.model.name and self.teacher:
+            recipe.model.name = self.teacher  # tokenizer and max_length come with the teacher
+
+    def validate(self, recipe) -> list[str]:
+        problems = []
+        if not self.teacher:
+            problems.append("strategy.teacher: missing; give the fine-tuned model to distill from: an nlp-transfer output "
+                            "folder (e.g. runs/sst2-full; a LoRA adapter folder works too) or a Hub id")
+        if self.student_layers is not None and self.student_num_layers is not None:
+            problems.append("strategy.student_layers and strategy.student_num_layers: give one of them, not both")
+        layers = self.student_layers
+        if layers is not None and (not layers or min(layers) < 0 or layers != sorted(set(layers))):
+            problems.append(f"strategy.student_layers: got {layers!r}; expected increasing teacher layer indices "
+                            "(0-based, no repeats), e.g. [0, 2, 4]")
+        if self.student_num_layers is not None and self.student_num_layers < 1:
+            problems.append(f"strategy.student_num_layers: got {self.student_num_layers}; expected a positive integer, e.g. 3")
+        name = recipe.model.name
+        if self.copies_teacher and name and self.teacher and name != self.teacher:
+            problems.append(f"model.name: got {name!r}, but strategy.student_layers/student_num_layers build the student "
+                            "from the teacher; leave model.name out, or set strategy.student_num_layers=null and "
+                            f"strategy.student_layers=null to distill into {name!r}")
+        if not name and not self.copies_teacher:
+            problems.append("strategy: no student; give model.name (an encoder with the teacher's tokenizer) or build "
+                            "it from the teacher with strategy.student_num_layers (e.g. 3) or strategy.student_layers")
+        if self.temperature <= 0:
+            problems.append(f"strategy.temperature: got {self.temperature}; expected a positive number, e.g. 2.0")
+        if not 0 <= self.alpha <= 1:
+            problems.append(f"strategy.alpha: got {self.alpha}; expected the weight of the label loss in [0, 1], e.g. 0.5")
+        if self.hidden_weight < 0:
+            problems.append(f"strategy.hidden_weight: got {self.hidden_weight}; expected a number >= 0 (0 turns it off)")
+        if self.hidden_layers is not None and (self.hidden_weight == 0 or min(self.hidden_layers, default=-1) < 0):
+            problems.append(f"strategy.hidden_layers: got {self.hidden_layers!r}; it needs strategy.hidden_weight > 0 "
+                            "and one teacher layer index (0-based) per student layer")
+        if self.teacher_batch_size < 1:
+            problems.append(f"strategy.teacher_batch_size: got {self.teacher_batch_size}; expected a positive integer")
+        if self.speed_rows < 0:
+            problems.append(f"strategy.speed_rows: got {self.speed_rows}; expected a number of rows >= 0 (0 skips timing)")
+        if UNLABELED_SPLIT in recipe.data.files and self.alpha == 1 and self.hidden_weight == 0:
+            problems.append("data.files.unlabeled: with strategy.alpha=1 the teacher's soft targets have no weight, so "
+                            "unlabelled rows teach nothing; lower strategy.alpha (e.g. 0.5) or drop data.files.unlabeled")
+        return problems
+
+
+class DistillStrategy(Strategy):
+    """Train a student on the teacher's softened outputs plus (weight ``alpha``) the labels."""
+
+    name = "distill"
+    Options = DistillOptions
+
+    def __init__(self, options, task):
+        super().__init__(options, task)
+        self.teacher: torch.nn.Module | None = None
+        self.teacher_path: str | None = None
+        self.student: torch.nn.Module | None = None
+        self.copied_layers: list[int] | None = None
+        self.hidden_map: list[int] | None = None  # teacher layer (0-based) per student layer
+        self.teacher_cache_hits: dict[str, bool] = {}
+        self.teacher_seconds = 0.0
+        self.device = torch.device("cpu")
+        self._validation: tuple[np.ndarray, np.ndarray] | None = None  # teacher logits, labels
+        self._speed_rows: Dataset | None = None
+        self._tokenizer = None
+        self._row_counts: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ model
+    def build_model(self, build):
+        teacher = self.load_teacher()
+        if self.options.copies_teacher:
+            depth = teacher.config.num_hidden_layers
+            self.copied_layers = self.options.student_layers or evenly_spaced(depth, self.options.student_num_layers)
+            student = build_student(teacher, self.copied_layers)
+        else:
+            student = build()
+        if self.options.hidden_weight > 0:
+            self.hidden_map = hidden_layer_map(student.config.num_hidden_layers, teacher.config.num_hidden_layers,
+                                               self.copied_layers, self.options.hidden_layers)
+        self.student = student
+        return student
+
+    def load_teacher(self) -> torch.nn.Module:
+        """The teacher, in eval mode without gradients (a LoRA adapter comes merged); loaded once."""
+        if self.teacher is None:
+            teacher, self.teacher_path = load_teacher(self.options.teacher)
+            check_teacher_labels(teacher.config, self.task, self.options.teacher)
+            self.teacher = teacher
+        return self.teacher
+
+    def prepare(self, model):
+        model.requires_grad_(True)
+        if self.hidden_map is None:
+            return model
+        return StudentWithProjections(model, self.teacher.config.hidden_size)
+
+    # ------------------------------------------------------------------- data
+    def prepare_data(self, model, tokenizer, splits: DatasetDict, accelerator) -> DatasetDict:
+        teacher = self.load_teacher()
+        check_same_tokenizer(tokenizer, self.teacher_path, self.options.teacher)
+        self.device, self._tokenizer = accelerator.device, tokenizer
+        self._speed_rows = _spread(splits["validation"], self.options.speed_rows)
+        fingerprint = cache.weights_fingerprint(teacher) if self.options.cache_teacher else None
+        self._row_counts = {s: len(splits[s]) for s in ("train", UNLABELED_SPLIT) if s in splits}
+        validation = splits["validation"]
+        logits = self._teacher_outputs("validation", validation, fingerprint, accelerator, hidden=False)["teacher_logits"]
+        self._validation = (np.asarray(logits, dtype=np.float32), np.asarray(validation["labels"]))
+        train = [self._with_teacher(s, splits[s], fingerprint, accelerator) for s in ("train", UNLABELED_SPLIT) if s in splits]
+        prepared = DatasetDict({s: ds for s, ds in splits.items() if s != UNLABELED_SPLIT})
+        prepared["train"] = concatenate_datasets([train[0], *(ds.cast(train[0].features) for ds in train[1:])])
+        if self.options.cache_teacher and self.device.type != "cpu":
+            teacher.to("cpu")  # not needed while training; frees accelerator memory
+        return prepared
+
+    def _with_teacher(self, split: str, ds: Dataset, fingerprint, accelerator) -> Dataset:
+        """A training split plus its teacher outputs (when cached) and the ``labeled`` mask."""
+        if self.options.cache_teacher:
+            ds = concatenate_datasets([ds, self._teacher_outputs(split, ds, fingerprint, accelerator)], axis=1)
+        else:
+            self.teacher_cache_hits[split] = False  # the teacher runs on the fly, every step
+        return ds.add_column("labeled", [int(split != UNLABELED_SPLIT)] * len(ds))
+
+    def _teacher_outputs(self, split, ds, fingerprint, accelerator, hidden: bool = True) -> Dataset:
+        """Teacher outputs for a split: from the cache, computed and cached, or (cache off) computed."""
+        hidden_map = self.hidden_map if hidden else None
+        build = lambda: self._run_teacher(ds, hidden_map)  # noqa: E731
+        if not self.options.cache_teacher:
+            self.teacher_cache_hits[split] = False
+            return build()
+        key = cache.cache_key(_CACHE_VERSION, fingerprint, ds._fingerprint, self.task.type, hidden_map)
+        with accelerator.main_process_first():
+            outputs, self.teacher_cache_hits[split] = cache.cached("teacher", key, build)
+        return outputs
+
+    @torch.inference_mode()
+    def _run_teacher(self, ds: Dataset, hidden_map: list[int] | None) -> Dataset:
+        """Teacher logits (and mapped first-token states) for every row, batched in length order."""
+        started = time.perf_counter()
+        teacher = self.teacher.to(self.device).eval()
+        order = np.argsort(-np.asarray(ds["length"]), kind="stable")
+        inputs = ds.remove_columns([c for c in ds.column_names if c in _NOT_INPUTS])
+        pad = DataCollatorWithPadding(self._tokenizer)
+        logits = np.zeros((len(ds), self.task.num_labels), dtype=np.float32)
+        hidden = np.zeros((len(ds), len(hidden_map), teacher.config.hidden_size), np.float32) if hidden_map else None
+        size = self.options.teacher_batch_size
+        for start in range(0, len(ds), size):
+            rows = order[start:start + size]
+            batch = {k: v.to(self.device) for k, v in pad([inputs[int(i)] for i in rows]).items()}
+            out_logits, out_hidden = teacher_forward(teacher, batch, hidden_map)
+            logits[rows] = out_logits.float().cpu().numpy()
+            if hidden is not None:
+                hidden[rows] = out_hidden.float().cpu().numpy()
+        columns = {"teacher_logits": logits} | ({"teacher_hidden": hidden} if hidden is not None else {})
+        self.teacher_seconds += time.perf_counter() - started
+        return Dataset.from_dict(columns)
+
+    def collator(self, tokenizer):
+        return DistillCollator(tokenizer)
+
+    # ------------------------------------------------------------------- loss
+    def logits(self, model, batch):
+        return model(**_model_inputs(batch)).logits
+
+    def loss(self, model, batch):
+        inputs = _model_inputs(batch)
+        use_hidden = self.hidden_map is not None
+        out = model(**inputs, output_hidden_states=True) if use_hidden else model(**inputs)
+        teacher_logits, teacher_hidden = batch.get("teacher_logits"), batch.get("teacher_hidden")
+        if teacher_logits is None:  # cache_teacher: false
+            teacher = self.teacher.to(out.logits.device)
+            with torch.no_grad():
+                teacher_logits, teacher_hidden = teacher_forward(teacher, inputs, self.hidden_map)
+        labeled = batch.get("labeled")
+        labeled = torch.ones(len(out.logits), dtype=torch.bool, device=out.logits.device) if labeled is None else labeled.bool()
+        total, parts = distillation_loss(out.logits, teacher_logits, batch["labels"], labeled, self.task.type,
+                                         temperature=self.options.temperature, alpha=self.options.alpha)
+        if use_hidden:
+            parts["loss_hidden"] = hidden_loss(out.hidden_states, teacher_hidden)
+            total = total + self.options.hidden_weight * parts["loss_hidden"]
+        return total, {k: round(v.item(), 6) for k, v in parts.items()}
+
+    # ---------------------------------------------------------------- metrics
+    def run_metrics(self, metrics: dict, metric_names: list[str]) -> dict:
+        teacher_logits, labels = self._validation
+        teacher_scores = {"loss": compute_loss(torch.from_numpy(teacher_logits), torch.from_numpy(labels), self.task).item()}
+        teacher_scores.update(compute_metrics(metric_names, self.task.type, logits_to_predictions(teacher_logits, self.task),
+                                              labels, self.task.num_labels))
+        main = metric_names[0] if metric_names else "loss"
+        teacher_score, student_score = teacher_scores[main], metrics["validation"].get(main)
+        teacher_params = sum(p.numel() for p in self.teacher.parameters())
+        student_params = sum(p.numel() for p in self.student.parameters())
+        return {
+            "teacher": self.options.teacher,
+            "teacher_validation": teacher_scores,
+            "main_metric": main,
+            "teacher_score": teacher_score,
+            "student_score": student_score,
+            "retention": _retention(main, student_score, teacher_score),
+            "parameters": {"teacher": teacher_params, "student": student_params,
+                           "compression_ratio": round(teacher_params / student_params, 4)},
+            "student_layers": self.copied_layers,
+            "hidden_layers": self.hidden_map,
+            "rows": {"labeled": self._row_counts.get("train", 0), "unlabeled": self._row_counts.get(UNLABELED_SPLIT, 0)},
+            "teacher_cache": {"enabled": self.options.cache_teacher, "hits": dict(self.teacher_cache_hits),
+                              "teacher_seconds": round(self.teacher_seconds, 3)},
+            "speed": self.measure_speedup() if self.options.speed_rows else None,
+        }
+
+    def measure_speedup(self) -> dict:
+        """Inference time of teacher and student on the same validation rows and batch size.
+
+        One warm-up pass each, then ``SPEED_REPEATS`` timed passes alternating the two models
+        (so drifts in machine load hit both); medians are reported.
+        """
+        rows = self._speed_rows
+        pad = DataCollatorWithPadding(self._tokenizer)
+        inputs = rows.remove_columns([c for c in rows.column_names if c in _NOT_INPUTS])
+        batches = [{k: v.to(self.device) for k, v in pad([inputs[i] for i in range(s, min(s + SPEED_BATCH_SIZE, len(rows)))]).items()}
+                   for s in range(0, len(rows), SPEED_BATCH_SIZE)]
+        models = {"teacher": self.teacher.to(self.device).eval(), "student": self.student.eval()}
+        times: dict[str, list[float]] = {name: [] for name in models}
+        for repeat in range(SPEED_REPEATS + 1):
+            for name, model in models.items():
+                seconds = _timed_pass(model, batches, self.device)
+                if repeat:  # pass 0 is the warm-up
+                    times[name].append(seconds)
+        teacher_s, student_s = statistics.median(times["teacher"]), statistics.median(times["student"])
+        if self.options.cache_teacher and self.device.type != "cpu":
+            self.teacher.to("cpu")
+        return {"rows": len(rows), "batch_size": SPEED_BATCH_SIZE, "repeats": SPEED_REPEATS, "device": str(self.device),
+                "threads": torch.get_num_threads(), "teacher_seconds": round(teacher_s, 4),
+                "student_seconds": round(student_s, 4), "speedup": round(teacher_s / student_s, 3)}
+
+
+# ---------------------------------------------------------------------- losses
+def distillation_loss(student_logits, teacher_logits, labels, labeled, task_type: str, *,
+                      temperature: float = 2.0, alpha: float = 0.5) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``alpha * hard + (1 - alpha) * soft``; ``hard`` is averaged over labelled rows only.
+
+    - single-label: hard = CE(student, labels); soft = T^2 * KL(softmax(teacher/T) || softmax(student/T)),
+      summed over classes and averaged over all rows (Hinton et al.; T^2 keeps gradients comparable across T).
+    - multi-label: hard = BCE(student, labels); soft = T^2 * the Bernoulli KL per label between
+      sigmoid(teacher/T) and sigmoid(student/T) (BCE with soft targets minus the targets' entropy,
+      so it is 0 at a perfect match), averaged over rows and labels.
+    - regression: hard = MSE(student, labels); soft = MSE(student, teacher) (no temperature).
+
+    Args:
+        labeled: Boolean per row; rows without labels (``data.files.unlabeled``) add only soft terms.
+
+    Returns:
+        The loss and its parts (``loss_hard``, ``loss_soft``) for logging.
+    """
+    s, t = student_logits.float(), teacher_logits.float().to(student_logits.device)
+    labeled = labeled.to(s.device)
+    if task_type == "regression":
+        soft = F.mse_loss(s.squeeze(-1), t.squeeze(-1))
+    elif task_type == "multi-label-classification":
+        target = torch.sigmoid(t / temperature)
+        kl = (F.binary_cross_entropy_with_logits(s / temperature, target, reduction="none")
+              - F.binary_cross_entropy_with_logits(t / temperature, target, reduction="none"))
+        soft = kl.mean() * temperature ** 2
+    else:
+        soft = F.kl_div(F.log_softmax(s / temperature, -1), F.log_softmax(t / temperature, -1),
+                        log_target=True, reduction="batchmean") * temperature ** 2
+    if labeled.any():
+        hard = compute_loss(s[labeled], labels[labeled], TaskSpec(task_type))
+    else:
+        hard = s.new_zeros(())
+    return alpha * hard + (1 - alpha) * soft, {"loss_hard": hard.detach(), "loss_soft": soft.detach()}
+
+
+def hidden_loss(student_states: torch.Tensor, teacher_states: torch.Tensor) -> torch.Tensor:
+    """MSE between projected student and teacher first-token states, (batch, mapped layers, width)."""
+    return F.mse_loss(student_states.float(), teacher_states.float().to(student_states.device))
+
+
+def teacher_forward(teacher, inputs: dict, hidden_map: list[int] | None):
+    """Teacher logits and (with ``hidden_map``) the first-token states of the mapped layers."""
+    if hidden_map is None:
+        return teacher(**inputs).logits, None
+    out = teacher(**inputs, output_hidden_states=True)
+    return out.logits, first_token_states(out, hidden_map, teacher)
+
+
+# --------------------------------------------------------------------- helpers
+class DistillCollator:
+    """Dynamic padding for the token columns; teacher outputs and the ``labeled`` mask are stacked."""
+
+    def __init__(self, tokenizer):
+        self.pad = DataCollatorWithPadding(tokenizer)
+
+    def __call__(self, features: list[dict]) -> dict:
+        extras = [k for k in ("teacher_logits", "teacher_hidden", "labeled") if k in features[0]]
+        batch = self.pad([{k: v for k, v in f.items() if k not in extras} for f in features])
+        for key in extras:
+            dtype = torch.bool if key == "labeled" else torch.float32
+            batch[key] = torch.tensor(np.asarray([f[key] for f in features]), dtype=dtype)
+        return batch
+
+
+def _model_inputs(batch: dict) -> dict:
+    return {k: v for k, v in batch.items() if k not in _NOT_INPUTS}
+
+
+def _spread(ds: Dataset, n: int) -> Dataset:
+    """``n`` rows spread over a (length-sorted) split, so timing sees long and short inputs alike."""
+    if n <= 0 or n >= len(ds):
+        return ds
+    return ds.select(np.linspace(0, len(ds) - 1, n).round().astype(int).tolist())
+
+
+def _timed_pass(model, batches: list[dict], device) -> float:
+    started = time.perf_counter()
+    with torch.inference_mode():
+        for batch in batches:
+            model(**batch)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - started
+
+
+def _retention(metric: str, student: float | None, teacher: float) -> float | None:
+    """Student score relative to the teacher's (>1 is better than the teacher, also for lower-is-better metrics)."""
+    if student is None or not teacher or not student:
+        return None
+    return round(student / teacher if greater_is_better(metric) else teacher / student, 4)
