@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 # Batch columns that are not model inputs.
 _NOT_INPUTS = ("labels", "length", "labeled", "teacher_logits", "teacher_hidden")
 SPEED_BATCH_SIZE = 32
-SPEED_REPEATS = 5
+SPEED_REPEATS = 3
 _CACHE_VERSION = "distill-teacher-v1"
 
 
