@@ -99,3 +99,24 @@ def tiny_teacher_dir(tmp_path_factory) -> str:
                         label2id={"negative": 0, "positive": 1}, problem_type="single_label_classification")
     BertForSequenceClassification(config).save_pretrained(folder)
     return str(folder)
+
+
+def train_with_torchrun(recipe: dict, tmp_path: Path, port: int) -> dict:
+    """Run ``nlp_transfer train`` on 2 CPU processes under torchrun; check the ranks agree; return metrics.json."""
+    import json
+    import subprocess
+    import sys
+
+    import yaml
+
+    recipe_file = tmp_path / "recipe.yaml"
+    recipe_file.write_text(yaml.safe_dump(recipe))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+           "-m", "nlp_transfer", "-q", "train", str(recipe_file)]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    metrics = json.loads((Path(recipe["output"]["dir"]) / "metrics.json").read_text())
+    assert metrics["num_processes"] == 2
+    first, second = metrics["rank_weight_checksums"]
+    assert first == second
+    return metrics

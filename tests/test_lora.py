@@ -1,14 +1,11 @@
 """lora: peft adapters on the attention projections, the head in full; adapter + merged export, reload-checked."""
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from peft import AutoPeftModelForSequenceClassification, PeftModel
 from safetensors.torch import load_file, save_file
 from transformers import (AlbertConfig, AutoConfig, AutoModelForSequenceClassification, DebertaV2Config,
@@ -23,7 +20,7 @@ from nlp_transfer.strategies import STRATEGIES
 from nlp_transfer.strategies.lora import LoraOptions, LoraStrategy
 from nlp_transfer.tasks import TaskSpec
 
-from conftest import MINILM, SHARED_DATA, toy_sentences, write_csv
+from conftest import MINILM, SHARED_DATA, toy_sentences, train_with_torchrun, write_csv
 
 BINARY = TaskSpec("text-classification", {0: "negative", 1: "positive"})
 TEXTS = ["the food was great", "a really awful movie", "service was quite nice today", "boring and sad"]
@@ -353,16 +350,7 @@ def test_bf16_mixed_precision(toy_recipe, monkeypatch, restore_full_precision):
 def test_two_processes_on_cpu_end_with_identical_adapters(toy_recipe, tmp_path):
     recipe = lora_recipe(toy_recipe)
     recipe["train"].update(epochs=2, batch_size=8)
-    recipe_file = tmp_path / "recipe.yaml"
-    recipe_file.write_text(yaml.safe_dump(recipe))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29547",
-           "-m", "nlp_transfer", "-q", "train", str(recipe_file)]
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
-    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert metrics["num_processes"] == 2
-    first, second = metrics["rank_weight_checksums"]
-    assert first == second
+    metrics = train_with_torchrun(recipe, tmp_path, port=29547)
     assert metrics["train"]["steps"] == 12  # 96 rows / (8 x 2 processes) x 2 epochs
     assert set(metrics["reload_check"]["folders"]) == {".", "merged"}
 
