@@ -52,7 +52,7 @@ def _predict(args) -> int:
         texts += _read_texts(Path(args.file), args.column)
     if not texts:
         raise NlpTransferError("predict: give texts as arguments or --file with one text per row")
-    results = predict(args.output_dir, texts, batch_size=args.batch_size)
+    results = predict(args.output_dir, texts, batch_size=args.batch_size, dtype=args.dtype)
     lines = [json.dumps({"text": t if isinstance(t, str) else list(t), **r}) for t, r in zip(texts, results)]
     if args.out:
         Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -117,6 +117,8 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--column", action="append", help="text column(s) of --file; twice for sentence pairs")
     predict.add_argument("--out", help="write JSON lines here instead of standard output")
     predict.add_argument("--batch-size", type=int, default=64)
+    predict.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
+                         help="inference precision (default: as saved, float32)")
     predict.set_defaults(run=_predict)
 
     push = commands.add_parser("push", help="push a finished output folder to the Hugging Face Hub",

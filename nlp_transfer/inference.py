@@ -1,4 +1,7 @@
-"""Batched prediction from a saved output folder."""
+"""Batched prediction from a saved output folder.
+
+``Predictor`` loads a folder once and serves many calls; ``predict`` is the one-shot form.
+"""
 
 from __future__ import annotations
 
@@ -7,42 +10,81 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from transformers import DataCollatorWithPadding
 
 from .export import find_run_file
 from .models import load_model, load_tokenizer
 
 
-def predict(output_dir: str | Path, texts: list[str] | list[tuple[str, str]], *, batch_size: int = 64,
-            device: str | None = None) -> list[dict]:
-    """Predict labels for texts (or sentence pairs) with a saved model folder.
+class Predictor:
+    """A saved model folder, loaded once, that predicts labels for texts (or sentence pairs).
 
-    Rows are batched in length order so padding stays small, then returned in input order.
+    Each call tokenizes every input in one batched pass, runs the model over batches of
+    similar length (so padding stays small) under ``torch.inference_mode``, and returns
+    results in input order.
 
-    Returns:
-        One dict per input: ``{"label", "score"}`` (single-label), ``{"labels", "scores"}``
-        (multi-label, labels above the recipe's threshold) or ``{"score"}`` (regression).
+    Example:
+        >>> classify = Predictor("outputs/quickstart")
+        >>> classify(["Great service, would come back."])
+        [{'label': 'positive', 'score': 0.97}]
     """
-    output_dir = Path(output_dir)
-    task_type, threshold, max_length = _task_settings(output_dir)
-    model = load_model(output_dir).eval()
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model.to(device)
-    tokenizer = load_tokenizer(str(output_dir))
-    columns = list(zip(*texts)) if texts and isinstance(texts[0], (tuple, list)) else [list(texts)]
-    encoded = tokenizer(*[[str(t) for t in col] for col in columns], truncation=True, max_length=max_length)
-    rows = [{k: encoded[k][i] for k in encoded} for i in range(len(texts))]
-    order = np.argsort([-len(r["input_ids"]) for r in rows], kind="stable")
-    pad = DataCollatorWithPadding(tokenizer)
-    logits = [None] * len(rows)
-    with torch.inference_mode():
-        for start in range(0, len(rows), batch_size):
-            idx = order[start:start + batch_size]
-            batch = {k: v.to(device) for k, v in pad([rows[i] for i in idx]).items()}
-            for i, row in zip(idx, model(**batch).logits.float().cpu().numpy()):
-                logits[i] = row
-    id2label = {int(i): name for i, name in model.config.id2label.items()}
-    return [_describe(row, task_type, threshold, id2label) for row in logits]
+
+    def __init__(self, output_dir: str | Path, *, device: str | None = None, dtype: str | None = None):
+        """Load the folder's model (adapter or plain) and tokenizer.
+
+        Args:
+            output_dir: An output folder (or its ``merged/``).
+            device: ``cuda``/``cpu``/...; default: the GPU when there is one.
+            dtype: ``float32`` (default, as saved), ``bfloat16`` or ``float16`` weights for inference.
+        """
+        self.output_dir = Path(output_dir)
+        self.task_type, self.threshold, self.max_length = _task_settings(self.output_dir)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = load_model(self.output_dir).eval().to(self.device, dtype=_torch_dtype(dtype))
+        self.tokenizer = load_tokenizer(str(self.output_dir))
+        self.id2label = {int(i): name for i, name in self.model.config.id2label.items()}
+
+    def __call__(self, texts: list[str] | list[tuple[str, str]], *, batch_size: int = 64) -> list[dict]:
+        """Predictions for ``texts``.
+
+        Returns:
+            One dict per input: ``{"label", "score"}`` (single-label), ``{"labels", "scores"}``
+            (multi-label, labels above the recipe's threshold) or ``{"score"}`` (regression).
+        """
+        logits = self.logits(texts, batch_size=batch_size)
+        return [_describe(row, self.task_type, self.threshold, self.id2label) for row in logits]
+
+    @torch.inference_mode()
+    def logits(self, texts: list[str] | list[tuple[str, str]], *, batch_size: int = 64) -> np.ndarray:
+        """Raw head outputs, one row per input, in input order."""
+        if not texts:
+            return np.zeros((0, len(self.id2label)), dtype=np.float32)
+        pairs = isinstance(texts[0], (tuple, list))
+        columns = [[str(t) for t in col] for col in zip(*texts)] if pairs else [[str(t) for t in texts]]
+        encoded = self.tokenizer(*columns, truncation=True, max_length=self.max_length)
+        order = np.argsort([-len(ids) for ids in encoded["input_ids"]], kind="stable")
+        out = np.zeros((len(texts), len(self.id2label)), dtype=np.float32)
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            features = [{key: encoded[key][i] for key in encoded} for i in rows]
+            batch = self.tokenizer.pad(features, return_tensors="pt")
+            batch = {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
+            out[rows] = self.model(**batch).logits.float().cpu().numpy()
+        return out
+
+
+def predict(output_dir: str | Path, texts: list[str] | list[tuple[str, str]], *, batch_size: int = 64,
+            device: str | None = None, dtype: str | None = None) -> list[dict]:
+    """Load ``output_dir`` and predict ``texts`` once; use ``Predictor`` to serve many calls."""
+    return Predictor(output_dir, device=device, dtype=dtype)(texts, batch_size=batch_size)
+
+
+def _torch_dtype(name: str | None) -> torch.dtype | None:
+    allowed = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if name is None:
+        return None
+    if name not in allowed:
+        raise ValueError(f"Predictor dtype: got {name!r}; expected one of {', '.join(allowed)}")
+    return allowed[name]
 
 
 def _task_settings(output_dir: Path) -> tuple[str, float, int]:

@@ -79,6 +79,27 @@ def test_plain_transformers_and_pipeline_agree_with_predict(trained):
     assert [r["label"] for r in ours] == ["positive", "negative", "positive", "negative", "positive"]
 
 
+def test_predictor_loads_once_and_keeps_input_order(trained, monkeypatch):
+    import nlp_transfer.inference as inference
+
+    loads = []
+    real_load = inference.load_model
+    monkeypatch.setattr(inference, "load_model", lambda folder: loads.append(folder) or real_load(folder))
+    classify = nlp_transfer.Predictor(trained)
+    one_by_one = [classify([text])[0] for text in TEXTS]
+    batched_small = classify(TEXTS, batch_size=2)  # several length-sorted batches, results back in input order
+    assert len(loads) == 1
+    assert [r["label"] for r in batched_small] == [r["label"] for r in one_by_one] == [r["label"] for r in nlp_transfer.predict(trained, TEXTS)]
+    for single, batched in zip(one_by_one, batched_small):
+        assert single["score"] == pytest.approx(batched["score"], abs=1e-5)  # padding does not change a row's result
+    assert classify([]) == []
+    half = nlp_transfer.Predictor(trained, dtype="bfloat16")
+    assert next(half.model.parameters()).dtype == torch.bfloat16
+    assert [r["label"] for r in half(TEXTS)] == [r["label"] for r in one_by_one]
+    with pytest.raises(ValueError, match="Predictor dtype: got 'fp8'; expected one of float32, bfloat16, float16"):
+        nlp_transfer.Predictor(trained, dtype="fp8")
+
+
 def test_label_maps_come_from_the_data(trained):
     config = json.loads((trained / "config.json").read_text())
     assert config["id2label"] == {"0": "negative", "1": "positive"}
