@@ -81,12 +81,13 @@ def test_prepare_trains_only_the_lora_matrices_and_the_head(tiny_model_dir):
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     lora = {f"base_model.model.bert.encoder.layer.{i}.attention.self.{proj}.lora_{ab}.default.weight"
             for i in range(2) for proj in ("query", "key", "value") for ab in "AB"}
-    head = {f"base_model.model.{m}.modules_to_save.default.{p}"
-            for m, p in [("classifier", "weight"), ("classifier", "bias"), ("bert.pooler", "dense.weight"), ("bert.pooler", "dense.bias")]}
+    # the pretrained pooler gets adapters too; only the new classifier trains in full
+    lora |= {f"base_model.model.bert.pooler.dense.lora_{ab}.default.weight" for ab in "AB"}
+    head = {f"base_model.model.classifier.modules_to_save.default.{p}" for p in ("weight", "bias")}
     assert trainable == lora | head
     # the frozen originals of the head stay in place, untouched, for disabling the adapter
     assert not model.base_model.model.classifier.original_module.weight.requires_grad
-    assert sum(p.numel() for n, p in model.named_parameters() if n in lora) == 2 * 3 * (32 * 8 + 8 * 32)
+    assert sum(p.numel() for n, p in model.named_parameters() if n in lora) == (2 * 3 + 1) * (32 * 8 + 8 * 32)
     assert strategy.peft_model is model and model.get_base_model() is base
     assert total < sum(p.numel() for p in model.parameters())  # adapters and head copies add parameters
 
@@ -109,7 +110,7 @@ def test_loop_steps_change_exactly_the_trainable_parameters(toy_recipe, monkeypa
     assert out.metrics["train"]["steps"] == 2
     changed = {n for n, before in seen["before"].items() if not torch.equal(before, seen["after"][n])}
     assert changed == seen["trainable"]
-    assert any("lora_A" in n for n in changed) and any("bert.pooler.modules_to_save" in n for n in changed)
+    assert any("lora_A" in n for n in changed) and any("bert.pooler.dense.lora_B" in n for n in changed)
 
 
 @pytest.mark.parametrize("config, targets, head", [
@@ -120,11 +121,11 @@ def test_loop_steps_change_exactly_the_trainable_parameters(toy_recipe, monkeypa
     (RobertaConfig(vocab_size=40, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
                    max_position_embeddings=64), {"query", "key", "value"}, {"classifier"}),
     (AlbertConfig(vocab_size=40, embedding_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                  intermediate_size=64, max_position_embeddings=64), {"query", "key", "value"}, {"albert.pooler", "classifier"}),
+                  intermediate_size=64, max_position_embeddings=64), {"query", "key", "value", "pooler"}, {"classifier"}),
     (ElectraConfig(vocab_size=40, embedding_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                    intermediate_size=64, max_position_embeddings=64), {"query", "key", "value"}, {"classifier"}),
 ], ids=lambda v: getattr(v, "model_type", ""))
-def test_family_defaults_target_attention_and_save_the_whole_head(config, targets, head):
+def test_family_defaults_target_attention_and_pretrained_pooler_and_save_the_new_head(config, targets, head):
     config.num_labels = 3
     model = LoraStrategy(LoraOptions(), TaskSpec("text-classification", {0: "a", 1: "b", 2: "c"})).prepare(
         AutoModelForSequenceClassification.from_config(config))
@@ -150,7 +151,7 @@ def test_explicit_target_modules_options_reach_peft(tiny_model_dir):
                                     use_rslora=True, bias="lora_only")
     config = model.peft_config["default"]
     assert (config.r, config.lora_alpha, config.lora_dropout, set(config.target_modules), config.use_rslora, config.bias) == (
-        4, 8, 0.0, {"query", "value"}, True, "lora_only")
+        4, 8, 0.0, {"query", "value", "bert.pooler.dense"}, True, "lora_only")
     assert model.base_model.model.bert.encoder.layer[0].attention.self.query.scaling["default"] == pytest.approx(8 / 4 ** 0.5)
     assert not hasattr(model.base_model.model.bert.encoder.layer[0].attention.self.key, "lora_A")
 
@@ -178,8 +179,8 @@ def test_adapter_and_merged_model_reload_to_the_same_logits(tiny_model_dir, tmp_
         "merged": AutoModelForSequenceClassification.from_pretrained(tmp_path / "merged"),
         "load_model(merged)": load_model(tmp_path / "merged"),
     }
-    for name, loaded in reloaded.items():
-        torch.testing.assert_close(_logits(loaded.eval(), tokenizer), expected, atol=1e-5, rtol=0, msg=name)
+    for name, loaded in reloaded.items():  # merging re-sums the weights in float32: a few 1e-5 off at these weights
+        torch.testing.assert_close(_logits(loaded.eval(), tokenizer), expected, atol=1e-4, rtol=0, msg=name)
     assert reloaded["load_model(adapter)"].config.id2label == BINARY.id2label
     assert not any("lora" in n for n, _ in reloaded["merged"].named_parameters())
 
@@ -245,15 +246,15 @@ def test_metrics_report_trainable_share_and_adapter_size(lora_run, tiny_model_di
     metrics = json.loads((lora_run.output_dir / "metrics.json").read_text())
     base = build_model(tiny_model_dir, BINARY)
     total = sum(p.numel() for p in base.parameters())
-    head = sum(p.numel() for m in (base.classifier, base.bert.pooler) for p in m.parameters())
-    lora = 2 * 3 * 2 * 32 * 8  # layers x (query, key, value) x (A, B) x hidden x r
+    head = sum(p.numel() for p in base.classifier.parameters())
+    lora = (2 * 3 + 1) * 2 * 32 * 8  # (layers x (query, key, value) + the pooler) x (A, B) x hidden x r
     assert metrics["parameters"] == {"trainable": lora + head, "total": total,
                                      "trainable_percent": round(100 * (lora + head) / total, 4)}
     adapter_bytes = (lora_run.output_dir / "adapter_model.safetensors").stat().st_size
     assert metrics["lora"]["adapter_bytes"] == adapter_bytes
     assert adapter_bytes < (lora_run.output_dir / "merged" / "model.safetensors").stat().st_size / 2
-    assert metrics["lora"]["target_modules"] == ["key", "query", "value"]
-    assert set(metrics["lora"]["modules_to_save"]) >= {"classifier", "bert.pooler"}
+    assert metrics["lora"]["target_modules"] == ["bert.pooler.dense", "key", "query", "value"]
+    assert set(metrics["lora"]["modules_to_save"]) == {"classifier", "score"}  # peft adds "score" for any family
 
 
 def test_evaluate_and_predict_accept_the_adapter_and_the_merged_folder(lora_run, capsys):

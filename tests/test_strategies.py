@@ -30,7 +30,7 @@ EXPECTATIONS: dict[str, list[tuple[str, dict, list[str]]]] = {
     # peft adapts the attention projections in place; the head (classifier + BERT pooler) trains as a saved copy
     "lora": [("lora", {"name": "lora", "r": 4, "alpha": 8},
               [r"bert\.encoder\.layer\.\d+\.attention\.self\.(query|key|value)\.lora_[AB]\.default\.weight",
-               r"classifier\.modules_to_save\.default\..*", r"bert\.pooler\.modules_to_save\.default\..*"])],
+               r"bert\.pooler\.dense\.lora_[AB]\.default\.weight", r"classifier\.modules_to_save\.default\..*"])],
     # the whole student (here model.name) trains; the teacher (TINY_TEACHER: the tiny_teacher_dir fixture) never does
     "distill": [("distill", {"name": "distill", "teacher": "TINY_TEACHER", "speed_rows": 0}, [r".*"])],
 }
