@@ -28,14 +28,14 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 CASES = ("full", "frozen", "lora", "distill", "predict")
 MODES = {  # scale knobs per mode; any flag given on the command line wins
-    "quick": {"train_size": 1000, "eval_size": 300, "epochs": 1.0, "predict_size": 300},
+    "quick": {"train_size": 2000, "eval_size": 300, "epochs": 2.0, "predict_size": 0},
     "full": {"train_size": 4000, "eval_size": 0, "epochs": 2.0, "predict_size": 0},
 }
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="small subsets, 1 epoch (a few minutes on 2 cores)")
+    p.add_argument("--quick", action="store_true", help="small subsets, 2 epochs (about 20 minutes on 2 cores)")
     p.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of: {', '.join(CASES)}")
     scale = p.add_argument_group("scale (defaults depend on --quick)")
     scale.add_argument("--train-size", type=int, help="training rows, first N after a seeded shuffle (0 = all 67,349)")

@@ -297,9 +297,13 @@ def _predict_ours(args) -> dict:
     import nlp_transfer
 
     texts = _validation_texts(args)
-    times, preds = _timed_repeats(lambda: nlp_transfer.predict(args.model_dir, texts, batch_size=args.predict_batch_size),
-                                  args.repeats)
+    batch = args.predict_batch_size
+    times, preds = _timed_repeats(lambda: nlp_transfer.predict(args.model_dir, texts, batch_size=batch), args.repeats)
     result = {"end_to_end": _predict_result(texts, times, [p["label"] for p in preds])}
+    for key, dtype in (("reused", None), ("reused_bf16", "bfloat16")):
+        predictor = nlp_transfer.Predictor(args.model_dir, dtype=dtype)
+        times, preds = _timed_repeats(lambda: predictor(texts, batch_size=batch), args.repeats)
+        result[key] = _predict_result(texts, times, [p["label"] for p in preds])
     result.update(peak_rss_mib=peak_rss_mib(), torch_threads=torch.get_num_threads(), model_dir=str(args.model_dir),
                   batch_size=args.predict_batch_size)
     return result
@@ -379,9 +383,10 @@ def _predict_theirs(args) -> dict:
 
     times, preds = _timed_repeats(end_to_end, args.repeats)
     result = {"end_to_end": _predict_result(texts, times, [p["label"] for p in preds])}
-    classifier = pipeline("text-classification", model=folder, batch_size=batch)
-    times, preds = _timed_repeats(lambda: classifier(texts, truncation=True), args.repeats)
-    result["reused"] = _predict_result(texts, times, [p["label"] for p in preds])
+    for key, dtype in (("reused", None), ("reused_bf16", torch.bfloat16)):
+        classifier = pipeline("text-classification", model=folder, batch_size=batch, dtype=dtype)
+        times, preds = _timed_repeats(lambda: classifier(texts, truncation=True), args.repeats)
+        result[key] = _predict_result(texts, times, [p["label"] for p in preds])
     result.update(peak_rss_mib=peak_rss_mib(), torch_threads=torch.get_num_threads(), model_dir=folder, batch_size=batch)
     return result
 
