@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from transformers import DataCollatorWithPadding
+from transformers import DataCollatorWithPadding, pipeline
 
 from .export import find_run_file
 from .models import load_model, load_tokenizer
@@ -21,7 +21,8 @@ def predict(output_dir: str | Path, texts: list[str] | list[tuple[str, str]], *,
 
     Returns:
         One dict per input: ``{"label", "score"}`` (single-label), ``{"labels", "scores"}``
-        (multi-label, labels above the recipe's threshold) or ``{"score"}`` (regression).
+        (multi-label, labels above the recipe's threshold), ``{"score"}`` (regression) or
+        ``{"entities"}`` (token classification: whole entities with type, score and character span).
     """
     output_dir = Path(output_dir)
     task_type, threshold, max_length = _task_settings(output_dir)
@@ -29,6 +30,8 @@ def predict(output_dir: str | Path, texts: list[str] | list[tuple[str, str]], *,
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     tokenizer = load_tokenizer(str(output_dir))
+    if task_type == "token-classification":
+        return _entities(model, tokenizer, texts, batch_size)
     columns = list(zip(*texts)) if texts and isinstance(texts[0], (tuple, list)) else [list(texts)]
     encoded = tokenizer(*[[str(t) for t in col] for col in columns], truncation=True, max_length=max_length)
     rows = [{k: encoded[k][i] for k in encoded} for i in range(len(texts))]
@@ -43,6 +46,16 @@ def predict(output_dir: str | Path, texts: list[str] | list[tuple[str, str]], *,
                 logits[i] = row
     id2label = {int(i): name for i, name in model.config.id2label.items()}
     return [_describe(row, task_type, threshold, id2label) for row in logits]
+
+
+def _entities(model, tokenizer, texts: list[str], batch_size: int) -> list[dict]:
+    """transformers' token-classification pipeline, word pieces grouped into whole entities."""
+    if hasattr(model, "merge_and_unload"):  # a peft adapter: the pipeline wants a plain transformers model
+        model = model.merge_and_unload()
+    tagger = pipeline("token-classification", model=model, tokenizer=tokenizer, aggregation_strategy="simple",
+                      device=model.device)
+    found = tagger([str(t) for t in texts], batch_size=batch_size)
+    return [{"entities": [{**e, "score": float(e["score"])} for e in entities]} for entities in found]
 
 
 def _task_settings(output_dir: Path) -> tuple[str, float, int]:
