@@ -113,7 +113,7 @@ def _card_data(kind: str, recipe, metrics: dict, task, model_id: str) -> ModelCa
     """Front matter: what the Hub indexes (base model and relation, task, data, scores)."""
     base = recipe.model.name if _is_hub_id(recipe.model.name) else None
     relation = {"adapter": "adapter"}.get(kind, "finetune")  # a merged LoRA is a fine-tune of one base, not a multi-model merge
-    names = [n for n in metrics["validation"] if n != "loss"]
+    names = [n for n in metrics["validation"] if n != "loss" and _indexed(n, task)]
     return ModelCardData(
         library_name="peft" if kind == "adapter" else "transformers",
         base_model=base, base_model_relation=relation if base else None,
@@ -132,7 +132,7 @@ def _eval_results(recipe, metrics: dict, task) -> list[EvalResult]:
     results = []
     for split in ("validation", "test"):
         for name, value in metrics.get(split, {}).items():
-            if name == "loss":
+            if name == "loss" or not _indexed(name, task):
                 continue
             metric_type, metric_args = _metric_type(name)
             results.append(EvalResult(
@@ -183,6 +183,11 @@ def _context(kind: str, folder: Path, recipe, metrics: dict, task, model_id: str
 
 def _example(task) -> str:
     return _TOKEN_EXAMPLE if _is_token(task) else _EXAMPLE
+
+
+def _indexed(name: str, task) -> bool:
+    """Whether a score goes into the Hub metadata: token tasks index the micro scores, not each entity type's."""
+    return not (_is_token(task) and "_" in name)
 
 
 def _pipeline_tag(task) -> str:
