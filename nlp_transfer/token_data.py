@@ -79,7 +79,7 @@ def encode_tags(splits: DatasetDict, task: TaskConfig, data: DataConfig,
                 names: list[str] | None = None) -> tuple[DatasetDict, TaskSpec]:
     """Add ``labels`` (one tag id per word) to every split; tag names come from train.
 
-    Names come from ``names`` (a saved model's), else ``task.labels``, else the tags' ``ClassLabel``,
+    Names come from ``names`` (a saved model's), else the tags' ``ClassLabel``, else ``task.labels``,
     else the tags seen in train (``O`` first, then sorted).
 
     Raises:
@@ -125,10 +125,10 @@ def _inner(feature):
 
 def _tag_names(train: Dataset, task: TaskConfig) -> list[str]:
     inner = _inner(train.features[task.tags])
+    if isinstance(inner, ClassLabel):  # the ids in the data already are these names' positions
+        return list(inner.names)
     if task.labels:
         return list(task.labels)
-    if isinstance(inner, ClassLabel):
-        return list(inner.names)
     seen = {str(t) for tags in train[task.tags] for t in tags}
     return sorted(seen, key=lambda t: (t != "O", t))
 
