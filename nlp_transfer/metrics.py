@@ -35,12 +35,12 @@ SHIPPED_METRICS: dict[str, str] = {
     "pearson": "pearsonr",
     "spearman": "spearmanr",
     "mse": "mse",
-    "seqeval": "seqeval",
 }
 """Recipe metric name -> shipped module name (``metric_modules/<module>/<module>.py``)."""
+_SHIPPED_MODULES = {*SHIPPED_METRICS.values(), "seqeval"}  # seqeval scores token-classification's f1/precision/recall/accuracy
 
 _REGRESSION_METRICS = ("pearson", "spearman", "mse")
-_CLASSIFICATION_METRICS = tuple(name for name in SHIPPED_METRICS if name not in (*_REGRESSION_METRICS, "seqeval"))
+_CLASSIFICATION_METRICS = tuple(name for name in SHIPPED_METRICS if name not in _REGRESSION_METRICS)
 _SINGLE_LABEL_ONLY = ("matthews_correlation",)
 # token-classification: entity-level micro scores as CoNLL computes them, and token accuracy (all from seqeval)
 _TOKEN_METRICS = {"f1": "overall_f1", "precision": "overall_precision", "recall": "overall_recall",
@@ -70,7 +70,7 @@ def load_metric_module(module_name: str) -> evaluate.EvaluationModule:
         MetricError: The name is not shipped and cannot be loaded, e.g. because the Hub is offline.
     """
     module_name = SHIPPED_METRICS.get(module_name, module_name)
-    if module_name in SHIPPED_METRICS.values():
+    if module_name in _SHIPPED_MODULES:
         script = _MODULES_DIR / module_name / f"{module_name}.py"
         # keep_in_memory: no arrow cache files or lock files on disk for a local computation.
         return evaluate.load(str(script), keep_in_memory=True)
