@@ -246,9 +246,11 @@ class DistillStrategy(Strategy):
                 hidden[rows] = out_hidden.float().cpu().numpy()
         columns = {"teacher_logits": logits} | ({"teacher_hidden": hidden} if hidden is not None else {})
         self.teacher_seconds += time.perf_counter() - started
-        if per_token:
-            features = Features({"teacher_logits": Array2D((None, self.task.num_labels), "float32")})
-            return Dataset.from_dict(columns, features=features if hidden is None else None)
+        if per_token:  # rows of different lengths: (positions, labels) arrays
+            features = {"teacher_logits": Array2D((None, self.task.num_labels), "float32")}
+            if hidden is not None:
+                features["teacher_hidden"] = Array2D(hidden.shape[1:], "float32")
+            return Dataset.from_dict(columns, features=Features(features))
         return Dataset.from_dict(columns)
 
     def collator(self, tokenizer):
