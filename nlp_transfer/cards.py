@@ -30,7 +30,7 @@ MERGED = "merged"  # lora's merged copy, a subfolder of the adapter's output fol
 # with subfolder=..., so a merged model nested there would not load with the Auto classes.
 MERGED_SUFFIX = "-merged"
 _TASK_NAMES = {"text-classification": "Text Classification", "multi-label-classification": "Multi-label Text Classification",
-               "regression": "Text Regression"}
+               "regression": "Text Regression", "token-classification": "Token Classification"}
 # Our metric names -> Hub metric types (https://hf.co/metrics); averaged variants keep the type, add args.
 _METRIC_TYPES = {"pearson": "pearsonr", "spearman": "spearmanr"}
 _STRATEGY_SUMMARIES = {
@@ -42,6 +42,7 @@ _STRATEGY_SUMMARIES = {
 _FRAMEWORKS = {"nlp_transfer": "nlp-transfer", "transformers": "transformers", "torch": "torch", "peft": "peft",
                "accelerate": "accelerate", "datasets": "datasets", "huggingface_hub": "huggingface_hub"}
 _EXAMPLE = "This was a pleasant surprise."
+_TOKEN_EXAMPLE = "Angela Merkel met Emmanuel Macron in Paris."
 _EXAMPLE_PAIR = ("A man is playing a guitar.", "Someone plays an instrument.")
 
 
@@ -112,11 +113,11 @@ def _card_data(kind: str, recipe, metrics: dict, task, model_id: str) -> ModelCa
     """Front matter: what the Hub indexes (base model and relation, task, data, scores)."""
     base = recipe.model.name if _is_hub_id(recipe.model.name) else None
     relation = {"adapter": "adapter"}.get(kind, "finetune")  # a merged LoRA is a fine-tune of one base, not a multi-model merge
-    names = [n for n in metrics["validation"] if n != "loss"]
+    names = [n for n in metrics["validation"] if n != "loss" and _indexed(n, task)]
     return ModelCardData(
         library_name="peft" if kind == "adapter" else "transformers",
         base_model=base, base_model_relation=relation if base else None,
-        pipeline_tag="text-classification",
+        pipeline_tag=_pipeline_tag(task),
         datasets=[recipe.data.source] if recipe.data.source else None,
         language=recipe.card.language, license=recipe.card.license,
         tags=["nlp-transfer", recipe.strategy_name, task.type] + (["merged-lora"] if kind == "merged" else []),
@@ -131,11 +132,11 @@ def _eval_results(recipe, metrics: dict, task) -> list[EvalResult]:
     results = []
     for split in ("validation", "test"):
         for name, value in metrics.get(split, {}).items():
-            if name == "loss":
+            if name == "loss" or not _indexed(name, task):
                 continue
             metric_type, metric_args = _metric_type(name)
             results.append(EvalResult(
-                task_type="text-classification", task_name=_TASK_NAMES[task.type],
+                task_type=_pipeline_tag(task), task_name=_TASK_NAMES[task.type],
                 dataset_type=data.source or "local-files", dataset_name=dataset, dataset_config=data.config,
                 dataset_split=split, metric_type=metric_type, metric_name=name, metric_value=value, metric_args=metric_args,
             ))
@@ -171,12 +172,30 @@ def _context(kind: str, folder: Path, recipe, metrics: dict, task, model_id: str
         "hardware": _hardware(metrics.get("num_processes", 1)), "versions": _versions(),
         "intended_uses": recipe.card.intended_uses or _default_intended_uses(recipe, task, labels),
         "limitations": recipe.card.limitations or _default_limitations(recipe, metrics),
-        "example": json.dumps(dict(zip(("text", "text_pair"), _EXAMPLE_PAIR)) if _is_pair(recipe) else _EXAMPLE),
-        "example_args": ", ".join(json.dumps([t]) for t in _EXAMPLE_PAIR) if _is_pair(recipe) else json.dumps([_EXAMPLE]),
+        "example": json.dumps(dict(zip(("text", "text_pair"), _EXAMPLE_PAIR)) if _is_pair(recipe) else _example(task)),
+        "example_args": ", ".join(json.dumps([t]) for t in _EXAMPLE_PAIR) if _is_pair(recipe) else json.dumps([_example(task)]),
         "pipeline_kwargs": _pipeline_kwargs(task, remote_code="auto_map" in config),
         "remote_code": "auto_map" in config, "has_merged": (folder / MERGED / "config.json").is_file(),
         "adapter_size": _size(folder / ADAPTER_WEIGHTS), "config_kwargs": _config_kwargs(task), "decode": _decode(task),
+        "peft_class": "AutoPeftModelForTokenClassification" if _is_token(task) else "AutoPeftModelForSequenceClassification",
     }
+
+
+def _example(task) -> str:
+    return _TOKEN_EXAMPLE if _is_token(task) else _EXAMPLE
+
+
+def _indexed(name: str, task) -> bool:
+    """Whether a score goes into the Hub metadata: token tasks index the micro scores, not each entity type's."""
+    return not (_is_token(task) and "_" in name)
+
+
+def _pipeline_tag(task) -> str:
+    return "token-classification" if _is_token(task) else "text-classification"
+
+
+def _is_token(task) -> bool:
+    return task.type == "token-classification"
 
 
 def _files_note(kind: str) -> str:
@@ -199,6 +218,8 @@ def _task_phrase(task, recipe) -> str:
         return f"{pair}regression (one score per input)"
     if task.type == "multi-label-classification":
         return f"{pair}multi-label classification ({task.num_labels} labels)"
+    if _is_token(task):
+        return f"token-classification ({task.num_labels} tags per word)"
     return f"{task.num_labels}-class {pair}text classification"
 
 
@@ -206,6 +227,8 @@ def _strategy_summary(recipe, metrics: dict) -> str:
     options = dataclasses.asdict(recipe.strategy)
     targets = (metrics.get("lora") or {}).get("target_modules") or options.get("target_modules") or ["attention"]
     template = _STRATEGY_SUMMARIES.get(recipe.strategy_name, "strategy `{name}`")
+    if recipe.task.type == "token-classification":
+        template = template.replace("{pooling}-pooled encoder features", "per-token encoder features")
     return template.format(**options, targets=", ".join(f"`{t}`" for t in targets))
 
 
@@ -218,6 +241,7 @@ def _results_note(metrics: dict, splits: list[str]) -> str:
 
 def _default_intended_uses(recipe, task, labels: list[str]) -> str:
     what = f"scoring text on the scale of its training labels" if task.type == "regression" else \
+        f"tagging words as {', '.join(f'`{n}`' for n in labels)}" if _is_token(task) else \
         f"sorting text into {', '.join(f'`{n}`' for n in labels)}"
     return (f"{what[0].upper()}{what[1:]}, for text like that of {_dataset_words(recipe.data)}. "
             "It was made with nlp_transfer as a transfer-learning result; no use beyond that was designed or tested.")
@@ -266,6 +290,7 @@ def _is_pair(recipe) -> bool:
 
 def _pipeline_kwargs(task, remote_code: bool) -> str:
     kwargs = ", top_k=None" if task.type == "multi-label-classification" else ""
+    kwargs = ', aggregation_strategy="simple"' if _is_token(task) else kwargs
     return kwargs + (", trust_remote_code=True" if remote_code else "")
 
 
@@ -282,6 +307,8 @@ def _decode(task) -> str:
     if task.type == "multi-label-classification":
         return (f"print([[model.config.id2label[i] for i, p in enumerate(row) if p >= {task.threshold}] "
                 "for row in logits.sigmoid().tolist()])")
+    if _is_token(task):  # one tag per word piece
+        return "print([model.config.id2label[i] for i in logits.argmax(-1)[0].tolist()])"
     return "print([model.config.id2label[i] for i in logits.argmax(-1).tolist()])"
 
 

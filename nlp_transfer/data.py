@@ -15,15 +15,18 @@ from pathlib import Path
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Sequence, load_dataset
 from torch.utils.data import DataLoader
+from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from .errors import DataError
 from .recipe import DataConfig, TaskConfig
 from .tasks import TaskSpec
+from .token_data import IGNORE_INDEX, encode_tags, read_conll, tokenize_and_align
 
 logger = logging.getLogger(__name__)
 
 _BUILDERS = {"csv": "csv", "tsv": "csv", "json": "json", "jsonl": "json", "parquet": "parquet"}
+_READERS = {"conll": read_conll}  # formats datasets has no builder for
 UNLABELED = -1
 UNLABELED_SPLIT = "unlabeled"  # data.files.unlabeled: text only, for strategies that learn without labels
 IGNORE_LABEL = -100  # the ``labels`` value of every row of the unlabeled split
@@ -37,7 +40,7 @@ def load_splits(data: DataConfig, seed: int) -> DatasetDict:
     """
     files = {split: path for split, path in data.files.items() if split != UNLABELED_SPLIT}
     if files:
-        splits = DatasetDict({split: _load_file(split, path, data.format) for split, path in files.items()})
+        splits = DatasetDict({split: _load_file(split, path, data.format, data.tag_column) for split, path in files.items()})
     else:
         try:
             loaded = load_dataset(data.source, data.config)
@@ -53,7 +56,7 @@ def load_splits(data: DataConfig, seed: int) -> DatasetDict:
         logger.info("No validation split given: holding out %.0f%% of train (%d rows)",
                     100 * data.validation_fraction, len(splits["validation"]))
     if UNLABELED_SPLIT in data.files:
-        splits[UNLABELED_SPLIT] = _load_file(UNLABELED_SPLIT, data.files[UNLABELED_SPLIT], data.format)
+        splits[UNLABELED_SPLIT] = _load_file(UNLABELED_SPLIT, data.files[UNLABELED_SPLIT], data.format, data.tag_column)
     for split, n in data.limit.items():
         if split in splits and n < len(splits[split]):
             splits[split] = splits[split].shuffle(seed=seed).select(range(n)).flatten_indices()
@@ -63,14 +66,16 @@ def load_splits(data: DataConfig, seed: int) -> DatasetDict:
     return splits
 
 
-def _load_file(split: str, path: str, fmt: str | None) -> Dataset:
+def _load_file(split: str, path: str, fmt: str | None, tag_column: int = -1) -> Dataset:
     file = Path(path)
     if not file.is_file():
         raise DataError(f"data.files.{split}: file not found: '{file}'. Relative paths resolve against the recipe's folder")
     fmt = fmt or file.suffix.lstrip(".").lower()
+    if fmt in _READERS:
+        return _READERS[fmt](file, tag_column)
     if fmt not in _BUILDERS:
         raise DataError(f"data.files.{split}: cannot tell the format of '{file}' (suffix {file.suffix!r}); "
-                        f"use one of .{', .'.join(_BUILDERS)} or set data.format")
+                        f"use one of .{', .'.join([*_BUILDERS, *_READERS])} or set data.format")
     options = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if fmt == "tsv" else {}
     try:
         return load_dataset(_BUILDERS[fmt], data_files={split: str(file)}, split=split, **options)
@@ -113,6 +118,8 @@ def encode_labels(splits: DatasetDict, task: TaskConfig, data: DataConfig,
     Raises:
         DataError: Unknown labels in validation/test, non-numeric regression labels, ...
     """
+    if task.type == "token-classification":  # one tag per word: see token_data
+        return encode_tags(splits, task, data, names)
     if UNLABELED_SPLIT in splits:
         labeled = DatasetDict({s: ds for s, ds in splits.items() if s != UNLABELED_SPLIT})
         encoded, spec = encode_labels(labeled, task, data, names)
@@ -227,6 +234,25 @@ def tokenize_splits(splits: DatasetDict, tokenizer, text_columns: list[str], max
         out = ds.map(tokenize, batched=True, remove_columns=drop, desc=f"tokenize {split}")
         tokenized[split] = out if split == "train" else out.sort("length", reverse=True).flatten_indices()
     return tokenized
+
+
+def tokenize_for_task(splits: DatasetDict, tokenizer, task: TaskConfig, max_length: int) -> tuple[DatasetDict, dict]:
+    """``tokenize_splits`` for the task's columns; token tasks also align tags to word pieces.
+
+    Returns:
+        The tokenized splits and, for token classification, the truncation report per split
+        (``token_data.tokenize_and_align``); an empty dict otherwise.
+    """
+    if task.type == "token-classification":
+        return tokenize_and_align(splits, tokenizer, task, max_length)
+    return tokenize_splits(splits, tokenizer, task.text_columns, max_length), {}
+
+
+def padding_collator(tokenizer, task_type: str):
+    """Dynamic padding of token ids; per-token labels are padded with ``IGNORE_INDEX`` too."""
+    if task_type == "token-classification":
+        return DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORE_INDEX)
+    return DataCollatorWithPadding(tokenizer)
 
 
 class LengthGroupedBatchSampler:

@@ -72,11 +72,16 @@ def verify_reload(stage: Path, trained, strategy, tokenizer, raw_rows, prepared_
     prepared = strategy.collator(tokenizer)([prepared_rows[i] for i in range(n)])
     with torch.inference_mode():
         expected = strategy.logits(trained, _to(prepared, device)).float()
+    if expected.ndim == 3:  # per-token logits: only real tokens count (padding differs between batch layouts)
+        real = raw["attention_mask"].bool().to(device)
+        expected = expected[real]
     diffs = {}
     for folder in strategy.model_folders(stage):
         reloaded = load_model(folder).to(device).eval()
         with torch.inference_mode():
             got = reloaded(**_to(raw, device)).logits.float()
+        if got.ndim == 3:
+            got = got[raw["attention_mask"].bool().to(device)]
         diff = diffs[folder.relative_to(stage).as_posix()] = (expected - got).abs().max().item()
         same_class = expected.shape[-1] == 1 or bool((expected.argmax(-1) == got.argmax(-1)).all())
         if diff > atol or not same_class:

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 import yaml
 
+from transformers import pipeline
+
 from .export import find_run_file
 from .models import load_model, load_tokenizer
 
@@ -42,14 +44,19 @@ class Predictor:
         self.model = load_model(self.output_dir).eval().to(self.device, dtype=_torch_dtype(dtype))
         self.tokenizer = load_tokenizer(str(self.output_dir))
         self.id2label = {int(i): name for i, name in self.model.config.id2label.items()}
+        self._tagger = self._entity_pipeline() if self.task_type == "token-classification" else None
 
     def __call__(self, texts: list[str] | list[tuple[str, str]], *, batch_size: int = 64) -> list[dict]:
         """Predictions for ``texts``.
 
         Returns:
             One dict per input: ``{"label", "score"}`` (single-label), ``{"labels", "scores"}``
-            (multi-label, labels above the recipe's threshold) or ``{"score"}`` (regression).
+            (multi-label, labels above the recipe's threshold), ``{"score"}`` (regression) or
+            ``{"entities"}`` (token classification: whole entities with type, score and character span).
         """
+        if self._tagger is not None:
+            found = self._tagger([str(t) for t in texts], batch_size=batch_size) if texts else []
+            return [{"entities": [{**e, "score": float(e["score"])} for e in entities]} for entities in found]
         logits = self.logits(texts, batch_size=batch_size)
         return [_describe(row, self.task_type, self.threshold, self.id2label) for row in logits]
 
@@ -70,6 +77,13 @@ class Predictor:
             batch = {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
             out[rows] = self.model(**batch).logits.float().cpu().numpy()
         return out
+
+    def _entity_pipeline(self):
+        """transformers' token-classification pipeline, word pieces grouped into whole entities."""
+        if hasattr(self.model, "merge_and_unload"):  # a peft adapter: the pipeline wants a plain transformers model
+            self.model = self.model.merge_and_unload()
+        return pipeline("token-classification", model=self.model, tokenizer=self.tokenizer,
+                        aggregation_strategy="simple", device=self.model.device)
 
 
 def predict(output_dir: str | Path, texts: list[str] | list[tuple[str, str]], *, batch_size: int = 64,

@@ -25,7 +25,7 @@ from transformers import get_scheduler
 from .errors import TrainingError
 from .metrics import compute_metrics, greater_is_better
 from .recipe import TrainConfig
-from .tasks import TaskSpec, compute_loss, logits_to_predictions
+from .tasks import IGNORE_INDEX, TaskSpec, compute_loss, concat_rows, logits_to_predictions
 
 logger = logging.getLogger(__name__)
 
@@ -155,14 +155,18 @@ def evaluate_loader(model, strategy, loader, accelerator, task: TaskSpec, metric
     all_logits, all_labels = [], []
     with torch.inference_mode():
         for batch in loader:
-            logits = strategy.logits(model, batch).float()
-            logits, labels = accelerator.gather_for_metrics((logits, batch["labels"]))
+            logits, labels = strategy.logits(model, batch).float(), batch["labels"]
+            if task.type == "token-classification":  # processes' batches may be padded to different lengths
+                logits = accelerator.pad_across_processes(logits, dim=1)
+                labels = accelerator.pad_across_processes(labels, dim=1, pad_index=IGNORE_INDEX)
+            logits, labels = accelerator.gather_for_metrics((logits, labels))
             all_logits.append(logits.cpu())
             all_labels.append(labels.cpu())
-    logits, labels = torch.cat(all_logits), torch.cat(all_labels)
+    logits, labels = concat_rows(all_logits, 0.0), concat_rows(all_labels, IGNORE_INDEX)
     scores = {"loss": compute_loss(logits, labels, task).item()}
     predictions = logits_to_predictions(logits.numpy(), task)
-    scores.update(compute_metrics(metric_names, task.type, predictions, labels.numpy(), task.num_labels))
+    scores.update(compute_metrics(metric_names, task.type, predictions, labels.numpy(), task.num_labels,
+                                  label_names=task.label_names))
     return scores
 
 

@@ -26,7 +26,7 @@ _MODULES_DIR = Path(__file__).resolve().parent / "metric_modules"
 _AVERAGES = ("macro", "micro", "weighted")
 _TRUE_VALUES = {"1", "ON", "YES", "TRUE"}
 
-TASK_TYPES = ("text-classification", "multi-label-classification", "regression")
+TASK_TYPES = ("text-classification", "multi-label-classification", "regression", "token-classification")
 
 SHIPPED_METRICS: dict[str, str] = {
     "accuracy": "accuracy",
@@ -37,10 +37,15 @@ SHIPPED_METRICS: dict[str, str] = {
     "mse": "mse",
 }
 """Recipe metric name -> shipped module name (``metric_modules/<module>/<module>.py``)."""
+_SHIPPED_MODULES = {*SHIPPED_METRICS.values(), "seqeval"}  # seqeval scores token-classification's f1/precision/recall/accuracy
 
 _REGRESSION_METRICS = ("pearson", "spearman", "mse")
 _CLASSIFICATION_METRICS = tuple(name for name in SHIPPED_METRICS if name not in _REGRESSION_METRICS)
 _SINGLE_LABEL_ONLY = ("matthews_correlation",)
+# token-classification: entity-level micro scores as CoNLL computes them, and token accuracy (all from seqeval)
+_TOKEN_METRICS = {"f1": "overall_f1", "precision": "overall_precision", "recall": "overall_recall",
+                  "accuracy": "overall_accuracy"}
+_PER_TYPE = ("precision", "recall", "f1")
 
 
 class MetricError(NlpTransferError, ValueError):
@@ -65,7 +70,7 @@ def load_metric_module(module_name: str) -> evaluate.EvaluationModule:
         MetricError: The name is not shipped and cannot be loaded, e.g. because the Hub is offline.
     """
     module_name = SHIPPED_METRICS.get(module_name, module_name)
-    if module_name in SHIPPED_METRICS.values():
+    if module_name in _SHIPPED_MODULES:
         script = _MODULES_DIR / module_name / f"{module_name}.py"
         # keep_in_memory: no arrow cache files or lock files on disk for a local computation.
         return evaluate.load(str(script), keep_in_memory=True)
@@ -94,6 +99,7 @@ def default_metrics(task_type: str) -> list[str]:
         "text-classification": ["accuracy", "f1"],
         "multi-label-classification": ["f1_micro", "f1_macro", "accuracy"],
         "regression": ["pearson", "spearman", "mse"],
+        "token-classification": ["f1", "precision", "recall", "accuracy"],
     }
     if task_type not in defaults:
         raise MetricError(_task_type_problem(task_type))
@@ -129,6 +135,10 @@ def check_metric_names(names: Iterable[str], task_type: str) -> list[str]:
     if task_type not in TASK_TYPES:
         return [_task_type_problem(task_type)]
     allowed = _allowed_metrics(task_type)
+    if task_type == "token-classification":  # scored by seqeval alone: other names have no meaning here
+        return [f"metric '{name}' does not apply to task.type '{task_type}'; use one of: {', '.join(allowed)} "
+                "(entity-level micro scores, token accuracy; per entity type added automatically)"
+                for name in names if name not in allowed]
     return [
         f"metric '{name}' does not apply to task.type '{task_type}'; use one of: {', '.join(allowed)}"
         for name in names
@@ -137,7 +147,7 @@ def check_metric_names(names: Iterable[str], task_type: str) -> list[str]:
 
 
 def compute_metrics(
-    names: list[str], task_type: str, predictions, references, num_labels: int
+    names: list[str], task_type: str, predictions, references, num_labels: int, *, label_names: list[str] | None = None
 ) -> dict[str, float]:
     """Compute metrics on post-processed predictions.
 
@@ -148,6 +158,8 @@ def compute_metrics(
             ``(n, num_labels)`` (multi-label-classification) or floats (regression).
         references: Gold values, same shape as ``predictions``.
         num_labels: Number of labels of the task (1 for regression).
+        label_names: Class names in id order; token-classification needs them (tags such as
+            ``B-PER``), the other task types ignore them.
 
     Returns:
         ``{name: value}`` with plain Python floats, in the order of ``names``. A correlation
@@ -160,6 +172,8 @@ def compute_metrics(
     problems = check_metric_names(names, task_type)
     if problems:
         raise MetricError("cannot compute metrics:\n" + "\n".join(f"  - {p}" for p in problems))
+    if task_type == "token-classification":
+        return _token_metrics(names, predictions, references, label_names)
     predictions, references = _validated_arrays(task_type, predictions, references, num_labels)
     results = {}
     for name in names:
@@ -167,6 +181,29 @@ def compute_metrics(
         module = load_metric_module(SHIPPED_METRICS.get(name, name))
         output = module.compute(predictions=predictions, references=references, **kwargs)
         results[name] = _single_float(name, output)
+    return results
+
+
+def _token_metrics(names: list[str], predictions, references, label_names: list[str] | None) -> dict[str, float]:
+    """seqeval on tag sequences: positions whose reference is -100 (later word pieces, special tokens, padding) drop out.
+
+    Returns the asked micro scores, then ``<metric>_<TYPE>`` for every entity type (e.g. ``f1_PER``).
+    """
+    if not label_names:
+        raise MetricError("token-classification metrics need the tag names (label_names), e.g. ['O', 'B-PER', 'I-PER']")
+    preds, refs = np.asarray(predictions), np.asarray(references)
+    if preds.shape != refs.shape or preds.ndim != 2:
+        raise MetricError(f"token-classification expects (sentences, positions) arrays of tag ids; got predictions "
+                          f"{preds.shape} and references {refs.shape}")
+    keep = refs != -100
+    if not keep.any():
+        raise MetricError("cannot compute metrics on zero tagged words; check that the evaluation split is not empty")
+    tag_lists = [([label_names[i] for i in p[k]], [label_names[i] for i in r[k]]) for p, r, k in zip(preds, refs, keep)]
+    tag_lists = [pair for pair in tag_lists if pair[1]]
+    output = load_metric_module("seqeval").compute(predictions=[p for p, _ in tag_lists], references=[r for _, r in tag_lists])
+    results = {name: float(output[_TOKEN_METRICS[name]]) for name in names}
+    for kind in sorted(k for k, v in output.items() if isinstance(v, dict)):
+        results.update({f"{m}_{kind}": float(output[kind][m]) for m in _PER_TYPE if m in names})
     return results
 
 
@@ -190,6 +227,8 @@ def _task_type_problem(task_type: str) -> str:
 
 
 def _allowed_metrics(task_type: str) -> tuple[str, ...]:
+    if task_type == "token-classification":
+        return tuple(_TOKEN_METRICS)
     if task_type == "regression":
         return _REGRESSION_METRICS
     if task_type == "multi-label-classification":

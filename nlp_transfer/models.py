@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from huggingface_hub import constants as hub_constants
 from huggingface_hub import snapshot_download
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
 
 from .errors import ModelError
 from .mean_pooling import MeanPoolingForSequenceClassification
@@ -100,7 +100,8 @@ def build_model(path: str, task: TaskSpec, *, pooling: str = "cls", trust_remote
             config.auto_map = {"AutoModelForSequenceClassification": f"{MEAN_POOLING_MODELING_FILE[:-3]}.MeanPoolingForSequenceClassification"}
             model = MeanPoolingForSequenceClassification.from_pretrained(path, config=config)
         else:
-            model = AutoModelForSequenceClassification.from_pretrained(path, config=config, trust_remote_code=trust_remote_code)
+            auto_class = AutoModelForTokenClassification if task.type == "token-classification" else AutoModelForSequenceClassification
+            model = auto_class.from_pretrained(path, config=config, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot build a {task.type} model from {path!r}: {exc}") from None
     if name and not Path(name).expanduser().is_dir():
@@ -116,6 +117,8 @@ def load_model(folder: str | Path, trust_remote_code: bool = False):
     config = json.loads((folder / "config.json").read_text())
     if "MeanPoolingForSequenceClassification" in config.get("architectures", []):
         return MeanPoolingForSequenceClassification.from_pretrained(folder, config=AutoConfig.from_pretrained(folder))
+    if any(a.endswith("ForTokenClassification") for a in config.get("architectures") or []):
+        return AutoModelForTokenClassification.from_pretrained(folder, trust_remote_code=trust_remote_code)
     return AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=trust_remote_code)
 
 
@@ -129,7 +132,8 @@ def _load_adapter(folder: Path, trust_remote_code: bool = False):
                          "set it to the Hub id or folder of the model the adapter was trained on")
     base_path = resolve_model_path(adapter.base_model_name_or_path, adapter.revision)
     config = AutoConfig.from_pretrained(str(folder / TASK_CONFIG)) if (folder / TASK_CONFIG).is_file() else None
-    base = AutoModelForSequenceClassification.from_pretrained(base_path, config=config, trust_remote_code=trust_remote_code)
+    auto_class = AutoModelForTokenClassification if adapter.task_type == "TOKEN_CLS" else AutoModelForSequenceClassification
+    base = auto_class.from_pretrained(base_path, config=config, trust_remote_code=trust_remote_code)
     return PeftModel.from_pretrained(base, str(folder))
 
 
@@ -163,8 +167,19 @@ def pooled_features(model, batch: dict, pooling: str) -> torch.Tensor:
     return hidden[:, 0]
 
 
+def token_features(model, batch: dict) -> torch.Tensor:
+    """What a token head reads: the encoder's last hidden state at every position."""
+    inputs = {k: v for k, v in batch.items() if k not in ("labels", "length")}
+    return base_encoder(model)(**inputs)[0]
+
+
 def head_logits(model, features: torch.Tensor) -> torch.Tensor:
-    """Logits from cached pooled features, exactly as the model's own forward computes them."""
+    """Logits from cached pooled (or, for token heads, per-token) features, exactly as the model's own forward computes them."""
+    if features.ndim == 3:  # (batch, positions, hidden): every family's ForTokenClassification is dropout + linear
+        if not isinstance(getattr(model, "classifier", None), torch.nn.Linear):
+            raise ModelError(f"strategy frozen: cannot find the token head of {type(model).__name__} (a linear 'classifier'); "
+                             "use strategy full or lora for this model")
+        return model.classifier(model.dropout(features))
     if isinstance(model, MeanPoolingForSequenceClassification):
         return model.head(features)
     family = model.config.model_type

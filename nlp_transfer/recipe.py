@@ -19,9 +19,9 @@ import yaml
 
 from .errors import RecipeError
 
-TASK_TYPES = ("text-classification", "multi-label-classification", "regression")
+TASK_TYPES = ("text-classification", "multi-label-classification", "regression", "token-classification")
 SPLITS = ("train", "validation", "test", "unlabeled")  # unlabeled: text only, for strategies with uses_unlabeled
-FILE_FORMATS = ("csv", "tsv", "json", "jsonl", "parquet")
+FILE_FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "conll")
 
 
 @dataclass
@@ -36,14 +36,21 @@ class ModelConfig:
 
 @dataclass
 class TaskConfig:
-    """``task``: what the head predicts and from which columns."""
+    """``task``: what the head predicts and from which columns.
 
-    type: Literal["text-classification", "multi-label-classification", "regression"] = "text-classification"
+    Token classification reads ``tokens`` (a list of words per row) and ``tags`` (one tag per
+    word); ``label_all_subtokens`` puts a word's tag on every word piece, not only the first.
+    """
+
+    type: Literal["text-classification", "multi-label-classification", "regression", "token-classification"] = "text-classification"
     text: Union[str, list[str]] = "text"
     label: str = "label"
     labels: list[str] | None = None
     threshold: float = 0.5
     label_separator: str = "|"
+    tokens: str = "tokens"
+    tags: str = "tags"
+    label_all_subtokens: bool = False
 
     @property
     def text_columns(self) -> list[str]:
@@ -52,14 +59,19 @@ class TaskConfig:
 
 @dataclass
 class DataConfig:
-    """``data``: a Hub dataset (``source``/``config``) or local ``files`` per split."""
+    """``data``: a Hub dataset (``source``/``config``) or local ``files`` per split.
+
+    ``tag_column``: the column of a CoNLL file (``format: conll``) that holds the tag, 0-based
+    (default -1: the last one; the word is always the first).
+    """
 
     source: str | None = None
     config: str | None = None
     files: dict[str, str] = field(default_factory=dict)
     limit: dict[str, int] = field(default_factory=dict)
-    format: Literal["csv", "tsv", "json", "jsonl", "parquet"] | None = None
+    format: Literal["csv", "tsv", "json", "jsonl", "parquet", "conll"] | None = None
     validation_fraction: float = 0.1
+    tag_column: int = -1
 
 
 @dataclass
@@ -362,6 +374,7 @@ def _check_semantics(recipe: Recipe, problems: list[str]) -> None:
         problems.append("model.name: missing; give a Hub id (e.g. sentence-transformers/all-MiniLM-L6-v2) or a local model folder")
     if model.max_length < 8:
         problems.append(f"model.max_length: got {model.max_length}; expected an integer >= 8")
+    problems.extend(_token_task_problems(recipe))
     if not 1 <= len(task.text_columns) <= 2:
         problems.append(f"task.text: got {task.text!r}; expected one column name, or a list of two for sentence pairs")
     if not data.source and "train" not in data.files:
@@ -405,6 +418,22 @@ def _check_semantics(recipe: Recipe, problems: list[str]) -> None:
         problems.extend(_push_problems(recipe))
     if hasattr(recipe.strategy, "validate"):
         problems.extend(recipe.strategy.validate(recipe))
+
+
+def _token_task_problems(recipe: Recipe) -> list[str]:
+    """Keys that only make sense with (or without) token classification."""
+    task, data, problems = recipe.task, recipe.data, []
+    token_task = task.type == "token-classification"
+    if data.format == "conll" and not token_task:
+        problems.append(f"data.format: 'conll' files hold tagged words, for task.type token-classification; got task.type "
+                        f"{task.type!r}. Set task.type=token-classification or give csv/tsv/json(l)/parquet files")
+    if data.tag_column == 0:
+        problems.append("data.tag_column: got 0, which is the word column; give the tag's column, e.g. -1 (the last) or 3")
+    if token_task and "unlabeled" in data.files:
+        problems.append("data.files.unlabeled: token classification trains on tagged words only; remove data.files.unlabeled")
+    if task.label_all_subtokens and not token_task:
+        problems.append(f"task.label_all_subtokens: applies to task.type token-classification only; got task.type {task.type!r}")
+    return problems
 
 
 def _push_problems(recipe: Recipe) -> list[str]:

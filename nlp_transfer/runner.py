@@ -74,7 +74,7 @@ def train(recipe: Recipe | str | Path | dict, overrides=None, *, resume: bool = 
                                                      **strategy.model_kwargs()))
     model_path = resolve_model_path(recipe.model.name, recipe.model.revision)
     tokenizer = load_tokenizer(model_path, recipe.model.trust_remote_code)
-    tokenized = data_lib.tokenize_splits(splits, tokenizer, recipe.task.text_columns, recipe.model.max_length)
+    tokenized, truncation = data_lib.tokenize_for_task(splits, tokenizer, recipe.task, recipe.model.max_length)
     total_params = sum(p.numel() for p in model.parameters())  # counted before prepare adds adapters or head copies
     trained = strategy.prepare(model)
     prepared = strategy.prepare_data(model, tokenizer, tokenized, accelerator)
@@ -90,6 +90,8 @@ def train(recipe: Recipe | str | Path | dict, overrides=None, *, resume: bool = 
     trained = accelerator.unwrap_model(result.model, keep_fp32_wrapper=False)
     metrics = _run_metrics(recipe, spec, strategy, trained, model, result, prepared, accelerator, metric_names, eval_batch, collator,
                            total=total_params)
+    if truncation:
+        metrics["truncation"] = truncation
     if accelerator.is_main_process:
         stage = work / "output"
         shutil.rmtree(stage, ignore_errors=True)
@@ -171,7 +173,7 @@ def evaluate(output_dir: str | Path, split: str = "validation") -> dict[str, flo
     if split not in splits:
         raise data_lib.DataError(f"--split: the recipe's data has no '{split}' split; it has: {', '.join(splits)}")
     encoded, _ = data_lib.encode_labels(DatasetDict({split: splits[split]}), recipe.task, recipe.data, names=list(spec.id2label.values()))
-    tokenized = data_lib.tokenize_splits(encoded, tokenizer, recipe.task.text_columns, recipe.model.max_length)
+    tokenized, _ = data_lib.tokenize_for_task(encoded, tokenizer, recipe.task, recipe.model.max_length)
     accelerator = new_accelerator()
     strategy = Strategy(None, spec)
     loader = data_lib.eval_loader(tokenized[split], 2 * recipe.train.batch_size, strategy.collator(tokenizer))

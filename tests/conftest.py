@@ -120,3 +120,60 @@ def train_with_torchrun(recipe: dict, tmp_path: Path, port: int) -> dict:
     first, second = metrics["rank_weight_checksums"]
     assert first == second
     return metrics
+
+
+TOY_TAGS = ["O", "B-NEG", "B-POS", "I-NEG", "I-POS"]  # the order encode_tags derives from toy CoNLL files
+
+
+def toy_tagged_sentences(n: int, seed: int) -> list[list[tuple[str, str]]]:
+    """Learnable toy NER: one span of 1-2 opinion words (POS or NEG entities, IOB2 tags) among neutral words (O)."""
+    rng = random.Random(seed)
+    sentences = []
+    for i in range(n):
+        kind, pool = ("POS", POSITIVE) if i % 2 == 0 else ("NEG", NEGATIVE)
+        words = [(w, "O") for w in rng.sample(NEUTRAL, rng.randint(2, 5))]
+        span = [(w, ("B-" if j == 0 else "I-") + kind) for j, w in enumerate(rng.sample(pool, rng.randint(1, 2)))]
+        at = rng.randint(0, len(words))
+        sentences.append(words[:at] + span + words[at:])
+    return sentences
+
+
+def write_conll(path: Path, sentences, docstart: bool = True) -> str:
+    """CoNLL-2003 layout: ``word POS tag`` per line, a blank line after each sentence."""
+    lines = ["-DOCSTART- -X- -X- O", ""] if docstart else []
+    for sentence in sentences:
+        lines += [f"{word} X {tag}" for word, tag in sentence] + [""]
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture
+def toy_conll_files(tmp_path) -> dict:
+    """train.txt (96 sentences) and validation.txt (32) of toy NER in CoNLL format."""
+    return {
+        "train": write_conll(tmp_path / "train.txt", toy_tagged_sentences(96, seed=1)),
+        "validation": write_conll(tmp_path / "validation.txt", toy_tagged_sentences(32, seed=2)),
+    }
+
+
+@pytest.fixture
+def toy_token_recipe(toy_recipe, toy_conll_files) -> dict:
+    """``toy_recipe`` as token classification on ``toy_conll_files``."""
+    return {**toy_recipe, "task": {"type": "token-classification"}, "data": {"files": dict(toy_conll_files), "format": "conll"},
+            "train": {**toy_recipe["train"], "metrics": ["f1", "accuracy"]}}
+
+
+@pytest.fixture(scope="session")
+def tiny_token_teacher_dir(tmp_path_factory) -> str:
+    """A tiny random-init 4-layer BERT token tagger (``TOY_TAGS``) with ``tiny_model_dir``'s vocab: a distill teacher."""
+    import torch
+    from transformers import BertConfig, BertForTokenClassification, BertTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-token-teacher")
+    BertTokenizerFast(vocab={word: i for i, word in enumerate(VOCAB)}, do_lower_case=True).save_pretrained(folder)
+    torch.manual_seed(2)
+    config = BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64, id2label=dict(enumerate(TOY_TAGS)),
+                        label2id={t: i for i, t in enumerate(TOY_TAGS)})
+    BertForTokenClassification(config).save_pretrained(folder)
+    return str(folder)

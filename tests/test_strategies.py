@@ -36,6 +36,16 @@ EXPECTATIONS: dict[str, list[tuple[str, dict, list[str]]]] = {
 }
 CASES = [pytest.param(name, variant, id=variant[0]) for name in sorted(STRATEGIES)
          for variant in EXPECTATIONS.get(name, [(name, None, None)])]
+# The same contract for token classification (AutoModelForTokenClassification: no pooler, a per-token head).
+TOKEN_EXPECTATIONS: dict[str, tuple[dict, list[str]]] = {
+    "full": ({"name": "full"}, [r".*"]),
+    "frozen": ({"name": "frozen"}, [r"classifier\..*"]),
+    "lora": ({"name": "lora", "r": 4, "alpha": 8},
+             [r"bert\.encoder\.layer\.\d+\.attention\.self\.(query|key|value)\.lora_[AB]\.default\.weight",
+              r"classifier\.modules_to_save\.default\..*"]),
+    "distill": ({"name": "distill", "teacher": "TINY_TOKEN_TEACHER", "speed_rows": 0}, [r".*"]),
+}
+_TEACHERS = {"TINY_TEACHER": "tiny_teacher_dir", "TINY_TOKEN_TEACHER": "tiny_token_teacher_dir"}
 
 
 def _pieces(recipe_dict: dict, tmp_path: Path):
@@ -45,7 +55,7 @@ def _pieces(recipe_dict: dict, tmp_path: Path):
     splits = data_lib.load_splits(recipe.data, recipe.train.seed)
     splits, spec = data_lib.encode_labels(splits, recipe.task, recipe.data)
     tokenizer = load_tokenizer(recipe.model.name)
-    tokenized = data_lib.tokenize_splits(splits, tokenizer, recipe.task.text_columns, recipe.model.max_length)
+    tokenized, _ = data_lib.tokenize_for_task(splits, tokenizer, recipe.task, recipe.model.max_length)
     strategy = build_strategy(recipe.strategy, spec)
     model = strategy.build_model(lambda: build_model(recipe.model.name, spec, **strategy.model_kwargs()))
     trained = strategy.prepare(model)
@@ -66,10 +76,23 @@ def test_strategy_contract(name, variant, toy_recipe, tmp_path, request):
         pytest.fail(f"strategy {name!r} is registered but tests/test_strategies.py has no expectation for it; "
                     f"add an EXPECTATIONS[{name!r}] entry (its recipe options and the parameter names that must train)")
     _, options, patterns = variant
-    options = {k: request.getfixturevalue("tiny_teacher_dir") if v == "TINY_TEACHER" else v for k, v in options.items()}
-    recipe_dict = {**toy_recipe, "strategy": options,
-                   "data": {**toy_recipe["data"], "limit": {"train": 16, "validation": 8}},
-                   "train": {**toy_recipe["train"], "epochs": 1, "batch_size": 16, "warmup_ratio": 0.0, "lr": 1e-2}}
+    _check_contract(toy_recipe, options, patterns, tmp_path, request)
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_strategy_contract_token_classification(name, toy_token_recipe, tmp_path, request):
+    if name not in TOKEN_EXPECTATIONS:
+        pytest.fail(f"strategy {name!r} has no TOKEN_EXPECTATIONS entry in tests/test_strategies.py; add one")
+    options, patterns = TOKEN_EXPECTATIONS[name]
+    _check_contract(toy_token_recipe, options, patterns, tmp_path, request)
+
+
+def _check_contract(base_recipe: dict, options: dict, patterns: list[str], tmp_path, request):
+    """Exactly the expected parameters train, one step changes exactly them, save -> load keeps the logits."""
+    options = {k: request.getfixturevalue(_TEACHERS[v]) if v in _TEACHERS else v for k, v in options.items()}
+    recipe_dict = {**base_recipe, "strategy": options,
+                   "data": {**base_recipe["data"], "limit": {"train": 16, "validation": 8}},
+                   "train": {**base_recipe["train"], "epochs": 1, "batch_size": 16, "warmup_ratio": 0.0, "lr": 1e-2}}
     p = _pieces(recipe_dict, tmp_path)
     model, strategy = p["model"], p["strategy"]
 
@@ -110,7 +133,12 @@ def test_strategy_contract(name, variant, toy_recipe, tmp_path, request):
     with torch.inference_mode():
         expected_logits = strategy.logits(trained, prepared_batch)
         got = reloaded(**raw_batch).logits
-    assert got.shape == (n, 2)
+    if p["spec"].type == "token-classification":  # one row of logits per real token (padding is layout, not output)
+        assert got.shape[:2] == raw_batch["input_ids"].shape and got.shape[-1] == p["spec"].num_labels
+        real = raw_batch["attention_mask"].bool()
+        got, expected_logits = got[real], expected_logits[real]
+    else:
+        assert got.shape == (n, 2)
     torch.testing.assert_close(got, expected_logits, atol=1e-5, rtol=1e-5)
 
 

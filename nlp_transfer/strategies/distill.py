@@ -30,13 +30,13 @@ from typing import ClassVar
 import numpy as np
 import torch
 import torch.nn.functional as F
-from datasets import Dataset, DatasetDict, concatenate_datasets
+from datasets import Array2D, Dataset, DatasetDict, Features, concatenate_datasets
 from transformers import DataCollatorWithPadding
 
 from .. import cache
-from ..data import UNLABELED_SPLIT
+from ..data import UNLABELED_SPLIT, padding_collator
 from ..metrics import compute_metrics, greater_is_better
-from ..tasks import TaskSpec, compute_loss, logits_to_predictions
+from ..tasks import IGNORE_INDEX, TaskSpec, compute_loss, concat_rows, logits_to_predictions
 from .base import Strategy, StrategyOptions
 from .distill_models import (StudentWithProjections, build_student, check_same_tokenizer, check_teacher_labels,
                              evenly_spaced, first_token_states, hidden_layer_map, load_teacher)
@@ -193,7 +193,7 @@ class DistillStrategy(Strategy):
         self._row_counts = {s: len(splits[s]) for s in ("train", UNLABELED_SPLIT) if s in splits}
         validation = splits["validation"]
         logits = self._teacher_outputs("validation", validation, fingerprint, accelerator, hidden=False)["teacher_logits"]
-        self._validation = (np.asarray(logits, dtype=np.float32), np.asarray(validation["labels"]))
+        self._validation = (_stack(logits, 0.0).float().numpy(), _stack(validation["labels"], IGNORE_INDEX).numpy())
         train = [self._with_teacher(s, splits[s], fingerprint, accelerator) for s in ("train", UNLABELED_SPLIT) if s in splits]
         prepared = DatasetDict({s: ds for s, ds in splits.items() if s != UNLABELED_SPLIT})
         prepared["train"] = concatenate_datasets([train[0], *(ds.cast(train[0].features) for ds in train[1:])])
@@ -229,22 +229,32 @@ class DistillStrategy(Strategy):
         order = np.argsort(-np.asarray(ds["length"]), kind="stable")
         inputs = ds.remove_columns([c for c in ds.column_names if c in _NOT_INPUTS])
         pad = DataCollatorWithPadding(self._tokenizer)
-        logits = np.zeros((len(ds), self.task.num_labels), dtype=np.float32)
+        per_token = self.task.type == "token-classification"
+        logits = [None] * len(ds) if per_token else np.zeros((len(ds), self.task.num_labels), dtype=np.float32)
         hidden = np.zeros((len(ds), len(hidden_map), teacher.config.hidden_size), np.float32) if hidden_map else None
         size = self.options.teacher_batch_size
         for start in range(0, len(ds), size):
             rows = order[start:start + size]
             batch = {k: v.to(self.device) for k, v in pad([inputs[int(i)] for i in rows]).items()}
             out_logits, out_hidden = teacher_forward(teacher, batch, hidden_map)
-            logits[rows] = out_logits.float().cpu().numpy()
+            if per_token:  # each row's own positions, padding dropped
+                for i, row, mask in zip(rows, out_logits.float().cpu().numpy(), batch["attention_mask"].bool().cpu().numpy()):
+                    logits[int(i)] = row[mask]
+            else:
+                logits[rows] = out_logits.float().cpu().numpy()
             if hidden is not None:
                 hidden[rows] = out_hidden.float().cpu().numpy()
         columns = {"teacher_logits": logits} | ({"teacher_hidden": hidden} if hidden is not None else {})
         self.teacher_seconds += time.perf_counter() - started
+        if per_token:  # rows of different lengths: (positions, labels) arrays
+            features = {"teacher_logits": Array2D((None, self.task.num_labels), "float32")}
+            if hidden is not None:
+                features["teacher_hidden"] = Array2D(hidden.shape[1:], "float32")
+            return Dataset.from_dict(columns, features=Features(features))
         return Dataset.from_dict(columns)
 
     def collator(self, tokenizer):
-        return DistillCollator(tokenizer)
+        return DistillCollator(tokenizer, self.task.type)
 
     # ------------------------------------------------------------------- loss
     def logits(self, model, batch):
@@ -273,7 +283,7 @@ class DistillStrategy(Strategy):
         teacher_logits, labels = self._validation
         teacher_scores = {"loss": compute_loss(torch.from_numpy(teacher_logits), torch.from_numpy(labels), self.task).item()}
         teacher_scores.update(compute_metrics(metric_names, self.task.type, logits_to_predictions(teacher_logits, self.task),
-                                              labels, self.task.num_labels))
+                                              labels, self.task.num_labels, label_names=self.task.label_names))
         main = metric_names[0] if metric_names else "loss"
         teacher_score, student_score = teacher_scores[main], metrics["validation"].get(main)
         teacher_params = sum(p.numel() for p in self.teacher.parameters())
@@ -341,6 +351,10 @@ def distillation_loss(student_logits, teacher_logits, labels, labeled, task_type
     """
     s, t = student_logits.float(), teacher_logits.float().to(student_logits.device)
     labeled = labeled.to(s.device)
+    if task_type == "token-classification":  # every tagged word is one example; other positions drop out
+        tagged = labels != IGNORE_INDEX
+        s, t, labels = s[tagged], t[:, :s.shape[1]][tagged], labels[tagged]
+        labeled, task_type = labeled[:, None].expand_as(tagged)[tagged], "text-classification"
     if task_type == "regression":
         soft = F.mse_loss(s.squeeze(-1), t.squeeze(-1))
     elif task_type == "multi-label-classification":
@@ -375,16 +389,22 @@ def teacher_forward(teacher, inputs: dict, hidden_map: list[int] | None):
 class DistillCollator:
     """Dynamic padding for the token columns; teacher outputs and the ``labeled`` mask are stacked."""
 
-    def __init__(self, tokenizer):
-        self.pad = DataCollatorWithPadding(tokenizer)
+    def __init__(self, tokenizer, task_type: str = "text-classification"):
+        self.pad = padding_collator(tokenizer, task_type)
 
     def __call__(self, features: list[dict]) -> dict:
         extras = [k for k in ("teacher_logits", "teacher_hidden", "labeled") if k in features[0]]
         batch = self.pad([{k: v for k, v in f.items() if k not in extras} for f in features])
         for key in extras:
             dtype = torch.bool if key == "labeled" else torch.float32
-            batch[key] = torch.tensor(np.asarray([f[key] for f in features]), dtype=dtype)
+            batch[key] = _stack([f[key] for f in features], 0.0).to(dtype)
         return batch
+
+
+def _stack(rows: list, pad_value: float) -> torch.Tensor:
+    """Rows as one tensor; per-token rows of different lengths are padded at the end."""
+    tensors = [torch.as_tensor(np.asarray(r)).unsqueeze(0) for r in rows]
+    return concat_rows(tensors, pad_value)
 
 
 def _model_inputs(batch: dict) -> dict:

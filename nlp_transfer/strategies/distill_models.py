@@ -142,9 +142,9 @@ def _teacher_folder(teacher: str) -> str:
 
 def _check_is_classifier(teacher, name: str) -> None:
     architectures = teacher.config.architectures or []
-    if architectures and not any(a.endswith("ForSequenceClassification") for a in architectures):
+    if architectures and not any(a.endswith(("ForSequenceClassification", "ForTokenClassification")) for a in architectures):
         raise ModelError(f"strategy.teacher: {name!r} is a {', '.join(architectures)} without a trained "
-                         "sequence-classification head; fine-tune it first (e.g. strategy full) and distill from that output")
+                         "sequence-classification head (or token-classification head); fine-tune it first (e.g. strategy full) and distill from that output")
 
 
 def check_teacher_labels(config, task, name: str) -> None:

@@ -9,11 +9,12 @@ from typing import Literal
 
 import numpy as np
 import torch
-from datasets import Dataset, DatasetDict
+from datasets import Array2D, Dataset, DatasetDict, Features, Sequence, Value
 from transformers import DataCollatorWithPadding, default_data_collator
 
 from .. import cache
-from ..models import base_encoder, head_logits, head_modules, pooled_features
+from ..models import base_encoder, head_logits, head_modules, pooled_features, token_features
+from ..tasks import IGNORE_INDEX, concat_rows
 from .base import Strategy, StrategyOptions
 
 logger = logging.getLogger(__name__)
@@ -26,6 +27,12 @@ class FrozenOptions(StrategyOptions):
     name: str = "frozen"
     pooling: Literal["cls", "mean"] = "cls"
     cache_features: bool = True
+
+    def validate(self, recipe) -> list[str]:
+        if recipe.task.type == "token-classification" and self.pooling != "cls":
+            return [f"strategy.pooling: got {self.pooling!r}, but a token-classification head reads every token's own "
+                    "features (nothing is pooled); remove strategy.pooling or set it to cls"]
+        return []
 
 
 class FrozenStrategy(Strategy):
@@ -61,7 +68,7 @@ class FrozenStrategy(Strategy):
         return features
 
     def collator(self, tokenizer):
-        return default_data_collator
+        return pad_token_features if self.task.type == "token-classification" else default_data_collator
 
     def logits(self, model, batch):
         return model(features=batch["features"])
@@ -75,12 +82,35 @@ class FrozenStrategy(Strategy):
         pad = DataCollatorWithPadding(tokenizer)
         out = np.zeros((len(ds), model.config.hidden_size), dtype=np.float32)
         inputs = ds.remove_columns([c for c in ("labels", "length") if c in ds.column_names])
+        if self.task.type == "token-classification":
+            return self._extract_tokens(model, ds, inputs, order, pad, device, batch_size)
         for start in range(0, len(ds), batch_size):
             rows = order[start:start + batch_size]
             batch = pad([inputs[int(i)] for i in rows])
             batch = {k: v.to(device) for k, v in batch.items()}
             out[rows] = pooled_features(model, batch, self.options.pooling).float().cpu().numpy()
         return Dataset.from_dict({"features": out, "labels": ds["labels"]})
+
+
+    def _extract_tokens(self, model, ds, inputs, order, pad, device, batch_size) -> Dataset:
+        """Every token's last hidden state, (row length, hidden) per row, stored without padding."""
+        rows: list[np.ndarray | None] = [None] * len(ds)
+        for start in range(0, len(ds), batch_size):
+            batch_rows = order[start:start + batch_size]
+            batch = {k: v.to(device) for k, v in pad([inputs[int(i)] for i in batch_rows]).items()}
+            states = token_features(model, batch).float().cpu().numpy()
+            for i, state, mask in zip(batch_rows, states, batch["attention_mask"].cpu().numpy()):
+                rows[int(i)] = state[mask.astype(bool)]  # the row's own tokens, padding dropped
+        features = Features({"features": Array2D((None, model.config.hidden_size), "float32"),
+                             "labels": Sequence(Value("int64"))})
+        return Dataset.from_dict({"features": rows, "labels": ds["labels"]}, features=features)
+
+
+def pad_token_features(rows: list[dict]) -> dict:
+    """A batch of per-token features (zeros past each row's end) and labels (``IGNORE_INDEX`` there)."""
+    as_tensor = lambda key, dtype: [torch.as_tensor(np.asarray(r[key]), dtype=dtype).unsqueeze(0) for r in rows]  # noqa: E731
+    return {"features": concat_rows(as_tensor("features", torch.float32), 0.0),
+            "labels": concat_rows(as_tensor("labels", torch.long), IGNORE_INDEX)}
 
 
 class FeatureHead(torch.nn.Module):

@@ -89,7 +89,7 @@ class LoraStrategy(Strategy):
         targets += pretrained_pooler_layers(model)
         alpha = self.options.alpha
         config = LoraConfig(
-            task_type=TaskType.SEQ_CLS, r=self.options.r, lora_alpha=int(alpha) if float(alpha).is_integer() else alpha,
+            task_type=TaskType.TOKEN_CLS if self.task.type == "token-classification" else TaskType.SEQ_CLS, r=self.options.r, lora_alpha=int(alpha) if float(alpha).is_integer() else alpha,
             lora_dropout=self.options.dropout, target_modules=targets, bias=self.options.bias,
             use_rslora=self.options.use_rslora, use_dora=self.options.use_dora,
             # The head is new: it trains in full and ships with the adapter.

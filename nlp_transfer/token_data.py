@@ -1,0 +1,197 @@
+"""Token classification data: the CoNLL reader, tag ids per word, and word-piece alignment.
+
+A token-classification row holds a list of words (``task.tokens``) and one tag per word
+(``task.tags``: names, or ids of a ``Sequence(ClassLabel)``). Tokenizing splits words into
+word pieces; the word's tag goes on its first piece and the other pieces get ``IGNORE_INDEX``
+(or, with ``task.label_all_subtokens``, the word's tag too). Words cut by ``model.max_length``
+are counted, logged and reported in ``metrics.json``, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from datasets import ClassLabel, Dataset, DatasetDict, Sequence
+
+from .errors import DataError
+from .recipe import DataConfig, TaskConfig
+from .tasks import IGNORE_INDEX, TaskSpec
+
+logger = logging.getLogger(__name__)
+
+CONLL_TOKENS, CONLL_TAGS = "tokens", "tags"  # the columns read_conll writes (renamed to task.tokens / task.tags)
+_LINE = "line"  # CoNLL rows remember the file line of their first word, for error messages
+_DOCSTART = "-DOCSTART-"
+
+
+def read_conll(path: str | Path, tag_column: int = -1) -> Dataset:
+    """Sentences of a CoNLL file: one ``word ... tag`` line per word, a blank line between sentences.
+
+    ``-DOCSTART-`` lines (document breaks) are skipped and end the current sentence.
+
+    Args:
+        path: The text file.
+        tag_column: Which whitespace-separated column holds the tag (default: the last one);
+            the word is always the first.
+
+    Returns:
+        A dataset with ``tokens`` and ``tags`` (lists of strings) and ``line`` (the file line of
+        the sentence's first word).
+
+    Raises:
+        DataError: A line has too few columns for ``tag_column`` (file and line number in the message).
+    """
+    path = Path(path)
+    rows: dict[str, list] = {CONLL_TOKENS: [], CONLL_TAGS: [], _LINE: []}
+    words: list[str] = []
+    tags: list[str] = []
+    start = 0
+    need = tag_column + 1 if tag_column >= 0 else -tag_column + 1  # the word plus the tag column
+
+    def end_sentence():
+        if words:
+            rows[CONLL_TOKENS].append(list(words))
+            rows[CONLL_TAGS].append(list(tags))
+            rows[_LINE].append(start)
+            words.clear()
+            tags.clear()
+
+    with path.open(encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            fields = line.split()
+            if not fields or fields[0] == _DOCSTART:
+                end_sentence()
+                continue
+            if len(fields) < need:
+                raise DataError(f"{path}, line {number}: expected a word and a tag in column {tag_column} "
+                                f"(at least {need} whitespace-separated columns); got {line.rstrip()!r}. "
+                                "Fix the line, or set data.tag_column to the column that holds the tag")
+            if not words:
+                start = number
+            words.append(fields[0])
+            tags.append(fields[tag_column])
+    end_sentence()
+    return Dataset.from_dict(rows)
+
+
+def encode_tags(splits: DatasetDict, task: TaskConfig, data: DataConfig,
+                names: list[str] | None = None) -> tuple[DatasetDict, TaskSpec]:
+    """Add ``labels`` (one tag id per word) to every split; tag names come from train.
+
+    Names come from ``names`` (a saved model's), else the tags' ``ClassLabel``, else ``task.labels``,
+    else the tags seen in train (``O`` first, then sorted).
+
+    Raises:
+        DataError: Missing columns, a row whose word and tag counts differ, or a tag that train never had
+            (with the file line for CoNLL files).
+    """
+    splits = DatasetDict({s: _with_task_columns(ds, task) for s, ds in splits.items()})
+    for split, ds in splits.items():
+        missing = [c for c in (task.tokens, task.tags) if c not in ds.column_names]
+        if missing:
+            raise DataError(f"data split '{split}' ({_where(data, split)}): missing column(s) {missing}; columns present: "
+                            f"{ds.column_names}. Set task.tokens / task.tags to the word-list and tag-list columns")
+    names = names or _tag_names(splits["train"], task)
+    index = {name: i for i, name in enumerate(names)}
+    encoded = DatasetDict()
+    for split, ds in splits.items():
+        class_ids = isinstance(_inner(ds.features[task.tags]), ClassLabel)
+        to_id = (lambda v: v if 0 <= v < len(names) else None) if class_ids else index.get
+        for row, (words, tags) in enumerate(zip(ds[task.tokens], ds[task.tags])):
+            if len(words) != len(tags):
+                raise DataError(f"data split '{split}' ({_where(data, split)}), row {row}: {len(words)} words but "
+                                f"{len(tags)} tags; every word needs exactly one tag")
+            for i, tag in enumerate(tags):
+                if to_id(tag) is None:
+                    raise DataError(f"data split '{split}' ({_where(data, split, ds, row, i)}): tag {tag!r} never occurs in "
+                                    f"train; train tags: {names}. Fix the data or list every tag in task.labels")
+        encoded[split] = ds.map(lambda b: {"labels": [[to_id(t) for t in tags] for tags in b[task.tags]]},
+                                batched=True, desc=f"tags {split}")
+    return encoded, TaskSpec(task.type, dict(enumerate(names)))
+
+
+def _with_task_columns(ds: Dataset, task: TaskConfig) -> Dataset:
+    """CoNLL files come with fixed column names; give them the recipe's names."""
+    if _LINE not in ds.column_names:
+        return ds
+    rename = {old: new for old, new in ((CONLL_TOKENS, task.tokens), (CONLL_TAGS, task.tags)) if old != new}
+    return ds.rename_columns(rename) if rename else ds
+
+
+def _inner(feature):
+    return feature.feature if isinstance(feature, Sequence) else getattr(feature, "feature", feature)
+
+
+def _tag_names(train: Dataset, task: TaskConfig) -> list[str]:
+    inner = _inner(train.features[task.tags])
+    if isinstance(inner, ClassLabel):  # the ids in the data already are these names' positions
+        return list(inner.names)
+    if task.labels:
+        return list(task.labels)
+    seen = {str(t) for tags in train[task.tags] for t in tags}
+    return sorted(seen, key=lambda t: (t != "O", t))
+
+
+def _where(data: DataConfig, split: str, ds: Dataset | None = None, row: int = 0, word: int = 0) -> str:
+    where = data.files.get(split) or f"{data.source} [{split}]"
+    if ds is not None and _LINE in ds.column_names:
+        return f"{where}, line {ds[row][_LINE] + word}"
+    return f"{where}, row {row}, word {word}"
+
+
+def tokenize_and_align(splits: DatasetDict, tokenizer, task: TaskConfig, max_length: int) -> tuple[DatasetDict, dict]:
+    """Word pieces per split with tags aligned to them, plus ``length``; evaluation splits sorted long to short.
+
+    Returns:
+        The tokenized splits and a truncation report per split: sentences cut by ``max_length``
+        and how many of their words were lost.
+    """
+    if not getattr(tokenizer, "is_fast", False):
+        raise DataError(f"task.type token-classification needs a fast tokenizer (word ids per piece); "
+                        f"{type(tokenizer).__name__} is not one. Use a model whose tokenizer has a fast version")
+
+    def tokenize(batch):
+        encoded = tokenizer([[str(w) for w in words] for words in batch[task.tokens]], is_split_into_words=True,
+                            truncation=True, max_length=max_length)
+        labels, cut = [], []
+        for i, tags in enumerate(batch["labels"]):
+            word_ids = encoded.word_ids(i)
+            labels.append(align_labels(word_ids, tags, task.label_all_subtokens))
+            kept = {w for w in word_ids if w is not None}
+            cut.append(len(tags) - len(kept))
+        encoded["labels"], encoded["words_cut"] = labels, cut
+        encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
+        return encoded
+
+    tokenized, report = DatasetDict(), {}
+    for split, ds in splits.items():
+        out = ds.map(tokenize, batched=True, remove_columns=ds.column_names, desc=f"tokenize {split}")
+        cut = out["words_cut"]
+        report[split] = {"sentences": len(cut), "sentences_truncated": sum(1 for c in cut if c),
+                         "words_cut": int(sum(cut)), "max_length": max_length}
+        if report[split]["words_cut"]:
+            logger.warning("Split '%s': %d of %d sentences are longer than model.max_length=%d word pieces; %d words "
+                           "were cut (no loss or score for them). Raise model.max_length to keep them", split,
+                           report[split]["sentences_truncated"], len(cut), max_length, report[split]["words_cut"])
+        out = out.remove_columns("words_cut")
+        tokenized[split] = out if split == "train" else out.sort("length", reverse=True).flatten_indices()
+    return tokenized, report
+
+
+def align_labels(word_ids: list[int | None], tags: list[int], label_all_subtokens: bool = False) -> list[int]:
+    """One label per word piece: the word's tag on its first piece, ``IGNORE_INDEX`` elsewhere.
+
+    Special tokens (``word_id`` None) are always ignored; with ``label_all_subtokens`` every
+    piece of a word gets the word's tag.
+    """
+    labels, previous = [], None
+    for word in word_ids:
+        if word is None:
+            labels.append(IGNORE_INDEX)
+        elif word != previous or label_all_subtokens:
+            labels.append(tags[word])
+        else:
+            labels.append(IGNORE_INDEX)
+        previous = word
+    return labels
