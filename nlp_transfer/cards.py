@@ -30,7 +30,10 @@ MERGED = "merged"  # lora's merged copy, a subfolder of the adapter's output fol
 # with subfolder=..., so a merged model nested there would not load with the Auto classes.
 MERGED_SUFFIX = "-merged"
 _TASK_NAMES = {"text-classification": "Text Classification", "multi-label-classification": "Multi-label Text Classification",
-               "regression": "Text Regression"}
+               "regression": "Text Regression", "image-classification": "Image Classification"}
+# The Hub pipeline tag of each task type (the text ones all run in the text-classification pipeline).
+_PIPELINE_TAGS = {"image-classification": "image-classification"}
+_IMAGE_EXAMPLE = "path/to/image.png"
 # Our metric names -> Hub metric types (https://hf.co/metrics); averaged variants keep the type, add args.
 _METRIC_TYPES = {"pearson": "pearsonr", "spearman": "spearmanr"}
 _STRATEGY_SUMMARIES = {
@@ -116,7 +119,7 @@ def _card_data(kind: str, recipe, metrics: dict, task, model_id: str) -> ModelCa
     return ModelCardData(
         library_name="peft" if kind == "adapter" else "transformers",
         base_model=base, base_model_relation=relation if base else None,
-        pipeline_tag="text-classification",
+        pipeline_tag=_pipeline_tag(task),
         datasets=[recipe.data.source] if recipe.data.source else None,
         language=recipe.card.language, license=recipe.card.license,
         tags=["nlp-transfer", recipe.strategy_name, task.type] + (["merged-lora"] if kind == "merged" else []),
@@ -135,7 +138,7 @@ def _eval_results(recipe, metrics: dict, task) -> list[EvalResult]:
                 continue
             metric_type, metric_args = _metric_type(name)
             results.append(EvalResult(
-                task_type="text-classification", task_name=_TASK_NAMES[task.type],
+                task_type=_pipeline_tag(task), task_name=_TASK_NAMES[task.type],
                 dataset_type=data.source or "local-files", dataset_name=dataset, dataset_config=data.config,
                 dataset_split=split, metric_type=metric_type, metric_name=name, metric_value=value, metric_args=metric_args,
             ))
@@ -171,7 +174,8 @@ def _context(kind: str, folder: Path, recipe, metrics: dict, task, model_id: str
         "hardware": _hardware(metrics.get("num_processes", 1)), "versions": _versions(),
         "intended_uses": recipe.card.intended_uses or _default_intended_uses(recipe, task, labels),
         "limitations": recipe.card.limitations or _default_limitations(recipe, metrics),
-        "example": json.dumps(dict(zip(("text", "text_pair"), _EXAMPLE_PAIR)) if _is_pair(recipe) else _EXAMPLE),
+        "example": _example(recipe, task), "pipeline_task": _pipeline_tag(task), "image": task.type in _PIPELINE_TAGS,
+        "base_model_id": recipe.model.name,
         "example_args": ", ".join(json.dumps([t]) for t in _EXAMPLE_PAIR) if _is_pair(recipe) else json.dumps([_EXAMPLE]),
         "pipeline_kwargs": _pipeline_kwargs(task, remote_code="auto_map" in config),
         "remote_code": "auto_map" in config, "has_merged": (folder / MERGED / "config.json").is_file(),
@@ -194,6 +198,8 @@ def _reload_note(check: dict | None) -> str:
 
 
 def _task_phrase(task, recipe) -> str:
+    if task.type == "image-classification":
+        return f"{task.num_labels}-class image classification"
     pair = "sentence-pair " if _is_pair(recipe) else ""
     if task.type == "regression":
         return f"{pair}regression (one score per input)"
@@ -258,6 +264,16 @@ def _base_model_md(name: str) -> str:
 
 def _is_hub_id(name: str) -> bool:
     return not Path(name).expanduser().exists() and not name.startswith(("/", ".", "~")) and name.count("/") <= 1
+
+
+def _pipeline_tag(task) -> str:
+    return _PIPELINE_TAGS.get(task.type, "text-classification")
+
+
+def _example(recipe, task) -> str:
+    if task.type in _PIPELINE_TAGS:
+        return json.dumps(_IMAGE_EXAMPLE)
+    return json.dumps(dict(zip(("text", "text_pair"), _EXAMPLE_PAIR)) if _is_pair(recipe) else _EXAMPLE)
 
 
 def _is_pair(recipe) -> bool:

@@ -12,14 +12,17 @@ import logging
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Sequence, load_dataset
 from torch.utils.data import DataLoader
+from transformers import DataCollatorWithPadding
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from .errors import DataError
 from .recipe import DataConfig, TaskConfig
 from .tasks import TaskSpec
+from .vision import IMAGEFOLDER, collate_images, is_image_processor, load_image_folder
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +41,10 @@ def load_splits(data: DataConfig, seed: int) -> DatasetDict:
     files = {split: path for split, path in data.files.items() if split != UNLABELED_SPLIT}
     if files:
         splits = DatasetDict({split: _load_file(split, path, data.format) for split, path in files.items()})
+    elif data.source == IMAGEFOLDER:
+        splits = load_image_folder(data.dir)
+        if "train" not in splits:
+            raise DataError(f"data.dir: '{data.dir}' has no train/ folder; it has: {', '.join(splits)}")
     else:
         try:
             loaded = load_dataset(data.source, data.config)
@@ -125,7 +132,7 @@ def encode_labels(splits: DatasetDict, task: TaskConfig, data: DataConfig,
             remove_columns=[c for c in (task.label,) if c in unlabeled[UNLABELED_SPLIT].column_names],
         ).cast_column("labels", encoded["train"].features["labels"])
         return encoded, spec
-    check_columns(splits, [*task.text_columns, task.label], data)
+    check_columns(splits, [*task.input_columns, task.label], data)
     splits = _drop_unlabeled(splits, task, data)
     if task.type == "regression":
         spec = TaskSpec(task.type, {0: task.label})
@@ -272,3 +279,13 @@ def eval_loader(ds: Dataset, batch_size: int, collator) -> DataLoader:
 
 def _model_columns(ds: Dataset) -> Dataset:
     return ds.remove_columns([c for c in ("length",) if c in ds.column_names])
+
+
+def batch_collator(processor):
+    """How rows become a batch: dynamic padding for a tokenizer, stacking for an image processor."""
+    return collate_images if is_image_processor(processor) else DataCollatorWithPadding(processor)
+
+
+def row_lengths(ds: Dataset) -> np.ndarray:
+    """Token counts per row (all 0 for rows without a ``length``, such as images)."""
+    return np.asarray(ds["length"]) if "length" in ds.column_names else np.zeros(len(ds), dtype=np.int64)

@@ -11,11 +11,12 @@ from transformers import DataCollatorWithPadding
 
 from .export import find_run_file
 from .models import load_model, load_tokenizer
+from .vision import IMAGE_TASKS, predict_image_logits
 
 
 def predict(output_dir: str | Path, texts: list[str] | list[tuple[str, str]], *, batch_size: int = 64,
             device: str | None = None) -> list[dict]:
-    """Predict labels for texts (or sentence pairs) with a saved model folder.
+    """Predict labels for texts (or sentence pairs), or image files (image models), with a saved model folder.
 
     Rows are batched in length order so padding stays small, then returned in input order.
 
@@ -25,6 +26,9 @@ def predict(output_dir: str | Path, texts: list[str] | list[tuple[str, str]], *,
     """
     output_dir = Path(output_dir)
     task_type, threshold, max_length = _task_settings(output_dir)
+    if task_type in IMAGE_TASKS:  # ``texts`` are image paths
+        logits, id2label = predict_image_logits(output_dir, [str(t) for t in texts], batch_size=batch_size, device=device)
+        return [_describe(row, task_type, threshold, id2label) for row in logits]
     model = load_model(output_dir).eval()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)

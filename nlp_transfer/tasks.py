@@ -12,6 +12,7 @@ PROBLEM_TYPES = {
     "text-classification": "single_label_classification",
     "multi-label-classification": "multi_label_classification",
     "regression": "regression",
+    "image-classification": "single_label_classification",
 }
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 import torch
-from transformers import DataCollatorWithPadding
 
+from ..data import batch_collator
 from ..tasks import TaskSpec, compute_loss
 
 
@@ -60,8 +60,8 @@ class Strategy:
         return splits
 
     def collator(self, tokenizer):
-        """How examples become a batch; dynamic padding by default."""
-        return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=None)
+        """How examples become a batch; dynamic padding by default (``tokenizer``: an image processor for images)."""
+        return batch_collator(tokenizer)
 
     def param_groups(self, model: torch.nn.Module, weight_decay: float) -> list[dict]:
         """Optimizer groups of the trainable parameters; biases and norms get no decay."""

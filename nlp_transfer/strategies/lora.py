@@ -19,6 +19,7 @@ from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
 from transformers.pytorch_utils import Conv1D
 
 from ..errors import ModelError
+from ..image_models import CONVOLUTIONAL_FAMILIES, is_image_model
 from ..models import ADAPTER_WEIGHTS, TASK_CONFIG, head_modules
 from .base import Strategy, StrategyOptions
 
@@ -81,11 +82,13 @@ class LoraStrategy(Strategy):
         self.peft_model: PeftModel | None = None
 
     def prepare(self, model: torch.nn.Module) -> PeftModel:
+        _check_has_attention(model)
         targets = list(self.options.target_modules or default_target_modules(model))
         _check_targets(model, targets)
         alpha = self.options.alpha
         config = LoraConfig(
-            task_type=TaskType.SEQ_CLS, r=self.options.r, lora_alpha=int(alpha) if float(alpha).is_integer() else alpha,
+            # images: the generic PeftModel (the sequence-classification wrapper passes input_ids)
+            task_type=None if is_image_model(model) else TaskType.SEQ_CLS, r=self.options.r, lora_alpha=int(alpha) if float(alpha).is_integer() else alpha,
             lora_dropout=self.options.dropout, target_modules=targets, bias=self.options.bias,
             use_rslora=self.options.use_rslora, use_dora=self.options.use_dora,
             # The head is new (and BERT's reads the pooler): it trains in full and ships with the adapter.
@@ -160,3 +163,12 @@ def _check_targets(model: torch.nn.Module, targets: list[str]) -> None:
                          f"{model.config.model_type} model; its linear layers are: {', '.join(linear_module_names(model))}. "
                          "Set strategy.target_modules to some of these, e.g. strategy.target_modules=[query,value], "
                          "or null for the family default")
+
+
+def _check_has_attention(model: torch.nn.Module) -> None:
+    """LoRA adapts attention projections; convolutional backbones have none."""
+    family = model.config.model_type
+    if family in CONVOLUTIONAL_FAMILIES:
+        raise ModelError(f"strategy.name: lora adapts attention projections, and {family!r} is a convolutional backbone "
+                         "without any; use strategy full, frozen or distill with this model, or lora with an attention "
+                         "backbone (vit, deit, beit, dinov2, ...)")
