@@ -120,7 +120,7 @@ def _card_data(kind: str, recipe, metrics: dict, task, model_id: str) -> ModelCa
         library_name="peft" if kind == "adapter" else "transformers",
         base_model=base, base_model_relation=relation if base else None,
         pipeline_tag=_pipeline_tag(task),
-        datasets=[recipe.data.source] if recipe.data.source else None,
+        datasets=[_hub_data(recipe.data)] if _hub_data(recipe.data) else None,
         language=recipe.card.language, license=recipe.card.license,
         tags=["nlp-transfer", recipe.strategy_name, task.type] + (["merged-lora"] if kind == "merged" else []),
         metrics=sorted({_metric_type(n)[0] for n in names}) or None,
@@ -130,7 +130,7 @@ def _card_data(kind: str, recipe, metrics: dict, task, model_id: str) -> ModelCa
 
 def _eval_results(recipe, metrics: dict, task) -> list[EvalResult]:
     data = recipe.data
-    dataset = data.source or _local_data_name(data)
+    dataset = _hub_data(data) or _local_data_name(data)
     results = []
     for split in ("validation", "test"):
         for name, value in metrics.get(split, {}).items():
@@ -139,7 +139,7 @@ def _eval_results(recipe, metrics: dict, task) -> list[EvalResult]:
             metric_type, metric_args = _metric_type(name)
             results.append(EvalResult(
                 task_type=_pipeline_tag(task), task_name=_TASK_NAMES[task.type],
-                dataset_type=data.source or "local-files", dataset_name=dataset, dataset_config=data.config,
+                dataset_type=_hub_data(data) or "local-files", dataset_name=dataset, dataset_config=data.config,
                 dataset_split=split, metric_type=metric_type, metric_name=name, metric_value=value, metric_args=metric_args,
             ))
     return results
@@ -239,18 +239,22 @@ def _default_limitations(recipe, metrics: dict) -> str:
 
 
 def _dataset_words(data) -> str:
-    if data.source:
+    if _hub_data(data):
         return f"`{data.source}`" + (f" (`{data.config}`)" if data.config else "")
     return f"the local dataset `{_local_data_name(data)}`"
 
 
 def _local_data_name(data) -> str:
     """A name for local data files that does not leak this machine's paths: the train file's folder."""
+    if data.source == "imagefolder":
+        return Path(data.dir or "images").name
     train = Path(data.files.get("train", "data"))
     return train.parent.name or train.stem
 
 
 def _data_md(data) -> str:
+    if data.source == "imagefolder":
+        return f"a local image folder (`{Path(data.dir or 'images').name}`)"
     if data.source:
         return f"[`{data.source}`](https://huggingface.co/datasets/{data.source})" + (f", config `{data.config}`" if data.config else "")
     files = ", ".join(f"{split} `{Path(p).name}`" for split, p in data.files.items())
@@ -264,6 +268,11 @@ def _base_model_md(name: str) -> str:
 
 def _is_hub_id(name: str) -> bool:
     return not Path(name).expanduser().exists() and not name.startswith(("/", ".", "~")) and name.count("/") <= 1
+
+
+def _hub_data(data) -> str | None:
+    """The Hub dataset id, if the data came from the Hub (a local image folder did not)."""
+    return data.source if data.source != "imagefolder" else None
 
 
 def _pipeline_tag(task) -> str:

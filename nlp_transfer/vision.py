@@ -52,6 +52,9 @@ def image_recipe_problems(recipe) -> list[str]:
         if strategy.name == "distill" and getattr(strategy, "cache_teacher", False):
             problems.append("data.augment: strategy distill caches the teacher's outputs per image, which would not match "
                             "augmented images; remove data.augment or set strategy.cache_teacher=false")
+    if recipe.model.from_scratch and strategy.name == "lora":
+        problems.append("model.from_scratch: a LoRA adapter is saved without its base weights, and random base weights "
+                        "cannot be reloaded; train the from-scratch baseline with strategy full (or frozen)")
     if strategy.name == "frozen" and getattr(strategy, "pooling", "cls") != "cls":
         problems.append(f"strategy.pooling: got {strategy.pooling!r}; image models keep their own head's features "
                         "(the [CLS] token or the pooled output); remove strategy.pooling")

@@ -30,7 +30,9 @@ _QKV = ("query", "key", "value")
 # is the fallback for families not listed.
 DEFAULT_TARGET_MODULES: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(("bert", "roberta", "xlm-roberta", "electra", "camembert", "albert", "megatron-bert", "ernie"), _QKV),
-    **dict.fromkeys(("vit", "deit", "beit", "dinov2", "vit_msn", "vit_mae", "data2vec-vision"), _QKV),
+    # vision transformers: the query and value projections (the LoRA paper's choice); transformers 5 names them q_proj/v_proj
+    **dict.fromkeys(("vit", "deit", "beit", "dinov2", "vit_msn", "vit_mae"), ("q_proj", "v_proj")),
+    "data2vec-vision": ("query", "value"),
     "distilbert": ("q_lin", "k_lin", "v_lin"),
     "deberta-v2": ("query_proj", "key_proj", "value_proj"),
     "deberta": ("in_proj",),
