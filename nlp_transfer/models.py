@@ -122,7 +122,13 @@ def load_model(folder: str | Path, trust_remote_code: bool = False):
 
 def _auto_class(config: dict):
     """The Auto class that loads a saved task model (image or sequence classification)."""
-    if any(a.endswith("ForImageClassification") for a in config.get("architectures") or []):
+    from transformers.models.auto.modeling_auto import (MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES,
+                                                        MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES)
+
+    architectures = config.get("architectures") or []
+    family = config.get("model_type")
+    if any(a.endswith("ForImageClassification") for a in architectures) or (
+            family in MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES and family not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES):
         return AutoModelForImageClassification
     return AutoModelForSequenceClassification
 

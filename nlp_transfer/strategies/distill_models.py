@@ -15,8 +15,8 @@ from ..models import load_model, load_tokenizer, resolve_model_path
 from ..vision import is_image_processor, load_image_processor
 
 # Where encoder layers live inside ``getattr(model, model.base_model_prefix)``:
-# BERT / RoBERTa / XLM-R / ELECTRA / DeBERTa / MiniLM, then DistilBERT.
-LAYER_LISTS = ("encoder.layer", "transformer.layer")
+# BERT / RoBERTa / XLM-R / ELECTRA / DeBERTa / MiniLM, then DistilBERT, then ViT-family image models (transformers 5).
+LAYER_LISTS = ("encoder.layer", "transformer.layer", "layers")
 _PROBE = "Hello World! It's 42 degrees, naïve café-goers."
 
 
