@@ -225,7 +225,10 @@ def _results_note(metrics: dict, splits: list[str]) -> str:
 def _default_intended_uses(recipe, task, labels: list[str]) -> str:
     what = f"scoring text on the scale of its training labels" if task.type == "regression" else \
         f"sorting text into {', '.join(f'`{n}`' for n in labels)}"
-    return (f"{what[0].upper()}{what[1:]}, for text like that of {_dataset_words(recipe.data)}. "
+    if task.type in _PIPELINE_TAGS:  # images
+        what = what.replace("text", "images")
+    like = "images like those" if task.type in _PIPELINE_TAGS else "text like that"
+    return (f"{what[0].upper()}{what[1:]}, for {like} of {_dataset_words(recipe.data)}. "
             "It was made with nlp_transfer as a transfer-learning result; no use beyond that was designed or tested.")
 
 

@@ -87,12 +87,12 @@ def decode_image_columns(splits: DatasetDict, column: str, files: dict[str, str]
         if isinstance(feature, Image):
             out[split] = ds
             continue
-        if getattr(feature, "dtype", None) != "string":
+        if getattr(feature, "dtype", None) not in ("string", "large_string"):
             raise DataError(f"data split '{split}', column '{column}': holds {feature}; expected images (an Image "
                             "feature) or image file paths. Set task.image to the image column")
         listing = files.get(split) or files.get("train")
         base = Path(listing).parent if listing else Path.cwd()
-        paths = [str(p if p.is_absolute() else base / p) for p in map(Path, ds[column])]
+        paths = [str(p if p.is_absolute() else (base / p).resolve()) for p in map(Path, ds[column])]
         missing = [(row, p) for row, p in enumerate(paths) if not Path(p).is_file()]
         if missing:
             row, path = missing[0]
