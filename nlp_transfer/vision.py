@@ -10,6 +10,7 @@ Nothing here needs torchvision: without it transformers uses its PIL-based proce
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 from pathlib import Path
@@ -34,6 +35,8 @@ PIXELS = "pixel_values"
 def image_recipe_problems(recipe) -> list[str]:
     """Cross-section problems of an image recipe (data folder, augmentation vs cached strategies)."""
     data, strategy, problems = recipe.data, recipe.strategy, []
+    if importlib.util.find_spec("PIL") is None:
+        problems.append(f"task.type: {recipe.task.type} needs Pillow to read images; `pip install 'nlp-transfer[vision]'`")
     if data.source == IMAGEFOLDER and not data.dir:
         problems.append("data.dir: missing; data.source=imagefolder reads a folder with train/ (and validation/, test/) "
                         "subfolders holding one folder of images per class, e.g. data.dir=runs/digits/target")
