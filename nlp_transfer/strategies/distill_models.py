@@ -144,8 +144,9 @@ def _teacher_folder(teacher: str) -> str:
 def _check_is_classifier(teacher, name: str) -> None:
     architectures = teacher.config.architectures or []
     if architectures and not any(a.endswith(("ForSequenceClassification", "ForImageClassification")) for a in architectures):
+        kind = "image" if getattr(teacher, "main_input_name", None) == "pixel_values" else "sequence"
         raise ModelError(f"strategy.teacher: {name!r} is a {', '.join(architectures)} without a trained "
-                         "classification head; fine-tune it first (e.g. strategy full) and distill from that output")
+                         f"{kind}-classification head; fine-tune it first (e.g. strategy full) and distill from that output")
 
 
 def check_teacher_labels(config, task, name: str) -> None:
