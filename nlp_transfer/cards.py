@@ -30,7 +30,11 @@ MERGED = "merged"  # lora's merged copy, a subfolder of the adapter's output fol
 # with subfolder=..., so a merged model nested there would not load with the Auto classes.
 MERGED_SUFFIX = "-merged"
 _TASK_NAMES = {"text-classification": "Text Classification", "multi-label-classification": "Multi-label Text Classification",
-               "regression": "Text Regression", "token-classification": "Token Classification"}
+               "regression": "Text Regression", "token-classification": "Token Classification",
+               "image-classification": "Image Classification"}
+# The Hub pipeline tag of each task type (the other text ones all run in the text-classification pipeline).
+_PIPELINE_TAGS = {"image-classification": "image-classification", "token-classification": "token-classification"}
+_IMAGE_EXAMPLE = "path/to/image.png"
 # Our metric names -> Hub metric types (https://hf.co/metrics); averaged variants keep the type, add args.
 _METRIC_TYPES = {"pearson": "pearsonr", "spearman": "spearmanr"}
 _STRATEGY_SUMMARIES = {
@@ -118,7 +122,7 @@ def _card_data(kind: str, recipe, metrics: dict, task, model_id: str) -> ModelCa
         library_name="peft" if kind == "adapter" else "transformers",
         base_model=base, base_model_relation=relation if base else None,
         pipeline_tag=_pipeline_tag(task),
-        datasets=[recipe.data.source] if recipe.data.source else None,
+        datasets=[_hub_data(recipe.data)] if _hub_data(recipe.data) else None,
         language=recipe.card.language, license=recipe.card.license,
         tags=["nlp-transfer", recipe.strategy_name, task.type] + (["merged-lora"] if kind == "merged" else []),
         metrics=sorted({_metric_type(n)[0] for n in names}) or None,
@@ -128,7 +132,7 @@ def _card_data(kind: str, recipe, metrics: dict, task, model_id: str) -> ModelCa
 
 def _eval_results(recipe, metrics: dict, task) -> list[EvalResult]:
     data = recipe.data
-    dataset = data.source or _local_data_name(data)
+    dataset = _hub_data(data) or _local_data_name(data)
     results = []
     for split in ("validation", "test"):
         for name, value in metrics.get(split, {}).items():
@@ -137,7 +141,7 @@ def _eval_results(recipe, metrics: dict, task) -> list[EvalResult]:
             metric_type, metric_args = _metric_type(name)
             results.append(EvalResult(
                 task_type=_pipeline_tag(task), task_name=_TASK_NAMES[task.type],
-                dataset_type=data.source or "local-files", dataset_name=dataset, dataset_config=data.config,
+                dataset_type=_hub_data(data) or "local-files", dataset_name=dataset, dataset_config=data.config,
                 dataset_split=split, metric_type=metric_type, metric_name=name, metric_value=value, metric_args=metric_args,
             ))
     return results
@@ -172,8 +176,9 @@ def _context(kind: str, folder: Path, recipe, metrics: dict, task, model_id: str
         "hardware": _hardware(metrics.get("num_processes", 1)), "versions": _versions(),
         "intended_uses": recipe.card.intended_uses or _default_intended_uses(recipe, task, labels),
         "limitations": recipe.card.limitations or _default_limitations(recipe, metrics),
-        "example": json.dumps(dict(zip(("text", "text_pair"), _EXAMPLE_PAIR)) if _is_pair(recipe) else _example(task)),
-        "example_args": ", ".join(json.dumps([t]) for t in _EXAMPLE_PAIR) if _is_pair(recipe) else json.dumps([_example(task)]),
+        "example": _example(recipe, task), "pipeline_task": _pipeline_tag(task), "image": _is_image(task),
+        "base_model_id": recipe.model.name,
+        "example_args": ", ".join(json.dumps([t]) for t in _EXAMPLE_PAIR) if _is_pair(recipe) else json.dumps([_text_example(task)]),
         "pipeline_kwargs": _pipeline_kwargs(task, remote_code="auto_map" in config),
         "remote_code": "auto_map" in config, "has_merged": (folder / MERGED / "config.json").is_file(),
         "adapter_size": _size(folder / ADAPTER_WEIGHTS), "config_kwargs": _config_kwargs(task), "decode": _decode(task),
@@ -181,21 +186,17 @@ def _context(kind: str, folder: Path, recipe, metrics: dict, task, model_id: str
     }
 
 
-def _example(task) -> str:
-    return _TOKEN_EXAMPLE if _is_token(task) else _EXAMPLE
-
-
 def _indexed(name: str, task) -> bool:
     """Whether a score goes into the Hub metadata: token tasks index the micro scores, not each entity type's."""
     return not (_is_token(task) and "_" in name)
 
 
-def _pipeline_tag(task) -> str:
-    return "token-classification" if _is_token(task) else "text-classification"
-
-
 def _is_token(task) -> bool:
     return task.type == "token-classification"
+
+
+def _is_image(task) -> bool:
+    return task.type == "image-classification"
 
 
 def _files_note(kind: str) -> str:
@@ -213,6 +214,8 @@ def _reload_note(check: dict | None) -> str:
 
 
 def _task_phrase(task, recipe) -> str:
+    if task.type == "image-classification":
+        return f"{task.num_labels}-class image classification"
     pair = "sentence-pair " if _is_pair(recipe) else ""
     if task.type == "regression":
         return f"{pair}regression (one score per input)"
@@ -243,7 +246,10 @@ def _default_intended_uses(recipe, task, labels: list[str]) -> str:
     what = f"scoring text on the scale of its training labels" if task.type == "regression" else \
         f"tagging words as {', '.join(f'`{n}`' for n in labels)}" if _is_token(task) else \
         f"sorting text into {', '.join(f'`{n}`' for n in labels)}"
-    return (f"{what[0].upper()}{what[1:]}, for text like that of {_dataset_words(recipe.data)}. "
+    if _is_image(task):  # images
+        what = what.replace("text", "images")
+    like = "images like those" if _is_image(task) else "text like that"
+    return (f"{what[0].upper()}{what[1:]}, for {like} of {_dataset_words(recipe.data)}. "
             "It was made with nlp_transfer as a transfer-learning result; no use beyond that was designed or tested.")
 
 
@@ -257,18 +263,22 @@ def _default_limitations(recipe, metrics: dict) -> str:
 
 
 def _dataset_words(data) -> str:
-    if data.source:
+    if _hub_data(data):
         return f"`{data.source}`" + (f" (`{data.config}`)" if data.config else "")
     return f"the local dataset `{_local_data_name(data)}`"
 
 
 def _local_data_name(data) -> str:
     """A name for local data files that does not leak this machine's paths: the train file's folder."""
+    if data.source == "imagefolder":
+        return Path(data.dir or "images").name
     train = Path(data.files.get("train", "data"))
     return train.parent.name or train.stem
 
 
 def _data_md(data) -> str:
+    if data.source == "imagefolder":
+        return f"a local image folder (`{Path(data.dir or 'images').name}`)"
     if data.source:
         return f"[`{data.source}`](https://huggingface.co/datasets/{data.source})" + (f", config `{data.config}`" if data.config else "")
     files = ", ".join(f"{split} `{Path(p).name}`" for split, p in data.files.items())
@@ -282,6 +292,26 @@ def _base_model_md(name: str) -> str:
 
 def _is_hub_id(name: str) -> bool:
     return not Path(name).expanduser().exists() and not name.startswith(("/", ".", "~")) and name.count("/") <= 1
+
+
+def _hub_data(data) -> str | None:
+    """The Hub dataset id, if the data came from the Hub (a local image folder did not)."""
+    return data.source if data.source != "imagefolder" else None
+
+
+def _pipeline_tag(task) -> str:
+    return _PIPELINE_TAGS.get(task.type, "text-classification")
+
+
+def _example(recipe, task) -> str:
+    """The usage snippet's pipeline input, as Python source."""
+    if _is_image(task):
+        return json.dumps(_IMAGE_EXAMPLE)
+    return json.dumps(dict(zip(("text", "text_pair"), _EXAMPLE_PAIR)) if _is_pair(recipe) else _text_example(task))
+
+
+def _text_example(task) -> str:
+    return _TOKEN_EXAMPLE if _is_token(task) else _EXAMPLE
 
 
 def _is_pair(recipe) -> bool:

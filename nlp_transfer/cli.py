@@ -112,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="predict with a saved output folder")
     predict.add_argument("output_dir")
-    predict.add_argument("texts", nargs="*", help="texts to classify")
+    predict.add_argument("texts", nargs="*", help="texts to classify (image file paths, for image models)")
     predict.add_argument("--file", help=".txt (one text per line), .csv/.tsv (header row) or .jsonl")
     predict.add_argument("--column", action="append", help="text column(s) of --file; twice for sentence pairs")
     predict.add_argument("--out", help="write JSON lines here instead of standard output")

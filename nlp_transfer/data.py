@@ -12,6 +12,7 @@ import logging
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Sequence, load_dataset
 from torch.utils.data import DataLoader
@@ -22,6 +23,7 @@ from .errors import DataError
 from .recipe import DataConfig, TaskConfig
 from .tasks import TaskSpec
 from .token_data import IGNORE_INDEX, encode_tags, read_conll, tokenize_and_align
+from .vision import IMAGEFOLDER, collate_images, is_image_processor, load_image_folder
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +43,10 @@ def load_splits(data: DataConfig, seed: int) -> DatasetDict:
     files = {split: path for split, path in data.files.items() if split != UNLABELED_SPLIT}
     if files:
         splits = DatasetDict({split: _load_file(split, path, data.format, data.tag_column) for split, path in files.items()})
+    elif data.source == IMAGEFOLDER:
+        splits = load_image_folder(data.dir)
+        if "train" not in splits:
+            raise DataError(f"data.dir: '{data.dir}' has no train/ folder; it has: {', '.join(splits)}")
     else:
         try:
             loaded = load_dataset(data.source, data.config)
@@ -132,7 +138,7 @@ def encode_labels(splits: DatasetDict, task: TaskConfig, data: DataConfig,
             remove_columns=[c for c in (task.label,) if c in unlabeled[UNLABELED_SPLIT].column_names],
         ).cast_column("labels", encoded["train"].features["labels"])
         return encoded, spec
-    check_columns(splits, [*task.text_columns, task.label], data)
+    check_columns(splits, [*task.input_columns, task.label], data)
     splits = _drop_unlabeled(splits, task, data)
     if task.type == "regression":
         spec = TaskSpec(task.type, {0: task.label})
@@ -248,13 +254,6 @@ def tokenize_for_task(splits: DatasetDict, tokenizer, task: TaskConfig, max_leng
     return tokenize_splits(splits, tokenizer, task.text_columns, max_length), {}
 
 
-def padding_collator(tokenizer, task_type: str):
-    """Dynamic padding of token ids; per-token labels are padded with ``IGNORE_INDEX`` too."""
-    if task_type == "token-classification":
-        return DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORE_INDEX)
-    return DataCollatorWithPadding(tokenizer)
-
-
 class LengthGroupedBatchSampler:
     """Seeded, reproducible batches of similar length (or plain shuffled batches).
 
@@ -298,3 +297,18 @@ def eval_loader(ds: Dataset, batch_size: int, collator) -> DataLoader:
 
 def _model_columns(ds: Dataset) -> Dataset:
     return ds.remove_columns([c for c in ("length",) if c in ds.column_names])
+
+
+def batch_collator(processor, task_type: str = "text-classification"):
+    """How rows become a batch: stacking for an image processor, dynamic padding for a tokenizer
+    (per-token labels of token tasks are padded with ``IGNORE_INDEX`` too)."""
+    if is_image_processor(processor):
+        return collate_images
+    if task_type == "token-classification":
+        return DataCollatorForTokenClassification(processor, label_pad_token_id=IGNORE_INDEX)
+    return DataCollatorWithPadding(processor)
+
+
+def row_lengths(ds: Dataset) -> np.ndarray:
+    """Token counts per row (all 0 for rows without a ``length``, such as images)."""
+    return np.asarray(ds["length"]) if "length" in ds.column_names else np.zeros(len(ds), dtype=np.int64)

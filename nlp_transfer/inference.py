@@ -15,12 +15,14 @@ from transformers import pipeline
 
 from .export import find_run_file
 from .models import load_model, load_tokenizer
+from .vision import IMAGE_TASKS, image_logits, load_image_processor
 
 
 class Predictor:
-    """A saved model folder, loaded once, that predicts labels for texts (or sentence pairs).
+    """A saved model folder, loaded once, that predicts labels for texts (or sentence pairs),
+    tags entities (token classification) or classifies image files (image models).
 
-    Each call tokenizes every input in one batched pass, runs the model over batches of
+    For text, each call tokenizes every input in one batched pass, runs the model over batches of
     similar length (so padding stays small) under ``torch.inference_mode``, and returns
     results in input order.
 
@@ -31,7 +33,7 @@ class Predictor:
     """
 
     def __init__(self, output_dir: str | Path, *, device: str | None = None, dtype: str | None = None):
-        """Load the folder's model (adapter or plain) and tokenizer.
+        """Load the folder's model (adapter or plain) and tokenizer (or image processor).
 
         Args:
             output_dir: An output folder (or its ``merged/``).
@@ -42,12 +44,13 @@ class Predictor:
         self.task_type, self.threshold, self.max_length = _task_settings(self.output_dir)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = load_model(self.output_dir).eval().to(self.device, dtype=_torch_dtype(dtype))
-        self.tokenizer = load_tokenizer(str(self.output_dir))
+        self.images = self.task_type in IMAGE_TASKS
+        self.tokenizer = (load_image_processor if self.images else load_tokenizer)(str(self.output_dir))
         self.id2label = {int(i): name for i, name in self.model.config.id2label.items()}
         self._tagger = self._entity_pipeline() if self.task_type == "token-classification" else None
 
     def __call__(self, texts: list[str] | list[tuple[str, str]], *, batch_size: int = 64) -> list[dict]:
-        """Predictions for ``texts``.
+        """Predictions for ``texts`` (image paths for an image model).
 
         Returns:
             One dict per input: ``{"label", "score"}`` (single-label), ``{"labels", "scores"}``
@@ -65,6 +68,8 @@ class Predictor:
         """Raw head outputs, one row per input, in input order."""
         if not texts:
             return np.zeros((0, len(self.id2label)), dtype=np.float32)
+        if self.images:
+            return image_logits(self.model, self.tokenizer, [str(t) for t in texts], batch_size=batch_size)
         pairs = isinstance(texts[0], (tuple, list))
         columns = [[str(t) for t in col] for col in zip(*texts)] if pairs else [[str(t) for t in texts]]
         encoded = self.tokenizer(*columns, truncation=True, max_length=self.max_length)

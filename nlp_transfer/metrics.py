@@ -26,7 +26,8 @@ _MODULES_DIR = Path(__file__).resolve().parent / "metric_modules"
 _AVERAGES = ("macro", "micro", "weighted")
 _TRUE_VALUES = {"1", "ON", "YES", "TRUE"}
 
-TASK_TYPES = ("text-classification", "multi-label-classification", "regression", "token-classification")
+TASK_TYPES = ("text-classification", "multi-label-classification", "regression", "token-classification",
+              "image-classification")
 
 SHIPPED_METRICS: dict[str, str] = {
     "accuracy": "accuracy",
@@ -100,6 +101,7 @@ def default_metrics(task_type: str) -> list[str]:
         "multi-label-classification": ["f1_micro", "f1_macro", "accuracy"],
         "regression": ["pearson", "spearman", "mse"],
         "token-classification": ["f1", "precision", "recall", "accuracy"],
+        "image-classification": ["accuracy", "f1"],
     }
     if task_type not in defaults:
         raise MetricError(_task_type_problem(task_type))

@@ -12,9 +12,11 @@ from pathlib import Path
 import torch
 from huggingface_hub import constants as hub_constants
 from huggingface_hub import snapshot_download
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
+from transformers import (AutoConfig, AutoModelForImageClassification, AutoModelForSequenceClassification,
+                          AutoModelForTokenClassification, AutoTokenizer)
 
 from .errors import ModelError
+from .image_models import image_features, image_head_logits, is_image_model
 from .mean_pooling import MeanPoolingForSequenceClassification
 from .tasks import TaskSpec
 
@@ -117,9 +119,25 @@ def load_model(folder: str | Path, trust_remote_code: bool = False):
     config = json.loads((folder / "config.json").read_text())
     if "MeanPoolingForSequenceClassification" in config.get("architectures", []):
         return MeanPoolingForSequenceClassification.from_pretrained(folder, config=AutoConfig.from_pretrained(folder))
-    if any(a.endswith("ForTokenClassification") for a in config.get("architectures") or []):
-        return AutoModelForTokenClassification.from_pretrained(folder, trust_remote_code=trust_remote_code)
-    return AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    return _auto_class(config).from_pretrained(folder, trust_remote_code=trust_remote_code)
+
+
+def _auto_class(config: dict, peft_task_type: str | None = None):
+    """The Auto class that loads a saved task model (token, image or sequence classification).
+
+    ``peft_task_type``: an adapter's ``task_type`` (its task config may still name the bare backbone).
+    """
+    from transformers.models.auto.modeling_auto import (MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES,
+                                                        MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES)
+
+    architectures = config.get("architectures") or []
+    family = config.get("model_type")
+    if peft_task_type == "TOKEN_CLS" or any(a.endswith("ForTokenClassification") for a in architectures):
+        return AutoModelForTokenClassification
+    if any(a.endswith("ForImageClassification") for a in architectures) or (
+            family in MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES and family not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES):
+        return AutoModelForImageClassification
+    return AutoModelForSequenceClassification
 
 
 def _load_adapter(folder: Path, trust_remote_code: bool = False):
@@ -131,9 +149,10 @@ def _load_adapter(folder: Path, trust_remote_code: bool = False):
         raise ModelError(f"'{folder / ADAPTER_CONFIG}' names no base model (base_model_name_or_path is empty); "
                          "set it to the Hub id or folder of the model the adapter was trained on")
     base_path = resolve_model_path(adapter.base_model_name_or_path, adapter.revision)
-    config = AutoConfig.from_pretrained(str(folder / TASK_CONFIG)) if (folder / TASK_CONFIG).is_file() else None
-    auto_class = AutoModelForTokenClassification if adapter.task_type == "TOKEN_CLS" else AutoModelForSequenceClassification
-    base = auto_class.from_pretrained(base_path, config=config, trust_remote_code=trust_remote_code)
+    task_config = folder / TASK_CONFIG
+    config = AutoConfig.from_pretrained(str(task_config)) if task_config.is_file() else None
+    auto = _auto_class(json.loads(task_config.read_text()) if task_config.is_file() else {}, adapter.task_type)
+    base = auto.from_pretrained(base_path, config=config, trust_remote_code=trust_remote_code)
     return PeftModel.from_pretrained(base, str(folder))
 
 
@@ -161,6 +180,8 @@ def head_modules(model) -> list[torch.nn.Module]:
 def pooled_features(model, batch: dict, pooling: str) -> torch.Tensor:
     """What the head reads, per example: the first token's state (cls) or the masked mean."""
     inputs = {k: v for k, v in batch.items() if k not in ("labels", "length")}
+    if is_image_model(model):
+        return image_features(model, inputs)
     if isinstance(model, MeanPoolingForSequenceClassification):
         return model.pool(**inputs)
     hidden = base_encoder(model)(**inputs)[0]
@@ -182,6 +203,8 @@ def head_logits(model, features: torch.Tensor) -> torch.Tensor:
         return model.classifier(model.dropout(features))
     if isinstance(model, MeanPoolingForSequenceClassification):
         return model.head(features)
+    if is_image_model(model):
+        return image_head_logits(model, features)
     family = model.config.model_type
     if family not in _CLS_HEADS:
         raise ModelError(f"strategy.pooling: 'cls' features are supported for model types {', '.join(sorted(_CLS_HEADS))}; "

@@ -19,7 +19,9 @@ import yaml
 
 from .errors import RecipeError
 
-TASK_TYPES = ("text-classification", "multi-label-classification", "regression", "token-classification")
+TASK_TYPES = ("text-classification", "multi-label-classification", "regression", "token-classification",
+              "image-classification")
+IMAGE_TASKS = ("image-classification",)
 SPLITS = ("train", "validation", "test", "unlabeled")  # unlabeled: text only, for strategies with uses_unlabeled
 FILE_FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "conll")
 
@@ -32,6 +34,8 @@ class ModelConfig:
     revision: str | None = None
     trust_remote_code: bool = False
     max_length: int = 128
+    # image models: random weights in model.name's architecture (a config folder, or a from-scratch baseline)
+    from_scratch: bool = False
 
 
 @dataclass
@@ -42,9 +46,11 @@ class TaskConfig:
     word); ``label_all_subtokens`` puts a word's tag on every word piece, not only the first.
     """
 
-    type: Literal["text-classification", "multi-label-classification", "regression", "token-classification"] = "text-classification"
+    type: Literal["text-classification", "multi-label-classification", "regression", "token-classification",
+                  "image-classification"] = "text-classification"
     text: Union[str, list[str]] = "text"
     label: str = "label"
+    image: str = "image"
     labels: list[str] | None = None
     threshold: float = 0.5
     label_separator: str = "|"
@@ -55,6 +61,25 @@ class TaskConfig:
     @property
     def text_columns(self) -> list[str]:
         return [self.text] if isinstance(self.text, str) else list(self.text)
+
+    @property
+    def input_columns(self) -> list[str]:
+        """The columns the model reads: the image column (image tasks), the word lists (token tasks) or the text column(s)."""
+        if self.type == "token-classification":
+            return [self.tokens]
+        return [self.image] if self.type in IMAGE_TASKS else self.text_columns
+
+
+@dataclass
+class AugmentConfig:
+    """``data.augment``: light training-only augmentation for images (evaluation never augments).
+
+    ``random_resized_crop``: smallest crop area as a fraction of the image (e.g. 0.8), null: off;
+    ``horizontal_flip``: mirror half of the images.
+    """
+
+    random_resized_crop: float | None = None
+    horizontal_flip: bool = False
 
 
 @dataclass
@@ -72,6 +97,8 @@ class DataConfig:
     format: Literal["csv", "tsv", "json", "jsonl", "parquet", "conll"] | None = None
     validation_fraction: float = 0.1
     tag_column: int = -1
+    dir: str | None = None  # data.source=imagefolder: folder with train/ (validation/, test/) class subfolders
+    augment: AugmentConfig | None = None
 
 
 @dataclass
@@ -370,6 +397,15 @@ def _check_semantics(recipe: Recipe, problems: list[str]) -> None:
     from .metrics import check_metric_names
 
     model, task, data, train = recipe.model, recipe.task, recipe.data, recipe.train
+    if task.type in IMAGE_TASKS:
+        from .vision import image_recipe_problems
+
+        problems.extend(image_recipe_problems(recipe))
+    else:
+        for key, used in (("model.from_scratch", model.from_scratch), ("data.dir", data.dir), ("data.augment", data.augment)):
+            if used:
+                problems.append(f"{key}: only image tasks (task.type {', '.join(IMAGE_TASKS)}) use it; got task.type "
+                                f"{task.type!r}. Remove {key}")
     if not model.name:
         problems.append("model.name: missing; give a Hub id (e.g. sentence-transformers/all-MiniLM-L6-v2) or a local model folder")
     if model.max_length < 8:
@@ -455,6 +491,10 @@ def _resolve_paths(recipe: Recipe, base_dir: Path, overridden: set[str]) -> None
         path = Path(file).expanduser()
         base = Path.cwd() if f"data.files.{split}" in overridden else base_dir
         files[split] = str(path if path.is_absolute() else (base / path).resolve())
+    if recipe.data.dir:
+        path = Path(recipe.data.dir).expanduser()
+        base = Path.cwd() if "data.dir" in overridden else base_dir
+        recipe.data.dir = str(path if path.is_absolute() else (base / path).resolve())
 
 
 def _deep_copy(value):

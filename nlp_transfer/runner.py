@@ -23,6 +23,7 @@ from .models import build_model, load_model, load_tokenizer, resolve_model_path,
 from .recipe import Recipe, load_recipe
 from .strategies import Strategy, build_strategy
 from .tasks import TaskSpec
+from .vision import IMAGE_TASKS, build_image_model, decode_image_columns, load_image_processor, preprocess_images
 
 logger = logging.getLogger(__name__)
 
@@ -69,12 +70,10 @@ def train(recipe: Recipe | str | Path | dict, overrides=None, *, resume: bool = 
     splits, spec = data_lib.encode_labels(splits, recipe.task, recipe.data)
     strategy = build_strategy(recipe.strategy, spec)
     # the strategy builds the model first: what it needs (distill's teacher) fails with its own key before model.name is resolved
-    model = strategy.build_model(lambda: build_model(resolve_model_path(recipe.model.name, recipe.model.revision), spec,
-                                                     trust_remote_code=recipe.model.trust_remote_code, name=recipe.model.name,
-                                                     **strategy.model_kwargs()))
+    model = strategy.build_model(lambda: _build_task_model(recipe, spec, strategy))
     model_path = resolve_model_path(recipe.model.name, recipe.model.revision)
-    tokenizer = load_tokenizer(model_path, recipe.model.trust_remote_code)
-    tokenized, truncation = data_lib.tokenize_for_task(splits, tokenizer, recipe.task, recipe.model.max_length)
+    tokenizer = _load_processor(model_path, recipe)  # an image processor for image tasks
+    tokenized, truncation = _model_inputs(recipe, tokenizer, splits, augment=True)
     total_params = sum(p.numel() for p in model.parameters())  # counted before prepare adds adapters or head copies
     trained = strategy.prepare(model)
     prepared = strategy.prepare_data(model, tokenizer, tokenized, accelerator)
@@ -112,6 +111,32 @@ def train(recipe: Recipe | str | Path | dict, overrides=None, *, resume: bool = 
     if recipe.output.push_to_hub is not None and accelerator.is_main_process:
         push_after_run(out_dir, recipe.output.push_to_hub)
     return TrainOutput(out_dir, metrics)
+
+
+def _build_task_model(recipe: Recipe, spec: TaskSpec, strategy):
+    """``model.name`` with the task's head (text or image)."""
+    m = recipe.model
+    path = resolve_model_path(m.name, m.revision)
+    if spec.type in IMAGE_TASKS:
+        return build_image_model(path, spec, from_scratch=m.from_scratch, trust_remote_code=m.trust_remote_code, name=m.name)
+    return build_model(path, spec, trust_remote_code=m.trust_remote_code, name=m.name, **strategy.model_kwargs())
+
+
+def _load_processor(path: str, recipe: Recipe):
+    """The tokenizer (text) or image processor (images) saved next to the model."""
+    if recipe.task.type in IMAGE_TASKS:
+        return load_image_processor(path)
+    return load_tokenizer(path, recipe.model.trust_remote_code)
+
+
+def _model_inputs(recipe: Recipe, processor, splits: DatasetDict, augment: bool) -> tuple[DatasetDict, dict]:
+    """What the model reads per split: token ids (tags aligned to word pieces for token tasks), or
+    ``pixel_values`` (training augmented as the recipe asks); plus the token tasks' truncation report."""
+    if recipe.task.type in IMAGE_TASKS:
+        splits = decode_image_columns(splits, recipe.task.image, recipe.data.files)
+        return preprocess_images(splits, processor, recipe.task.image, recipe.data.augment if augment else None,
+                                 recipe.train.seed), {}
+    return data_lib.tokenize_for_task(splits, processor, recipe.task, recipe.model.max_length)
 
 
 def new_accelerator(**kwargs) -> Accelerator:
@@ -167,13 +192,13 @@ def evaluate(output_dir: str | Path, split: str = "validation") -> dict[str, flo
     output_dir = Path(output_dir)
     recipe = load_recipe(find_run_file(output_dir) or output_dir / "recipe.yaml")
     model = load_model(output_dir, recipe.model.trust_remote_code)
-    tokenizer = load_tokenizer(str(output_dir))
+    tokenizer = _load_processor(str(output_dir), recipe)
     spec = TaskSpec(recipe.task.type, {int(i): n for i, n in model.config.id2label.items()}, recipe.task.threshold)
     splits = data_lib.load_splits(recipe.data, recipe.train.seed)
     if split not in splits:
         raise data_lib.DataError(f"--split: the recipe's data has no '{split}' split; it has: {', '.join(splits)}")
     encoded, _ = data_lib.encode_labels(DatasetDict({split: splits[split]}), recipe.task, recipe.data, names=list(spec.id2label.values()))
-    tokenized, _ = data_lib.tokenize_for_task(encoded, tokenizer, recipe.task, recipe.model.max_length)
+    tokenized, _ = _model_inputs(recipe, tokenizer, encoded, augment=False)
     accelerator = new_accelerator()
     strategy = Strategy(None, spec)
     loader = data_lib.eval_loader(tokenized[split], 2 * recipe.train.batch_size, strategy.collator(tokenizer))

@@ -13,6 +13,7 @@ PROBLEM_TYPES = {
     "multi-label-classification": "multi_label_classification",
     "regression": "regression",
     "token-classification": None,  # transformers' token heads have one loss; the config keeps no problem type
+    "image-classification": "single_label_classification",
 }
 IGNORE_INDEX = -100  # label of positions without a target (token tasks: special tokens, later word pieces, padding)
 

@@ -177,3 +177,93 @@ def tiny_token_teacher_dir(tmp_path_factory) -> str:
                         label2id={t: i for i, t in enumerate(TOY_TAGS)})
     BertForTokenClassification(config).save_pretrained(folder)
     return str(folder)
+# ------------------------------------------------------------------ images
+IMAGE_CLASSES = ("horizontal", "vertical")
+
+
+def stripe_image(label: str, seed: int, size: int = 16):
+    """A learnable greyscale image: stripes along ``label``'s direction at a random phase, plus noise."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    stripes = ((np.arange(size) + rng.integers(0, 4)) // 2 % 2).astype(float)
+    pixels = np.tile(stripes[:, None] if label == "horizontal" else stripes[None, :], (1, size) if label == "horizontal" else (size, 1))
+    pixels = 0.8 * pixels + 0.2 * rng.random((size, size))
+    return Image.fromarray((pixels * 255).astype(np.uint8), mode="L")
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    """An imagefolder: train/ (12 per class) and validation/ (6 per class) PNGs of two stripe directions."""
+    root = tmp_path / "stripes"
+    for split, n, offset in (("train", 12, 0), ("validation", 6, 1000)):
+        for label in IMAGE_CLASSES:
+            folder = root / split / label
+            folder.mkdir(parents=True)
+            for i in range(n):
+                stripe_image(label, offset + i + (500 if label == "vertical" else 0)).save(folder / f"{i}.png")
+    return root
+
+
+def _save_image_processor(folder, size: int) -> None:
+    from transformers import ViTImageProcessorPil
+
+    ViTImageProcessorPil(size={"height": size, "width": size}).save_pretrained(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_vit_dir(tmp_path_factory) -> str:
+    """A tiny random-init ViT backbone (16x16 images, 8x8 patches, width 32, 2 layers) and its image processor."""
+    import torch
+    from transformers import ViTConfig, ViTModel
+
+    folder = tmp_path_factory.mktemp("tiny-vit")
+    torch.manual_seed(0)
+    ViTModel(ViTConfig(image_size=16, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                       intermediate_size=64), add_pooling_layer=False).save_pretrained(folder)
+    _save_image_processor(folder, 16)
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_resnet_dir(tmp_path_factory) -> str:
+    """A tiny random-init ResNet backbone (2 stages, widths 8 and 16) and its image processor."""
+    import torch
+    from transformers import ResNetConfig, ResNetModel
+
+    folder = tmp_path_factory.mktemp("tiny-resnet")
+    torch.manual_seed(0)
+    ResNetModel(ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1])).save_pretrained(folder)
+    _save_image_processor(folder, 16)
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_vit_teacher_dir(tmp_path_factory) -> str:
+    """A tiny random-init 4-layer ViT classifier (horizontal/vertical): a distill teacher for images."""
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification
+
+    folder = tmp_path_factory.mktemp("tiny-vit-teacher")
+    torch.manual_seed(1)
+    config = ViTConfig(image_size=16, patch_size=8, hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+                       intermediate_size=64, id2label=dict(enumerate(IMAGE_CLASSES)),
+                       label2id={n: i for i, n in enumerate(IMAGE_CLASSES)}, problem_type="single_label_classification")
+    ViTForImageClassification(config).save_pretrained(folder)
+    _save_image_processor(folder, 16)
+    return str(folder)
+
+
+@pytest.fixture
+def image_recipe(tiny_vit_dir, image_folder, tmp_path) -> dict:
+    """A complete image recipe dict on the tiny ViT and the stripes image folder."""
+    return {
+        "model": {"name": tiny_vit_dir},
+        "task": {"type": "image-classification", "image": "image", "label": "label"},
+        "data": {"source": "imagefolder", "dir": str(image_folder)},
+        "strategy": {"name": "full"},
+        "train": {"epochs": 5, "batch_size": 8, "lr": 3e-3, "seed": 7, "log_every": 1, "warmup_ratio": 0.0,
+                  "metrics": ["accuracy"]},
+        "output": {"dir": str(tmp_path / "out")},
+    }

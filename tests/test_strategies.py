@@ -8,13 +8,15 @@ import pytest
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
+from transformers import AutoModelForSequenceClassification
 
 import nlp_transfer
 from nlp_transfer import data as data_lib
 from nlp_transfer import load_recipe
 from nlp_transfer.loop import run_loop
-from nlp_transfer.models import build_model, load_tokenizer, write_modeling_file
+from nlp_transfer.errors import ModelError
+from nlp_transfer.models import load_tokenizer, write_modeling_file
+from nlp_transfer.runner import _build_task_model, _load_processor, _model_inputs
 from nlp_transfer.strategies import STRATEGIES, build_strategy
 from nlp_transfer.strategies import frozen as frozen_module
 
@@ -47,6 +49,23 @@ TOKEN_EXPECTATIONS: dict[str, tuple[dict, list[str]]] = {
 }
 _TEACHERS = {"TINY_TEACHER": "tiny_teacher_dir", "TINY_TOKEN_TEACHER": "tiny_token_teacher_dir"}
 
+# The same contract on image models (tiny ViT; the ResNet where a strategy supports convolutional backbones).
+# Each variant: (id, backbone fixture, recipe "strategy" section, regexes of the parameter names that must train).
+_VIT_LORA = r"vit\.layers\.\d+\.attention\.(q_proj|v_proj)\.lora_[AB]\.default\.weight"
+VISION_EXPECTATIONS: dict[str, list[tuple[str, str, dict, list[str]]]] = {
+    "full": [("vit-full", "tiny_vit_dir", {"name": "full"}, [r".*"]),
+             ("resnet-full", "tiny_resnet_dir", {"name": "full"}, [r".*"])],
+    "frozen": [("vit-frozen", "tiny_vit_dir", {"name": "frozen"}, [r"classifier\..*"]),
+               ("resnet-frozen", "tiny_resnet_dir", {"name": "frozen"}, [r"classifier\..*"])],
+    "lora": [("vit-lora", "tiny_vit_dir", {"name": "lora", "r": 4, "alpha": 8},
+              [_VIT_LORA, r"classifier\.modules_to_save\.default\..*"])],
+    # a student built from the teacher's layers 0 and 3 (the whole student trains)
+    "distill": [("vit-distill", "tiny_vit_teacher_dir",
+                 {"name": "distill", "teacher": "BACKBONE", "student_layers": [0, 3], "speed_rows": 0}, [r".*"])],
+}
+VISION_CASES = [pytest.param(name, variant, id=variant[0]) for name in sorted(STRATEGIES)
+                for variant in VISION_EXPECTATIONS.get(name, [(name, None, None, None)])]
+
 
 def _pieces(recipe_dict: dict, tmp_path: Path):
     """Everything ``runner.train`` builds before the loop, from a recipe dict."""
@@ -54,10 +73,10 @@ def _pieces(recipe_dict: dict, tmp_path: Path):
     set_seed(recipe.train.seed)
     splits = data_lib.load_splits(recipe.data, recipe.train.seed)
     splits, spec = data_lib.encode_labels(splits, recipe.task, recipe.data)
-    tokenizer = load_tokenizer(recipe.model.name)
-    tokenized, _ = data_lib.tokenize_for_task(splits, tokenizer, recipe.task, recipe.model.max_length)
+    tokenizer = _load_processor(recipe.model.name, recipe)  # an image processor for image recipes
+    tokenized, _ = _model_inputs(recipe, tokenizer, splits, augment=True)
     strategy = build_strategy(recipe.strategy, spec)
-    model = strategy.build_model(lambda: build_model(recipe.model.name, spec, **strategy.model_kwargs()))
+    model = strategy.build_model(lambda: _build_task_model(recipe, spec, strategy))
     trained = strategy.prepare(model)
     accelerator = Accelerator(cpu=True, gradient_accumulation_steps=recipe.train.grad_accum_steps)
     prepared = strategy.prepare_data(model, tokenizer, tokenized, accelerator)
@@ -76,7 +95,7 @@ def test_strategy_contract(name, variant, toy_recipe, tmp_path, request):
         pytest.fail(f"strategy {name!r} is registered but tests/test_strategies.py has no expectation for it; "
                     f"add an EXPECTATIONS[{name!r}] entry (its recipe options and the parameter names that must train)")
     _, options, patterns = variant
-    _check_contract(toy_recipe, options, patterns, tmp_path, request)
+    _check_contract(_pieces(_contract_recipe(toy_recipe, options, request), tmp_path), patterns, tmp_path)
 
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
@@ -84,16 +103,41 @@ def test_strategy_contract_token_classification(name, toy_token_recipe, tmp_path
     if name not in TOKEN_EXPECTATIONS:
         pytest.fail(f"strategy {name!r} has no TOKEN_EXPECTATIONS entry in tests/test_strategies.py; add one")
     options, patterns = TOKEN_EXPECTATIONS[name]
-    _check_contract(toy_token_recipe, options, patterns, tmp_path, request)
+    _check_contract(_pieces(_contract_recipe(toy_token_recipe, options, request), tmp_path), patterns, tmp_path)
 
 
-def _check_contract(base_recipe: dict, options: dict, patterns: list[str], tmp_path, request):
-    """Exactly the expected parameters train, one step changes exactly them, save -> load keeps the logits."""
+def _contract_recipe(base_recipe: dict, options: dict, request) -> dict:
+    """``base_recipe`` under the strategy ``options`` (teacher placeholders resolved), one short epoch."""
     options = {k: request.getfixturevalue(_TEACHERS[v]) if v in _TEACHERS else v for k, v in options.items()}
-    recipe_dict = {**base_recipe, "strategy": options,
-                   "data": {**base_recipe["data"], "limit": {"train": 16, "validation": 8}},
-                   "train": {**base_recipe["train"], "epochs": 1, "batch_size": 16, "warmup_ratio": 0.0, "lr": 1e-2}}
-    p = _pieces(recipe_dict, tmp_path)
+    return {**base_recipe, "strategy": options,
+            "data": {**base_recipe["data"], "limit": {"train": 16, "validation": 8}},
+            "train": {**base_recipe["train"], "epochs": 1, "batch_size": 16, "warmup_ratio": 0.0, "lr": 1e-2}}
+
+
+@pytest.mark.parametrize("name, variant", VISION_CASES)
+def test_vision_strategy_contract(name, variant, image_recipe, tmp_path, request):
+    if variant[1] is None:
+        pytest.fail(f"strategy {name!r} is registered but tests/test_strategies.py has no vision expectation for it; "
+                    f"add a VISION_EXPECTATIONS[{name!r}] entry (or one that checks its clear error on images)")
+    _, backbone, options, patterns = variant
+    backbone_dir = request.getfixturevalue(backbone)
+    options = {k: backbone_dir if v == "BACKBONE" else v for k, v in options.items()}
+    model = {} if options.get("teacher") == backbone_dir else {"name": backbone_dir}
+    recipe_dict = {**image_recipe, "model": model, "strategy": options,
+                   "data": {**image_recipe["data"], "limit": {"train": 16, "validation": 8}},
+                   "train": {**image_recipe["train"], "epochs": 1, "batch_size": 16, "warmup_ratio": 0.0, "lr": 1e-2}}
+    _check_contract(_pieces(recipe_dict, tmp_path), patterns, tmp_path)
+
+
+def test_lora_on_a_convolutional_backbone_says_which_strategies_apply(image_recipe, tiny_resnet_dir, tmp_path):
+    recipe_dict = {**image_recipe, "model": {"name": tiny_resnet_dir}, "strategy": {"name": "lora"}}
+    with pytest.raises(ModelError, match=r"lora adapts attention projections, and 'resnet' is a convolutional backbone.*"
+                                         r"use strategy full, frozen or distill"):
+        _pieces(recipe_dict, tmp_path)
+
+
+def _check_contract(p: dict, patterns: list[str], tmp_path: Path) -> None:
+    """prepare trains exactly ``patterns``; one loop step changes exactly those; save -> load gives the same logits."""
     model, strategy = p["model"], p["strategy"]
 
     # 1. after prepare, exactly the expected parameters require grad
@@ -129,7 +173,7 @@ def _check_contract(base_recipe: dict, options: dict, patterns: list[str], tmp_p
     n = len(p["prepared"]["validation"])
     prepared_batch = p["collator"]([p["prepared"]["validation"][i] for i in range(n)])
     raw_rows = [{k: v for k, v in p["tokenized"]["validation"][i].items() if k not in ("labels", "length")} for i in range(n)]
-    raw_batch = DataCollatorWithPadding(p["tokenizer"])(raw_rows)
+    raw_batch = data_lib.batch_collator(p["tokenizer"])(raw_rows)
     with torch.inference_mode():
         expected_logits = strategy.logits(trained, prepared_batch)
         got = reloaded(**raw_batch).logits

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 import torch
-from ..data import padding_collator
+
+from ..data import batch_collator
 from ..tasks import TaskSpec, compute_loss
 
 
@@ -59,8 +60,9 @@ class Strategy:
         return splits
 
     def collator(self, tokenizer):
-        """How examples become a batch; dynamic padding by default (per-token labels padded too)."""
-        return padding_collator(tokenizer, self.task.type)
+        """How examples become a batch; dynamic padding by default, per-token labels padded too
+        (``tokenizer``: an image processor for images)."""
+        return batch_collator(tokenizer, self.task.type)
 
     def param_groups(self, model: torch.nn.Module, weight_decay: float) -> list[dict]:
         """Optimizer groups of the trainable parameters; biases and norms get no decay."""

@@ -31,10 +31,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from datasets import Array2D, Dataset, DatasetDict, Features, concatenate_datasets
-from transformers import DataCollatorWithPadding
 
 from .. import cache
-from ..data import UNLABELED_SPLIT, padding_collator
+from ..data import UNLABELED_SPLIT, batch_collator, row_lengths
 from ..metrics import compute_metrics, greater_is_better
 from ..tasks import IGNORE_INDEX, TaskSpec, compute_loss, concat_rows, logits_to_predictions
 from .base import Strategy, StrategyOptions
@@ -226,9 +225,9 @@ class DistillStrategy(Strategy):
         """Teacher logits (and mapped first-token states) for every row, batched in length order."""
         started = time.perf_counter()
         teacher = self.teacher.to(self.device).eval()
-        order = np.argsort(-np.asarray(ds["length"]), kind="stable")
+        order = np.argsort(-row_lengths(ds), kind="stable")
         inputs = ds.remove_columns([c for c in ds.column_names if c in _NOT_INPUTS])
-        pad = DataCollatorWithPadding(self._tokenizer)
+        pad = batch_collator(self._tokenizer)
         per_token = self.task.type == "token-classification"
         logits = [None] * len(ds) if per_token else np.zeros((len(ds), self.task.num_labels), dtype=np.float32)
         hidden = np.zeros((len(ds), len(hidden_map), teacher.config.hidden_size), np.float32) if hidden_map else None
@@ -312,7 +311,7 @@ class DistillStrategy(Strategy):
         (so drifts in machine load hit both); medians are reported.
         """
         rows = self._speed_rows
-        pad = DataCollatorWithPadding(self._tokenizer)
+        pad = batch_collator(self._tokenizer)
         inputs = rows.remove_columns([c for c in rows.column_names if c in _NOT_INPUTS])
         batches = [{k: v.to(self.device) for k, v in pad([inputs[i] for i in range(s, min(s + SPEED_BATCH_SIZE, len(rows)))]).items()}
                    for s in range(0, len(rows), SPEED_BATCH_SIZE)]
@@ -387,10 +386,10 @@ def teacher_forward(teacher, inputs: dict, hidden_map: list[int] | None):
 
 # --------------------------------------------------------------------- helpers
 class DistillCollator:
-    """Dynamic padding for the token columns; teacher outputs and the ``labeled`` mask are stacked."""
+    """Dynamic padding for the token columns (stacking for images); teacher outputs and the ``labeled`` mask are stacked."""
 
     def __init__(self, tokenizer, task_type: str = "text-classification"):
-        self.pad = padding_collator(tokenizer, task_type)
+        self.pad = batch_collator(tokenizer, task_type)
 
     def __call__(self, features: list[dict]) -> dict:
         extras = [k for k in ("teacher_logits", "teacher_hidden", "labeled") if k in features[0]]

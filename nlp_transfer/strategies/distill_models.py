@@ -12,10 +12,11 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from ..errors import ModelError
 from ..models import load_model, load_tokenizer, resolve_model_path
+from ..vision import is_image_processor, load_image_processor
 
 # Where encoder layers live inside ``getattr(model, model.base_model_prefix)``:
-# BERT / RoBERTa / XLM-R / ELECTRA / DeBERTa / MiniLM, then DistilBERT.
-LAYER_LISTS = ("encoder.layer", "transformer.layer")
+# BERT / RoBERTa / XLM-R / ELECTRA / DeBERTa / MiniLM, then DistilBERT, then ViT-family image models (transformers 5).
+LAYER_LISTS = ("encoder.layer", "transformer.layer", "layers")
 _PROBE = "Hello World! It's 42 degrees, naïve café-goers."
 
 
@@ -142,9 +143,11 @@ def _teacher_folder(teacher: str) -> str:
 
 def _check_is_classifier(teacher, name: str) -> None:
     architectures = teacher.config.architectures or []
-    if architectures and not any(a.endswith(("ForSequenceClassification", "ForTokenClassification")) for a in architectures):
+    heads = ("ForSequenceClassification", "ForTokenClassification", "ForImageClassification")
+    if architectures and not any(a.endswith(heads) for a in architectures):
+        kind = "image" if getattr(teacher, "main_input_name", None) == "pixel_values" else "sequence"
         raise ModelError(f"strategy.teacher: {name!r} is a {', '.join(architectures)} without a trained "
-                         "sequence-classification head (or token-classification head); fine-tune it first (e.g. strategy full) and distill from that output")
+                         f"{kind}-classification head; fine-tune it first (e.g. strategy full) and distill from that output")
 
 
 def check_teacher_labels(config, task, name: str) -> None:
@@ -164,7 +167,13 @@ def check_teacher_labels(config, task, name: str) -> None:
 
 
 def check_same_tokenizer(tokenizer, teacher_path: str, teacher_name: str) -> None:
-    """Teacher and student read the same token ids, so they need the same vocabulary and splitting."""
+    """Teacher and student read the same token ids, so they need the same vocabulary and splitting.
+
+    Image models: the same pixels, so the same image processor settings.
+    """
+    if is_image_processor(tokenizer):
+        _check_same_image_processor(tokenizer, teacher_path, teacher_name)
+        return
     try:
         teacher_tok = load_tokenizer(teacher_path)
     except ModelError:
@@ -176,3 +185,17 @@ def check_same_tokenizer(tokenizer, teacher_path: str, teacher_name: str) -> Non
         raise ModelError(f"strategy.teacher: the student's tokenizer ({tokenizer.name_or_path}) differs from the teacher's "
                          f"({teacher_name}; {sizes}); distillation feeds the same token ids to both. Choose a student "
                          "with the teacher's tokenizer, or build it from the teacher with strategy.student_num_layers")
+
+
+def _check_same_image_processor(processor, teacher_path: str, teacher_name: str) -> None:
+    try:
+        teacher = load_image_processor(teacher_path).to_dict()
+    except ModelError:
+        teacher = None
+    student = processor.to_dict()
+    if teacher is None or {k: v for k, v in teacher.items() if k != "image_processor_type"} != \
+            {k: v for k, v in student.items() if k != "image_processor_type"}:
+        differ = sorted(k for k in set(student) | set(teacher or {}) if (teacher or {}).get(k) != student.get(k))
+        raise ModelError(f"strategy.teacher: the student's image processor differs from the teacher's ({teacher_name}) in "
+                         f"{', '.join(differ) or 'its presence'}; distillation feeds the same pixels to both. Choose a "
+                         "student with the teacher's preprocessing, or build it from the teacher with strategy.student_num_layers")

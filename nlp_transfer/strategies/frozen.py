@@ -10,9 +10,10 @@ from typing import Literal
 import numpy as np
 import torch
 from datasets import Array2D, Dataset, DatasetDict, Features, Sequence, Value
-from transformers import DataCollatorWithPadding, default_data_collator
+from transformers import default_data_collator
 
 from .. import cache
+from ..data import batch_collator, row_lengths
 from ..models import base_encoder, head_logits, head_modules, pooled_features, token_features
 from ..tasks import IGNORE_INDEX, concat_rows
 from .base import Strategy, StrategyOptions
@@ -78,9 +79,9 @@ class FrozenStrategy(Strategy):
         """Pooled features for every row, computed in length order to keep padding tight."""
         model.eval()
         model.to(device)
-        order = np.argsort(-np.asarray(ds["length"]), kind="stable")
-        pad = DataCollatorWithPadding(tokenizer)
-        out = np.zeros((len(ds), model.config.hidden_size), dtype=np.float32)
+        order = np.argsort(-row_lengths(ds), kind="stable")
+        pad = batch_collator(tokenizer)
+        out = None  # (rows, feature width); the width is known after the first batch (conv backbones have no hidden_size)
         inputs = ds.remove_columns([c for c in ("labels", "length") if c in ds.column_names])
         if self.task.type == "token-classification":
             return self._extract_tokens(model, ds, inputs, order, pad, device, batch_size)
@@ -88,9 +89,10 @@ class FrozenStrategy(Strategy):
             rows = order[start:start + batch_size]
             batch = pad([inputs[int(i)] for i in rows])
             batch = {k: v.to(device) for k, v in batch.items()}
-            out[rows] = pooled_features(model, batch, self.options.pooling).float().cpu().numpy()
+            features = pooled_features(model, batch, self.options.pooling).float().cpu().numpy()
+            out = np.zeros((len(ds), features.shape[-1]), dtype=np.float32) if out is None else out
+            out[rows] = features
         return Dataset.from_dict({"features": out, "labels": ds["labels"]})
-
 
     def _extract_tokens(self, model, ds, inputs, order, pad, device, batch_size) -> Dataset:
         """Every token's last hidden state, (row length, hidden) per row, stored without padding."""

@@ -22,6 +22,7 @@ from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
 from transformers.pytorch_utils import Conv1D
 
 from ..errors import ModelError
+from ..image_models import CONVOLUTIONAL_FAMILIES, is_image_model
 from ..models import ADAPTER_WEIGHTS, TASK_CONFIG, base_encoder, head_modules
 from .base import Strategy, StrategyOptions
 
@@ -32,7 +33,9 @@ _QKV = ("query", "key", "value")
 # is the fallback for families not listed.
 DEFAULT_TARGET_MODULES: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(("bert", "roberta", "xlm-roberta", "electra", "camembert", "albert", "megatron-bert", "ernie"), _QKV),
-    **dict.fromkeys(("vit", "deit", "beit", "dinov2", "vit_msn", "vit_mae", "data2vec-vision"), _QKV),
+    # vision transformers: the query and value projections (the LoRA paper's choice); transformers 5 names them q_proj/v_proj
+    **dict.fromkeys(("vit", "deit", "beit", "dinov2", "vit_msn", "vit_mae"), ("q_proj", "v_proj")),
+    "data2vec-vision": ("query", "value"),
     "distilbert": ("q_lin", "k_lin", "v_lin"),
     "deberta-v2": ("query_proj", "key_proj", "value_proj"),
     "deberta": ("in_proj",),
@@ -84,12 +87,14 @@ class LoraStrategy(Strategy):
         self.peft_model: PeftModel | None = None
 
     def prepare(self, model: torch.nn.Module) -> PeftModel:
+        _check_has_attention(model)
         targets = list(self.options.target_modules or default_target_modules(model))
         _check_targets(model, targets)
         targets += pretrained_pooler_layers(model)
         alpha = self.options.alpha
         config = LoraConfig(
-            task_type=TaskType.TOKEN_CLS if self.task.type == "token-classification" else TaskType.SEQ_CLS, r=self.options.r, lora_alpha=int(alpha) if float(alpha).is_integer() else alpha,
+            task_type=_peft_task_type(model, self.task), r=self.options.r,
+            lora_alpha=int(alpha) if float(alpha).is_integer() else alpha,
             lora_dropout=self.options.dropout, target_modules=targets, bias=self.options.bias,
             use_rslora=self.options.use_rslora, use_dora=self.options.use_dora,
             # The head is new: it trains in full and ships with the adapter.
@@ -128,6 +133,13 @@ class LoraStrategy(Strategy):
             "modules_to_save": sorted(set(config.modules_to_save or ())) if config else None,
             "merged_dir": MERGED if self.options.merge else None,
         }
+
+
+def _peft_task_type(model: torch.nn.Module, task) -> TaskType | None:
+    """peft's wrapper for the task; images get the generic PeftModel (the sequence-classification one passes input_ids)."""
+    if is_image_model(model):
+        return None
+    return TaskType.TOKEN_CLS if task.type == "token-classification" else TaskType.SEQ_CLS
 
 
 def default_target_modules(model: torch.nn.Module) -> list[str]:
@@ -181,3 +193,12 @@ def _check_targets(model: torch.nn.Module, targets: list[str]) -> None:
                          f"{model.config.model_type} model; its linear layers are: {', '.join(linear_module_names(model))}. "
                          "Set strategy.target_modules to some of these, e.g. strategy.target_modules=[query,value], "
                          "or null for the family default")
+
+
+def _check_has_attention(model: torch.nn.Module) -> None:
+    """LoRA adapts attention projections; convolutional backbones have none."""
+    family = model.config.model_type
+    if family in CONVOLUTIONAL_FAMILIES:
+        raise ModelError(f"strategy.name: lora adapts attention projections, and {family!r} is a convolutional backbone "
+                         "without any; use strategy full, frozen or distill with this model, or lora with an attention "
+                         "backbone (vit, deit, beit, dinov2, ...)")

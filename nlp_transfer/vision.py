@@ -1,0 +1,267 @@
+"""Images: recipe checks, image columns, the image processor, augmentation, image models, prediction.
+
+The image path mirrors the text one: where text has a tokenizer, images have the backbone's
+image processor (``AutoImageProcessor``: resize, rescale, normalise), passed through the same
+slots (strategies' ``tokenizer`` arguments, ``save_pretrained`` into the output). Evaluation
+splits are preprocessed once with ``datasets.map`` (cached by fingerprint); a training split
+with ``data.augment`` is preprocessed on the fly, so every epoch sees new crops and flips.
+Nothing here needs torchvision: without it transformers uses its PIL-based processors.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from datasets import DatasetDict, Image, load_dataset
+from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, default_data_collator
+from transformers.image_processing_base import ImageProcessingMixin
+
+from .errors import DataError, ModelError
+from .models import head_modules
+from .recipe import IMAGE_TASKS
+
+logger = logging.getLogger(__name__)
+
+IMAGEFOLDER = "imagefolder"
+PIXELS = "pixel_values"
+
+
+# ---------------------------------------------------------------------- recipe
+def image_recipe_problems(recipe) -> list[str]:
+    """Cross-section problems of an image recipe (data folder, augmentation vs cached strategies)."""
+    data, strategy, problems = recipe.data, recipe.strategy, []
+    if importlib.util.find_spec("PIL") is None:
+        problems.append(f"task.type: {recipe.task.type} needs Pillow to read images; `pip install 'nlp-transfer[vision]'`")
+    if data.source == IMAGEFOLDER and not data.dir:
+        problems.append("data.dir: missing; data.source=imagefolder reads a folder with train/ (and validation/, test/) "
+                        "subfolders holding one folder of images per class, e.g. data.dir=runs/digits/target")
+    if data.dir and data.source != IMAGEFOLDER:
+        problems.append(f"data.dir: only data.source=imagefolder reads it; got data.source {data.source!r}. "
+                        "Set data.source=imagefolder or remove data.dir")
+    augment = data.augment
+    if augment is not None:
+        crop = augment.random_resized_crop
+        if crop is not None and not 0 < crop <= 1:
+            problems.append(f"data.augment.random_resized_crop: got {crop}; expected the smallest crop area as a "
+                            "fraction of the image in (0, 1], e.g. 0.8")
+        if strategy.name == "frozen":
+            problems.append("data.augment: strategy frozen computes each training image's features once and caches "
+                            "them, so augmentation cannot apply; remove data.augment or use strategy full or lora")
+        if strategy.name == "distill" and getattr(strategy, "cache_teacher", False):
+            problems.append("data.augment: strategy distill caches the teacher's outputs per image, which would not match "
+                            "augmented images; remove data.augment or set strategy.cache_teacher=false")
+    if recipe.model.from_scratch and strategy.name == "lora":
+        problems.append("model.from_scratch: a LoRA adapter is saved without its base weights, and random base weights "
+                        "cannot be reloaded; train the from-scratch baseline with strategy full (or frozen)")
+    if strategy.name == "frozen" and getattr(strategy, "pooling", "cls") != "cls":
+        problems.append(f"strategy.pooling: got {strategy.pooling!r}; image models keep their own head's features "
+                        "(the [CLS] token or the pooled output); remove strategy.pooling")
+    return problems
+
+
+# ------------------------------------------------------------------------ data
+def load_image_folder(folder: str) -> DatasetDict:
+    """An ``imagefolder`` dataset: class subfolders under train/ (validation/, test/) or directly under ``folder``."""
+    path = Path(folder)
+    if not path.is_dir():
+        raise DataError(f"data.dir: folder not found: '{path}'. Paths in a recipe resolve against its folder; for the "
+                        "digits demo write it first with `python -m nlp_transfer.digits runs/digits`")
+    try:
+        return load_dataset(IMAGEFOLDER, data_dir=str(path))
+    except Exception as exc:  # datasets raises many types; all mean "cannot read this folder"
+        raise DataError(f"data.dir: cannot read '{path}' as an image folder ({exc}); expected train/<class>/<image> "
+                        "(and validation/, test/ likewise)") from None
+
+
+def decode_image_columns(splits: DatasetDict, column: str, files: dict[str, str]) -> DatasetDict:
+    """Make ``column`` an ``Image`` feature in every split; file paths resolve against the file that lists them.
+
+    Raises:
+        DataError: The column holds neither images nor paths, or a listed image file is missing.
+    """
+    out = DatasetDict()
+    for split, ds in splits.items():
+        feature = ds.features.get(column)
+        if isinstance(feature, Image):
+            out[split] = ds
+            continue
+        if getattr(feature, "dtype", None) not in ("string", "large_string"):
+            raise DataError(f"data split '{split}', column '{column}': holds {feature}; expected images (an Image "
+                            "feature) or image file paths. Set task.image to the image column")
+        listing = files.get(split) or files.get("train")
+        base = Path(listing).parent if listing else Path.cwd()
+        paths = [str(p if p.is_absolute() else (base / p).resolve()) for p in map(Path, ds[column])]
+        missing = [(row, p) for row, p in enumerate(paths) if not Path(p).is_file()]
+        if missing:
+            row, path = missing[0]
+            raise DataError(f"data split '{split}' ({listing or 'Hub data'}), column '{column}', row {row}: image file not "
+                            f"found: '{path}' ({len(missing)} missing in all). Paths resolve against the listing file's folder")
+        out[split] = ds.remove_columns(column).add_column(column, paths).cast_column(column, Image())
+    return out
+
+
+def preprocess_images(splits: DatasetDict, processor, column: str, augment=None, seed: int = 0) -> DatasetDict:
+    """``pixel_values`` and ``labels`` per split: mapped once (cached), or on the fly for an augmented train split."""
+    out = DatasetDict()
+    for split, ds in splits.items():
+        keep = [c for c in ds.column_names if c != "labels"]
+        if split == "train" and augment is not None:
+            out[split] = ds.with_transform(_PixelTransform(processor, column, Augmenter(augment, seed)))
+            continue
+        out[split] = ds.map(_PixelTransform(processor, column), batched=True, batch_size=64, remove_columns=keep,
+                            desc=f"preprocess {split}")
+    return out
+
+
+class _PixelTransform:
+    """Images -> ``pixel_values`` (RGB, then the processor), after an optional augmentation."""
+
+    def __init__(self, processor, column: str, augment: "Augmenter | None" = None):
+        self.processor, self.column, self.augment = processor, column, augment
+
+    def __call__(self, batch: dict) -> dict:
+        images = [image.convert("RGB") for image in batch[self.column]]
+        if self.augment is not None:
+            images = [self.augment(image) for image in images]
+        out = {PIXELS: list(self.processor(images)[PIXELS])}
+        if "labels" in batch:
+            out["labels"] = batch["labels"]
+        return out
+
+
+class Augmenter:
+    """Light training augmentation with PIL and numpy: random resized crop and horizontal flip.
+
+    The crop keeps ``random_resized_crop`` to 1 of the area with an aspect ratio in [3/4, 4/3]
+    (torchvision's recipe) and resizes back to the image's size; the processor resizes after.
+    """
+
+    def __init__(self, options, seed: int):
+        self.options = options
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, image):
+        if self.options.random_resized_crop is not None:
+            image = self._crop(image, self.options.random_resized_crop)
+        if self.options.horizontal_flip and self.rng.random() < 0.5:
+            image = image.transpose(0)  # PIL.Image.Transpose.FLIP_LEFT_RIGHT
+        return image
+
+    def _crop(self, image, min_area: float):
+        width, height = image.size
+        for _ in range(10):
+            area = self.rng.uniform(min_area, 1.0) * width * height
+            ratio = math.exp(self.rng.uniform(math.log(3 / 4), math.log(4 / 3)))
+            w, h = round(math.sqrt(area * ratio)), round(math.sqrt(area / ratio))
+            if 0 < w <= width and 0 < h <= height:
+                x, y = int(self.rng.integers(0, width - w + 1)), int(self.rng.integers(0, height - h + 1))
+                return image.resize((width, height), resample=2, box=(x, y, x + w, y + h))
+        return image
+
+
+def is_image_processor(processor) -> bool:
+    """Whether ``processor`` is an image processor (else a tokenizer)."""
+    return isinstance(processor, ImageProcessingMixin)
+
+
+def collate_images(features: list[dict]) -> dict:
+    """Stack ``pixel_values`` into one float tensor; other columns as transformers' default collator does."""
+    batch = {PIXELS: torch.as_tensor(np.asarray([f[PIXELS] for f in features], dtype=np.float32))}
+    rest = [{k: v for k, v in f.items() if k != PIXELS} for f in features]
+    return batch | (default_data_collator(rest) if rest[0] else {})
+
+
+# ---------------------------------------------------------------------- models
+def load_image_processor(path: str):
+    """The backbone's image processor (``preprocessor_config.json``)."""
+    try:
+        return AutoImageProcessor.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load an image processor from {path!r}: {exc}. An image model folder needs a "
+                         "preprocessor_config.json (its resize and normalisation settings)") from None
+
+
+def build_image_model(path: str, task, *, from_scratch: bool = False, trust_remote_code: bool = False,
+                      name: str | None = None):
+    """An image classifier on a backbone, with a head for the task's labels.
+
+    A checkpoint whose head predicts other classes (an ImageNet head, or a source task's labels)
+    gets a fresh head of the task's size; the log line names the old and the new head.
+
+    Args:
+        path: A resolved model folder or Hub id.
+        task: Head size, label names and problem type.
+        from_scratch: Random weights in the architecture of ``path`` (a config folder, or a baseline).
+        name: The recipe's ``model.name`` (becomes ``name_or_path`` when it is a Hub id).
+    """
+    try:
+        old = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+        config = AutoConfig.from_pretrained(path, num_labels=task.num_labels, id2label=task.id2label,
+                                            label2id=task.label2id, problem_type=task.problem_type,
+                                            trust_remote_code=trust_remote_code)
+        if from_scratch:
+            model = AutoModelForImageClassification.from_config(config, trust_remote_code=trust_remote_code)
+            logger.info("model.from_scratch: random weights in the architecture of %s (%s, %d classes)", path,
+                        config.model_type, task.num_labels)
+        else:
+            model = AutoModelForImageClassification.from_pretrained(path, config=config, ignore_mismatched_sizes=True,
+                                                                    trust_remote_code=trust_remote_code)
+            _fresh_head(model, old, task, path)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(f"cannot build an {task.type} model from {path!r}: {exc}") from None
+    if name and not Path(name).expanduser().is_dir():
+        model.name_or_path = model.config.name_or_path = name
+    return model
+
+
+def _fresh_head(model, old_config, task, path: str) -> None:
+    """Re-initialise a loaded head that predicts other classes, and say so."""
+    architectures = old_config.architectures or []
+    new = [task.id2label[i] for i in sorted(task.id2label)]
+    if not any(a.endswith("ForImageClassification") for a in architectures):
+        logger.info("Image backbone %s: new %d-class head %s", path, len(new), new)
+        return
+    old = [str(old_config.id2label[i]) for i in sorted(old_config.id2label)]
+    if old == new:
+        logger.info("Image classifier %s: keeping its %d-class head (same labels)", path, len(new))
+        return
+    for module in head_modules(model):  # same shape, other classes: ignore_mismatched_sizes keeps it, so reset here
+        for layer in module.modules():
+            if hasattr(layer, "reset_parameters"):
+                layer.reset_parameters()
+    logger.info("Image classifier %s: replacing its %d-class head (%s) with a fresh %d-class head (%s)", path, len(old),
+                _short(old), len(new), _short(new))
+
+
+def _short(labels: list[str]) -> str:
+    return ", ".join(labels[:5]) + (f", ... ({len(labels)} in all)" if len(labels) > 5 else "")
+
+
+# ------------------------------------------------------------------ prediction
+@torch.inference_mode()
+def image_logits(model, processor, paths: list[str], *, batch_size: int = 64) -> np.ndarray:
+    """Logits of a loaded image classifier for image files, one row per path.
+
+    Raises:
+        DataError: An image file is missing or not an image.
+    """
+    from PIL import Image as PILImage, UnidentifiedImageError
+
+    device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
+    logits = []
+    for start in range(0, len(paths), batch_size):
+        images = []
+        for path in paths[start:start + batch_size]:
+            try:
+                with PILImage.open(path) as image:
+                    images.append(image.convert("RGB"))
+            except (FileNotFoundError, UnidentifiedImageError, IsADirectoryError) as exc:
+                raise DataError(f"predict: cannot read image '{path}': {exc}; give paths of image files") from None
+        pixels = torch.as_tensor(np.asarray(processor(images)[PIXELS], dtype=np.float32)).to(device, dtype)
+        logits.append(model(pixel_values=pixels).logits.float().cpu().numpy())
+    return np.concatenate(logits)
