@@ -40,7 +40,7 @@ _METRIC_TYPES = {"pearson": "pearsonr", "spearman": "spearmanr"}
 _STRATEGY_SUMMARIES = {
     "full": "every weight of the backbone and of the new task head trained",
     "frozen": "the encoder stayed frozen; only the task head trained, on cached {pooling}-pooled encoder features",
-    "lora": "rank-{r} LoRA adapters (alpha {alpha}) on the {targets} projections and the whole task head trained; "
+    "lora": "rank-{r} LoRA adapters (alpha {alpha}) on the {targets} layers and the new task head (in full) trained; "
             "the backbone's own weights stayed frozen",
 }
 _FRAMEWORKS = {"nlp_transfer": "nlp-transfer", "transformers": "transformers", "torch": "torch", "peft": "peft",
