@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-
 from transformers import pipeline
 
 from .export import find_run_file
@@ -45,7 +44,8 @@ class Predictor:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = load_model(self.output_dir).eval().to(self.device, dtype=_torch_dtype(dtype))
         self.images = self.task_type in IMAGE_TASKS
-        self.tokenizer = (load_image_processor if self.images else load_tokenizer)(str(self.output_dir))
+        # the tokenizer, or the image processor of an image model
+        self.processor = (load_image_processor if self.images else load_tokenizer)(str(self.output_dir))
         self.id2label = {int(i): name for i, name in self.model.config.id2label.items()}
         self._tagger = self._entity_pipeline() if self.task_type == "token-classification" else None
 
@@ -69,16 +69,16 @@ class Predictor:
         if not texts:
             return np.zeros((0, len(self.id2label)), dtype=np.float32)
         if self.images:
-            return image_logits(self.model, self.tokenizer, [str(t) for t in texts], batch_size=batch_size)
+            return image_logits(self.model, self.processor, [str(t) for t in texts], batch_size=batch_size)
         pairs = isinstance(texts[0], (tuple, list))
         columns = [[str(t) for t in col] for col in zip(*texts)] if pairs else [[str(t) for t in texts]]
-        encoded = self.tokenizer(*columns, truncation=True, max_length=self.max_length)
+        encoded = self.processor(*columns, truncation=True, max_length=self.max_length)
         order = np.argsort([-len(ids) for ids in encoded["input_ids"]], kind="stable")
         out = np.zeros((len(texts), len(self.id2label)), dtype=np.float32)
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
             features = [{key: encoded[key][i] for key in encoded} for i in rows]
-            batch = self.tokenizer.pad(features, return_tensors="pt")
+            batch = self.processor.pad(features, return_tensors="pt")
             batch = {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
             out[rows] = self.model(**batch).logits.float().cpu().numpy()
         return out
@@ -87,7 +87,7 @@ class Predictor:
         """transformers' token-classification pipeline, word pieces grouped into whole entities."""
         if hasattr(self.model, "merge_and_unload"):  # a peft adapter: the pipeline wants a plain transformers model
             self.model = self.model.merge_and_unload()
-        return pipeline("token-classification", model=self.model, tokenizer=self.tokenizer,
+        return pipeline("token-classification", model=self.model, tokenizer=self.processor,
                         aggregation_strategy="simple", device=self.model.device)
 
 
