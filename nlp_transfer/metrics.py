@@ -26,8 +26,15 @@ _MODULES_DIR = Path(__file__).resolve().parent / "metric_modules"
 _AVERAGES = ("macro", "micro", "weighted")
 _TRUE_VALUES = {"1", "ON", "YES", "TRUE"}
 
-TASK_TYPES = ("text-classification", "multi-label-classification", "regression", "token-classification",
-              "image-classification")
+# The metrics reported when a recipe names none, per task type; the first is the headline metric.
+_DEFAULT_METRICS: dict[str, list[str]] = {
+    "text-classification": ["accuracy", "f1"],
+    "multi-label-classification": ["f1_micro", "f1_macro", "accuracy"],
+    "regression": ["pearson", "spearman", "mse"],
+    "token-classification": ["f1", "precision", "recall", "accuracy"],
+    "image-classification": ["accuracy", "f1"],
+}
+TASK_TYPES = tuple(_DEFAULT_METRICS)
 
 SHIPPED_METRICS: dict[str, str] = {
     "accuracy": "accuracy",
@@ -96,16 +103,9 @@ def default_metrics(task_type: str) -> list[str]:
     Raises:
         MetricError: ``task_type`` is unknown.
     """
-    defaults = {
-        "text-classification": ["accuracy", "f1"],
-        "multi-label-classification": ["f1_micro", "f1_macro", "accuracy"],
-        "regression": ["pearson", "spearman", "mse"],
-        "token-classification": ["f1", "precision", "recall", "accuracy"],
-        "image-classification": ["accuracy", "f1"],
-    }
-    if task_type not in defaults:
+    if task_type not in _DEFAULT_METRICS:
         raise MetricError(_task_type_problem(task_type))
-    return list(defaults[task_type])
+    return list(_DEFAULT_METRICS[task_type])
 
 
 def greater_is_better(metric_name: str) -> bool:

@@ -19,8 +19,6 @@ import yaml
 
 from .errors import RecipeError
 
-TASK_TYPES = ("text-classification", "multi-label-classification", "regression", "token-classification",
-              "image-classification")
 IMAGE_TASKS = ("image-classification",)
 SPLITS = ("train", "validation", "test", "unlabeled")  # unlabeled: text only, for strategies with uses_unlabeled
 FILE_FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "conll")

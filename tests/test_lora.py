@@ -179,8 +179,10 @@ def test_adapter_and_merged_model_reload_to_the_same_logits(tiny_model_dir, tmp_
         "merged": AutoModelForSequenceClassification.from_pretrained(tmp_path / "merged"),
         "load_model(merged)": load_model(tmp_path / "merged"),
     }
-    for name, loaded in reloaded.items():  # merging re-sums the weights in float32: a few 1e-5 off at these weights
-        torch.testing.assert_close(_logits(loaded.eval(), tokenizer), expected, atol=1e-4, rtol=0, msg=name)
+    for name, loaded in reloaded.items():
+        # merging re-sums the weights in float32 (the pooler's too): a few 1e-5 off at these large perturbations
+        atol = 1e-4 if "merged" in name else 1e-5
+        torch.testing.assert_close(_logits(loaded.eval(), tokenizer), expected, atol=atol, rtol=0, msg=name)
     assert reloaded["load_model(adapter)"].config.id2label == BINARY.id2label
     assert not any("lora" in n for n, _ in reloaded["merged"].named_parameters())
 
