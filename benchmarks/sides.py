@@ -145,16 +145,18 @@ def _has(module: str) -> bool:
 # ----------------------------------------------------------------------------- ours
 
 def _our_recipe(args, strategy: dict, out_dir: Path, **train) -> dict:
+    """Our side, like for like with Trainer's: the native (cls) head unless the case says otherwise, one learning rate."""
     limit = {k: v for k, v in (("train", args.train_size), ("validation", args.eval_size)) if v}
+    train = {"lr": args.lr, **train}
     return {
-        "model": {"name": MODEL, "max_length": args.max_length},
+        "model": {"name": MODEL, "max_length": args.max_length, **({} if "pooling" in strategy else {"pooling": "cls"})},
         "task": {"type": "text-classification", "text": "sentence", "label": "label", "labels": LABELS},
         "data": {"files": {"train": str(args.data_dir / "train.tsv"), "validation": str(args.data_dir / "validation.tsv")},
                  "limit": limit},
         "strategy": strategy,
-        "train": {"epochs": args.epochs, "batch_size": args.batch_size, "eval_batch_size": 2 * args.batch_size, "lr": args.lr,
+        "train": {"epochs": args.epochs, "batch_size": args.batch_size, "eval_batch_size": 2 * args.batch_size,
                   "weight_decay": args.weight_decay, "warmup_ratio": args.warmup_ratio, "seed": args.seed,
-                  "eval_every": 0, "metrics": ["accuracy"], **train},
+                  "eval_every": 0, "metrics": ["accuracy"], "head_lr": train["lr"], **train},
         "output": {"dir": str(out_dir), "overwrite": True},
     }
 

@@ -5,17 +5,36 @@
     >>> nlp_transfer.predict(out.output_dir, ["Great service, would come back."])
     >>> classify = nlp_transfer.Predictor(out.output_dir)  # loads once, for many calls
     >>> classify(["Slow and rude.", "Lovely staff."], batch_size=64)
+
+The names below import on first use (``import nlp_transfer`` itself loads no torch), so loading
+and validating a recipe stays fast.
 """
 
+from __future__ import annotations
+
+import importlib
+
 from .errors import DataError, ExportError, HubError, ModelError, NlpTransferError, RecipeError, TrainingError
-from .hub import push_to_hub
-from .inference import Predictor, predict
-from .models import load_model
-from .recipe import Recipe, load_recipe
-from .runner import TrainOutput, evaluate, train
+
+_LAZY = {
+    "push_to_hub": "hub", "Predictor": "inference", "predict": "inference", "load_model": "models",
+    "Recipe": "config", "load_recipe": "recipe", "TrainOutput": "runner", "evaluate": "runner", "train": "runner",
+}
 
 __all__ = [
     "DataError", "ExportError", "HubError", "ModelError", "NlpTransferError", "Predictor", "Recipe", "RecipeError", "TrainOutput",
     "TrainingError", "evaluate", "load_model", "load_recipe", "predict", "push_to_hub", "train",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

@@ -15,9 +15,11 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
-import torch
-from datasets import Dataset, load_from_disk
-from datasets.fingerprint import Hasher
+from ._lazy import lazy
+
+torch = lazy("torch")
+datasets = lazy("datasets")
+fingerprint = lazy("datasets.fingerprint")
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +29,7 @@ def cache_root() -> Path:
     return Path(os.environ.get("NLP_TRANSFER_CACHE", Path.home() / ".cache" / "nlp_transfer"))
 
 
-def weights_fingerprint(module: torch.nn.Module) -> str:
+def weights_fingerprint(module) -> str:
     """A hash of every parameter and buffer (names, shapes, dtypes and bytes)."""
     digest = hashlib.sha256()
     for name, tensor in module.state_dict().items():
@@ -38,10 +40,10 @@ def weights_fingerprint(module: torch.nn.Module) -> str:
 
 def cache_key(*parts) -> str:
     """A stable key for any picklable parts (uses ``datasets``' own hasher)."""
-    return Hasher.hash(parts)
+    return fingerprint.Hasher.hash(parts)
 
 
-def cached(kind: str, key: str, build: Callable[[], Dataset]) -> tuple[Dataset, bool]:
+def cached(kind: str, key: str, build: Callable):
     """Load the entry ``kind/key`` or build, save and return it.
 
     Returns:
@@ -50,7 +52,7 @@ def cached(kind: str, key: str, build: Callable[[], Dataset]) -> tuple[Dataset, 
     folder = cache_root() / kind / key
     if (folder / "dataset_info.json").is_file():
         logger.info("Cache hit: %s", folder)
-        return load_from_disk(str(folder)), True
+        return datasets.load_from_disk(str(folder)), True
     dataset = build()
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.with_name(f".{key}.{uuid.uuid4().hex[:8]}.tmp")
@@ -62,4 +64,4 @@ def cached(kind: str, key: str, build: Callable[[], Dataset]) -> tuple[Dataset, 
             raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return load_from_disk(str(folder)), False
+    return datasets.load_from_disk(str(folder)), False

@@ -29,25 +29,10 @@ MERGED = "merged"  # lora's merged copy, a subfolder of the adapter's output fol
 # transformers sends any repo with adapter_config.json at its root to the adapter's base model, even
 # with subfolder=..., so a merged model nested there would not load with the Auto classes.
 MERGED_SUFFIX = "-merged"
-_TASK_NAMES = {"text-classification": "Text Classification", "multi-label-classification": "Multi-label Text Classification",
-               "regression": "Text Regression", "token-classification": "Token Classification",
-               "image-classification": "Image Classification"}
-# The Hub pipeline tag of each task type (the other text ones all run in the text-classification pipeline).
-_PIPELINE_TAGS = {"image-classification": "image-classification", "token-classification": "token-classification"}
-_IMAGE_EXAMPLE = "path/to/image.png"
 # Our metric names -> Hub metric types (https://hf.co/metrics); averaged variants keep the type, add args.
 _METRIC_TYPES = {"pearson": "pearsonr", "spearman": "spearmanr"}
-_STRATEGY_SUMMARIES = {
-    "full": "every weight of the backbone and of the new task head trained",
-    "frozen": "the encoder stayed frozen; only the task head trained, on cached {pooling}-pooled encoder features",
-    "lora": "rank-{r} LoRA adapters (alpha {alpha}) on the {targets} layers and the new task head (in full) trained; "
-            "the backbone's own weights stayed frozen",
-}
 _FRAMEWORKS = {"nlp_transfer": "nlp-transfer", "transformers": "transformers", "torch": "torch", "peft": "peft",
                "accelerate": "accelerate", "datasets": "datasets", "huggingface_hub": "huggingface_hub"}
-_EXAMPLE = "This was a pleasant surprise."
-_TOKEN_EXAMPLE = "Angela Merkel met Emmanuel Macron in Paris."
-_EXAMPLE_PAIR = ("A man is playing a guitar.", "Someone plays an instrument.")
 
 
 def write_model_card(folder: Path, recipe, metrics: dict, task) -> ModelCard:
@@ -117,11 +102,11 @@ def _card_data(kind: str, recipe, metrics: dict, task, model_id: str) -> ModelCa
     """Front matter: what the Hub indexes (base model and relation, task, data, scores)."""
     base = recipe.model.name if _is_hub_id(recipe.model.name) else None
     relation = {"adapter": "adapter"}.get(kind, "finetune")  # a merged LoRA is a fine-tune of one base, not a multi-model merge
-    names = [n for n in metrics["validation"] if n != "loss" and _indexed(n, task)]
+    names = [n for n in metrics["validation"] if n != "loss" and task.kind.indexed(n)]
     return ModelCardData(
         library_name="peft" if kind == "adapter" else "transformers",
         base_model=base, base_model_relation=relation if base else None,
-        pipeline_tag=_pipeline_tag(task),
+        pipeline_tag=task.kind.pipeline_tag,
         datasets=[_hub_data(recipe.data)] if _hub_data(recipe.data) else None,
         language=recipe.card.language, license=recipe.card.license,
         tags=["nlp-transfer", recipe.strategy_name, task.type] + (["merged-lora"] if kind == "merged" else []),
@@ -136,11 +121,11 @@ def _eval_results(recipe, metrics: dict, task) -> list[EvalResult]:
     results = []
     for split in ("validation", "test"):
         for name, value in metrics.get(split, {}).items():
-            if name == "loss" or not _indexed(name, task):
+            if name == "loss" or not task.kind.indexed(name):
                 continue
             metric_type, metric_args = _metric_type(name)
             results.append(EvalResult(
-                task_type=_pipeline_tag(task), task_name=_TASK_NAMES[task.type],
+                task_type=task.kind.pipeline_tag, task_name=task.kind.display_name,
                 dataset_type=_hub_data(data) or "local-files", dataset_name=dataset, dataset_config=data.config,
                 dataset_split=split, metric_type=metric_type, metric_name=name, metric_value=value, metric_args=metric_args,
             ))
@@ -161,42 +146,32 @@ def _context(kind: str, folder: Path, recipe, metrics: dict, task, model_id: str
     splits = [s for s in ("validation", "test") if s in metrics]
     names = [n for n in metrics["validation"] if n != "loss"] + ["loss"]
     config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else {}
-    labels = [task.id2label[i] for i in sorted(task.id2label)] if task.type != "regression" else []
+    labels = task.kind.card_labels(task)
+    remote_code = "auto_map" in config
     return {
         "model_id": model_id, "merged_id": model_id + MERGED_SUFFIX, "adapter_id": model_id.removesuffix(MERGED_SUFFIX),
         "project_url": PROJECT_URL, "files_note": _files_note(kind), "reload_note": _reload_note(metrics.get("reload_check")),
         "task_type": task.type, "strategy": recipe.strategy_name,
-        "task_phrase": _task_phrase(task, recipe), "labels": labels,
-        "base_model_md": _base_model_md(recipe.model.name), "strategy_summary": _strategy_summary(recipe, metrics),
+        "task_phrase": task.kind.phrase(task, recipe), "labels": labels,
+        "base_model_md": _base_model_md(recipe.model.name),
+        "strategy_summary": recipe.strategy.card_summary(recipe, metrics),
         "strategy_options": ", ".join(f"{k}={v}" for k, v in options.items()),
         "results": {s: metrics[s] for s in splits}, "metric_names": names, "data_sizes": metrics["data"],
         "results_note": _results_note(metrics, splits),
         "train": recipe.train, "max_length": recipe.model.max_length, "data_md": _data_md(recipe.data),
-        "parameters": metrics["parameters"], "run": metrics["train"], 
+        "parameters": metrics["parameters"], "run": metrics["train"],
         "hardware": _hardware(metrics.get("num_processes", 1)), "versions": _versions(),
-        "intended_uses": recipe.card.intended_uses or _default_intended_uses(recipe, task, labels),
+        "intended_uses": recipe.card.intended_uses or _default_intended_uses(recipe, task),
         "limitations": recipe.card.limitations or _default_limitations(recipe, metrics),
-        "example": _example(recipe, task), "pipeline_task": _pipeline_tag(task), "image": _is_image(task),
-        "base_model_id": recipe.model.name,
-        "example_args": ", ".join(json.dumps([t]) for t in _EXAMPLE_PAIR) if _is_pair(recipe) else json.dumps([_text_example(task)]),
-        "pipeline_kwargs": _pipeline_kwargs(task, remote_code="auto_map" in config),
-        "remote_code": "auto_map" in config, "has_merged": (folder / MERGED / "config.json").is_file(),
-        "adapter_size": _size(folder / ADAPTER_WEIGHTS), "config_kwargs": _config_kwargs(task), "decode": _decode(task),
-        "peft_class": "AutoPeftModelForTokenClassification" if _is_token(task) else "AutoPeftModelForSequenceClassification",
+        "example": task.kind.example(recipe), "pipeline_task": task.kind.pipeline_tag,
+        "image": task.kind.modality == "image", "base_model_id": recipe.model.name,
+        "example_args": task.kind.example_args(recipe),
+        "pipeline_kwargs": task.kind.pipeline_kwargs() + (", trust_remote_code=True" if remote_code else ""),
+        "remote_code": remote_code, "has_merged": (folder / MERGED / "config.json").is_file(),
+        "adapter_size": _size(folder / ADAPTER_WEIGHTS), "config_kwargs": _config_kwargs(task),
+        "decode": task.kind.decode_snippet(task),
+        "peft_class": task.kind.peft_auto_class,
     }
-
-
-def _indexed(name: str, task) -> bool:
-    """Whether a score goes into the Hub metadata: token tasks index the micro scores, not each entity type's."""
-    return not (_is_token(task) and "_" in name)
-
-
-def _is_token(task) -> bool:
-    return task.type == "token-classification"
-
-
-def _is_image(task) -> bool:
-    return task.type == "image-classification"
 
 
 def _files_note(kind: str) -> str:
@@ -213,28 +188,6 @@ def _reload_note(check: dict | None) -> str:
             f"validation rows (max abs difference {check['max_abs_logit_diff']:.2g})")
 
 
-def _task_phrase(task, recipe) -> str:
-    if task.type == "image-classification":
-        return f"{task.num_labels}-class image classification"
-    pair = "sentence-pair " if _is_pair(recipe) else ""
-    if task.type == "regression":
-        return f"{pair}regression (one score per input)"
-    if task.type == "multi-label-classification":
-        return f"{pair}multi-label classification ({task.num_labels} labels)"
-    if _is_token(task):
-        return f"token-classification ({task.num_labels} tags per word)"
-    return f"{task.num_labels}-class {pair}text classification"
-
-
-def _strategy_summary(recipe, metrics: dict) -> str:
-    options = dataclasses.asdict(recipe.strategy)
-    targets = (metrics.get("lora") or {}).get("target_modules") or options.get("target_modules") or ["attention"]
-    template = _STRATEGY_SUMMARIES.get(recipe.strategy_name, "strategy `{name}`")
-    if recipe.task.type == "token-classification":
-        template = template.replace("{pooling}-pooled encoder features", "per-token encoder features")
-    return template.format(**options, targets=", ".join(f"`{t}`" for t in targets))
-
-
 def _results_note(metrics: dict, splits: list[str]) -> str:
     run = metrics["train"]
     chosen = f"the model of step {run['best_step']} (best validation score)" if run.get("best_step") else "the final model"
@@ -242,13 +195,9 @@ def _results_note(metrics: dict, splits: list[str]) -> str:
             "computed by nlp_transfer at the end of training (the same numbers as in `metrics.json` and the metadata above).")
 
 
-def _default_intended_uses(recipe, task, labels: list[str]) -> str:
-    what = f"scoring text on the scale of its training labels" if task.type == "regression" else \
-        f"tagging words as {', '.join(f'`{n}`' for n in labels)}" if _is_token(task) else \
-        f"sorting text into {', '.join(f'`{n}`' for n in labels)}"
-    if _is_image(task):  # images
-        what = what.replace("text", "images")
-    like = "images like those" if _is_image(task) else "text like that"
+def _default_intended_uses(recipe, task) -> str:
+    what = task.kind.intended_use(task)
+    like = "images like those" if task.kind.modality == "image" else "text like that"
     return (f"{what[0].upper()}{what[1:]}, for {like} of {_dataset_words(recipe.data)}. "
             "It was made with nlp_transfer as a transfer-learning result; no use beyond that was designed or tested.")
 
@@ -299,47 +248,11 @@ def _hub_data(data) -> str | None:
     return data.source if data.source != "imagefolder" else None
 
 
-def _pipeline_tag(task) -> str:
-    return _PIPELINE_TAGS.get(task.type, "text-classification")
-
-
-def _example(recipe, task) -> str:
-    """The usage snippet's pipeline input, as Python source."""
-    if _is_image(task):
-        return json.dumps(_IMAGE_EXAMPLE)
-    return json.dumps(dict(zip(("text", "text_pair"), _EXAMPLE_PAIR)) if _is_pair(recipe) else _text_example(task))
-
-
-def _text_example(task) -> str:
-    return _TOKEN_EXAMPLE if _is_token(task) else _EXAMPLE
-
-
-def _is_pair(recipe) -> bool:
-    return len(recipe.task.text_columns) == 2
-
-
-def _pipeline_kwargs(task, remote_code: bool) -> str:
-    kwargs = ", top_k=None" if task.type == "multi-label-classification" else ""
-    kwargs = ', aggregation_strategy="simple"' if _is_token(task) else kwargs
-    return kwargs + (", trust_remote_code=True" if remote_code else "")
-
-
 def _config_kwargs(task) -> str:
     id2label = {i: task.id2label[i] for i in sorted(task.id2label)}
     label2id = {n: i for i, n in id2label.items()}
     return (f"num_labels={task.num_labels}, id2label={id2label!r}, label2id={label2id!r}, "
             f"problem_type={task.problem_type!r}")
-
-
-def _decode(task) -> str:
-    if task.type == "regression":
-        return "print(logits.squeeze(-1).tolist())"
-    if task.type == "multi-label-classification":
-        return (f"print([[model.config.id2label[i] for i, p in enumerate(row) if p >= {task.threshold}] "
-                "for row in logits.sigmoid().tolist()])")
-    if _is_token(task):  # one tag per word piece
-        return "print([model.config.id2label[i] for i in logits.argmax(-1)[0].tolist()])"
-    return "print([model.config.id2label[i] for i in logits.argmax(-1).tolist()])"
 
 
 def _hardware(num_processes: int) -> str:

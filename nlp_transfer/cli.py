@@ -37,6 +37,18 @@ def _train(args) -> int:
     return 0
 
 
+def _validate(args) -> int:
+    import yaml
+
+    from .recipe import load_recipe
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    print(f"# {recipe.source}: valid. Unset keys resolved: "
+          + (", ".join(f"{k}={v}" for k, v in recipe.defaults_used.items()) or "none"))
+    print(yaml.safe_dump(recipe.to_dict(), sort_keys=False), end="")
+    return 0
+
+
 def _evaluate(args) -> int:
     from .runner import evaluate
 
@@ -104,6 +116,13 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     train.add_argument("--overwrite", action="store_true", help="replace an existing output.dir")
     train.set_defaults(run=_train)
+
+    validate = commands.add_parser("validate", help="check a recipe (all problems at once, exit 2) and print it resolved",
+                                   description="Check a recipe without training: print it with every default resolved "
+                                               "(the strategy's train.lr, model.pooling, ...), or every problem with exit 2.")
+    validate.add_argument("recipe", help="path of a YAML recipe")
+    validate.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. strategy.name=frozen")
+    validate.set_defaults(run=_validate)
 
     evaluate = commands.add_parser("evaluate", help="score a saved output folder on a split of its recipe's data")
     evaluate.add_argument("output_dir")

@@ -1,4 +1,4 @@
-"""Data: load splits (Hub or local files), encode labels, tokenize, batch.
+"""Data: load splits (Hub or local files), labels and samples of train, tokenize, batch.
 
 Everything goes through ``datasets`` so tokenization is cached by fingerprint; padding
 is dynamic (per batch) and training batches group similar lengths to waste little
@@ -14,24 +14,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from datasets import ClassLabel, Dataset, DatasetDict, Sequence, load_dataset
+from datasets import Dataset, DatasetDict, load_dataset
 from torch.utils.data import DataLoader
-from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
+from .config import IMAGEFOLDER, UNLABELED_SPLIT, DataConfig, TaskConfig
 from .errors import DataError
-from .recipe import DataConfig, TaskConfig
-from .tasks import TaskSpec
-from .token_data import IGNORE_INDEX, encode_tags, read_conll, tokenize_and_align
-from .vision import IMAGEFOLDER, collate_images, is_image_processor, load_image_folder
+from .tasks import TaskSpec, get_task_type
+from .token_data import read_conll
 
 logger = logging.getLogger(__name__)
 
 _BUILDERS = {"csv": "csv", "tsv": "csv", "json": "json", "jsonl": "json", "parquet": "parquet"}
 _READERS = {"conll": read_conll}  # formats datasets has no builder for
-UNLABELED = -1
-UNLABELED_SPLIT = "unlabeled"  # data.files.unlabeled: text only, for strategies that learn without labels
-IGNORE_LABEL = -100  # the ``labels`` value of every row of the unlabeled split
 
 
 def load_splits(data: DataConfig, seed: int) -> DatasetDict:
@@ -44,6 +39,8 @@ def load_splits(data: DataConfig, seed: int) -> DatasetDict:
     if files:
         splits = DatasetDict({split: _load_file(split, path, data.format, data.tag_column) for split, path in files.items()})
     elif data.source == IMAGEFOLDER:
+        from .vision import load_image_folder
+
         splits = load_image_folder(data.dir)
         if "train" not in splits:
             raise DataError(f"data.dir: '{data.dir}' has no train/ folder; it has: {', '.join(splits)}")
@@ -68,7 +65,7 @@ def load_splits(data: DataConfig, seed: int) -> DatasetDict:
             splits[split] = splits[split].shuffle(seed=seed).select(range(n)).flatten_indices()
     for split, ds in splits.items():
         if len(ds) == 0:
-            raise DataError(f"data split '{split}' ({_where(data, split)}) is empty; give a file with at least one row")
+            raise DataError(f"data split '{split}' ({where(data, split)}) is empty; give a file with at least one row")
     return splits
 
 
@@ -98,7 +95,8 @@ def _has_no_rows(file: Path, fmt: str) -> bool:
     return len(lines) <= (1 if fmt in ("csv", "tsv") else 0)  # csv/tsv: a header alone holds no rows
 
 
-def _where(data: DataConfig, split: str) -> str:
+def where(data: DataConfig, split: str) -> str:
+    """The file (or Hub dataset and split) a split came from, for error messages."""
     return data.files.get(split) or f"{data.source} [{split}]"
 
 
@@ -107,16 +105,16 @@ def check_columns(splits: DatasetDict, columns: list[str], data: DataConfig) -> 
     for split, ds in splits.items():
         missing = [c for c in columns if c not in ds.column_names]
         if missing:
-            raise DataError(f"data split '{split}' ({_where(data, split)}): missing column(s) {missing}; "
+            raise DataError(f"data split '{split}' ({where(data, split)}): missing column(s) {missing}; "
                             f"columns present: {ds.column_names}. Set task.text / task.label to existing columns")
 
 
 def encode_labels(splits: DatasetDict, task: TaskConfig, data: DataConfig,
                   names: list[str] | None = None) -> tuple[DatasetDict, TaskSpec]:
-    """Add a numeric ``labels`` column to every split and derive the label maps from train.
+    """Add a numeric ``labels`` column to every split and derive the label maps from train (the task type's way).
 
-    The ``unlabeled`` split needs only the text column(s); its ``labels`` are ``IGNORE_LABEL``
-    (every entry, for multi-label rows), shaped like train's so the splits can be concatenated.
+    The ``unlabeled`` split needs only the input column(s); its ``labels`` are the task type's
+    "no label" value, shaped like train's so the splits can be concatenated.
 
     Args:
         names: Class names to map labels with (a saved model's); default: from train.
@@ -124,103 +122,39 @@ def encode_labels(splits: DatasetDict, task: TaskConfig, data: DataConfig,
     Raises:
         DataError: Unknown labels in validation/test, non-numeric regression labels, ...
     """
-    if task.type == "token-classification":  # one tag per word: see token_data
-        return encode_tags(splits, task, data, names)
+    kind = get_task_type(task.type)
+    labeled = DatasetDict({s: ds for s, ds in splits.items() if s != UNLABELED_SPLIT})
+    encoded, spec = kind.encode_labels(labeled, task, data, names)
     if UNLABELED_SPLIT in splits:
-        labeled = DatasetDict({s: ds for s, ds in splits.items() if s != UNLABELED_SPLIT})
-        encoded, spec = encode_labels(labeled, task, data, names)
-        unlabeled = DatasetDict({UNLABELED_SPLIT: splits[UNLABELED_SPLIT]})
-        check_columns(unlabeled, task.text_columns, data)
-        ignore = [float(IGNORE_LABEL)] * spec.num_labels if task.type == "multi-label-classification" else (
-            float(IGNORE_LABEL) if task.type == "regression" else IGNORE_LABEL)
-        encoded[UNLABELED_SPLIT] = unlabeled[UNLABELED_SPLIT].map(
-            lambda b: {"labels": [ignore] * len(b[task.text_columns[0]])}, batched=True, desc="labels unlabeled",
-            remove_columns=[c for c in (task.label,) if c in unlabeled[UNLABELED_SPLIT].column_names],
+        unlabeled = splits[UNLABELED_SPLIT]
+        columns = kind.input_columns(task)
+        check_columns(DatasetDict({UNLABELED_SPLIT: unlabeled}), columns, data)
+        value = kind.unlabeled_value(spec)
+        encoded[UNLABELED_SPLIT] = unlabeled.map(
+            lambda b: {"labels": [value] * len(b[columns[0]])}, batched=True, desc="labels unlabeled",
+            remove_columns=[c for c in (task.label,) if c in unlabeled.column_names],
         ).cast_column("labels", encoded["train"].features["labels"])
-        return encoded, spec
-    check_columns(splits, [*task.input_columns, task.label], data)
-    splits = _drop_unlabeled(splits, task, data)
-    if task.type == "regression":
-        spec = TaskSpec(task.type, {0: task.label})
-        return DatasetDict({s: _encode_regression(ds, s, task.label, data) for s, ds in splits.items()}), spec
-    names = names or _label_names(splits["train"], task, data)
-    spec = TaskSpec(task.type, dict(enumerate(names)), threshold=task.threshold)
-    encoded = {}
-    for split, ds in splits.items():
-        to_id = _label_mapper(ds, names, task)
-        values = ds[task.label]
-        unknown = sorted({str(v) for value in values for v in _as_list(value, task) if to_id(v) is None})
-        if unknown:
-            raise DataError(f"data split '{split}' ({_where(data, split)}), column '{task.label}': labels {unknown[:10]} "
-                            f"never occur in train; train labels: {names}. Fix the data or list every label in task.labels")
-        encoded[split] = ds.map(lambda b: {"labels": [_encode_one(v, to_id, len(names), task) for v in b[task.label]]},
-                                batched=True, desc=f"labels {split}")
-    return DatasetDict(encoded), spec
+    return encoded, spec
 
 
-def _drop_unlabeled(splits: DatasetDict, task: TaskConfig, data: DataConfig) -> DatasetDict:
-    """Hub test splits often hide labels as -1: such a split is kept out of evaluation."""
-    kept = DatasetDict()
-    for split, ds in splits.items():
-        values = ds[task.label]
-        if split != "train" and values and all(v == UNLABELED or v is None for v in values):
-            logger.info("Split '%s' has no labels (all %r); it is not evaluated", split, values[0])
-            continue
-        kept[split] = ds
-    return kept
+def sample_fraction(ds: Dataset, fraction: float, seed: int, strata: list | None = None) -> Dataset:
+    """A seeded share of ``ds``: per stratum (class) when ``strata`` gives one key per row, at least one row each.
 
-
-def _as_list(value, task: TaskConfig) -> list:
-    if task.type != "multi-label-classification":
-        return [value]
-    if isinstance(value, str):
-        return [v.strip() for v in value.split(task.label_separator) if v.strip()]
-    return list(value or [])
-
-
-def _label_names(train: Dataset, task: TaskConfig, data: DataConfig) -> list[str]:
-    feature = train.features[task.label]
-    inner = feature.feature if isinstance(feature, Sequence) else feature
-    if isinstance(inner, ClassLabel):
-        return list(inner.names)
-    if task.labels:
-        return list(task.labels)
-    values = {v for value in train[task.label] for v in _as_list(value, task)}
-    if task.type == "text-classification" and len(values) < 2:
-        raise DataError(f"data split 'train' ({_where(data, 'train')}), column '{task.label}': found {len(values)} "
-                        f"distinct label(s) {sorted(map(str, values))}; classification needs at least 2")
-    return [str(v) for v in sorted(values, key=lambda v: (isinstance(v, str), v))]
-
-
-def _label_mapper(ds: Dataset, names: list[str], task: TaskConfig):
-    """A function raw label value -> class id (None when unknown)."""
-    feature = ds.features[task.label]
-    inner = feature.feature if isinstance(feature, Sequence) else feature
-    index = {name: i for i, name in enumerate(names)}
-    if isinstance(inner, ClassLabel) or (task.labels and not isinstance(ds[0][task.label], str)):
-        # ints that already are class ids (ClassLabel, or ints named by task.labels)
-        return lambda v: v if isinstance(v, int) and 0 <= v < len(names) else index.get(str(v))
-    return lambda v: index.get(str(v))
-
-
-def _encode_one(value, to_id, num_labels: int, task: TaskConfig):
-    if task.type != "multi-label-classification":
-        return to_id(value)
-    hot = [0.0] * num_labels
-    for v in _as_list(value, task):
-        hot[to_id(v)] = 1.0
-    return hot
-
-
-def _encode_regression(ds: Dataset, split: str, column: str, data: DataConfig) -> Dataset:
-    for row, value in enumerate(ds[column]):
-        try:
-            if value is None or isinstance(value, bool) or not math.isfinite(float(value)):
-                raise ValueError
-        except (TypeError, ValueError):
-            raise DataError(f"data split '{split}' ({_where(data, split)}), column '{column}', row {row}: "
-                            f"regression labels must be numbers; got {value!r}") from None
-    return ds.map(lambda b: {"labels": [float(v) for v in b[column]]}, batched=True, desc=f"labels {split}")
+    Rows keep their order. For one seed, a smaller fraction's rows are a subset of a larger one's:
+    each stratum is permuted once, and a fraction takes the start of that permutation.
+    """
+    if fraction >= 1:
+        return ds
+    rng = np.random.default_rng(seed)
+    keys = strata if strata is not None else [0] * len(ds)
+    groups: dict = {}
+    for row, key in enumerate(keys):
+        groups.setdefault(key, []).append(row)
+    keep: list[int] = []
+    for key in sorted(groups, key=str):
+        rows = np.asarray(groups[key])[rng.permutation(len(groups[key]))]
+        keep.extend(rows[:max(1, math.ceil(fraction * len(rows)))].tolist())
+    return ds.select(sorted(keep)).flatten_indices()
 
 
 def tokenize_splits(splits: DatasetDict, tokenizer, text_columns: list[str], max_length: int) -> DatasetDict:
@@ -240,18 +174,6 @@ def tokenize_splits(splits: DatasetDict, tokenizer, text_columns: list[str], max
         out = ds.map(tokenize, batched=True, remove_columns=drop, desc=f"tokenize {split}")
         tokenized[split] = out if split == "train" else out.sort("length", reverse=True).flatten_indices()
     return tokenized
-
-
-def tokenize_for_task(splits: DatasetDict, tokenizer, task: TaskConfig, max_length: int) -> tuple[DatasetDict, dict]:
-    """``tokenize_splits`` for the task's columns; token tasks also align tags to word pieces.
-
-    Returns:
-        The tokenized splits and, for token classification, the truncation report per split
-        (``token_data.tokenize_and_align``); an empty dict otherwise.
-    """
-    if task.type == "token-classification":
-        return tokenize_and_align(splits, tokenizer, task, max_length)
-    return tokenize_splits(splits, tokenizer, task.text_columns, max_length), {}
 
 
 class LengthGroupedBatchSampler:
@@ -297,16 +219,6 @@ def eval_loader(ds: Dataset, batch_size: int, collator) -> DataLoader:
 
 def _model_columns(ds: Dataset) -> Dataset:
     return ds.remove_columns([c for c in ("length",) if c in ds.column_names])
-
-
-def batch_collator(processor, task_type: str = "text-classification"):
-    """How rows become a batch: stacking for an image processor, dynamic padding for a tokenizer
-    (per-token labels of token tasks are padded with ``IGNORE_INDEX`` too)."""
-    if is_image_processor(processor):
-        return collate_images
-    if task_type == "token-classification":
-        return DataCollatorForTokenClassification(processor, label_pad_token_id=IGNORE_INDEX)
-    return DataCollatorWithPadding(processor)
 
 
 def row_lengths(ds: Dataset) -> np.ndarray:

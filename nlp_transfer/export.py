@@ -11,7 +11,6 @@ from pathlib import Path
 import torch
 import yaml
 
-from .data import batch_collator
 from .errors import ExportError
 from .models import load_model
 
@@ -68,7 +67,7 @@ def verify_reload(stage: Path, trained, strategy, tokenizer, raw_rows, prepared_
     n = min(RELOAD_ROWS, len(raw_rows))
     device = next(trained.parameters()).device
     trained.eval()
-    raw = batch_collator(tokenizer)([_inputs(raw_rows[i]) for i in range(n)])
+    raw = strategy.task.kind.collator(tokenizer)([_inputs(raw_rows[i]) for i in range(n)])
     prepared = strategy.collator(tokenizer)([prepared_rows[i] for i in range(n)])
     with torch.inference_mode():
         expected = strategy.logits(trained, _to(prepared, device)).float()

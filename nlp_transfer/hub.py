@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -29,15 +28,14 @@ from huggingface_hub.errors import HfHubHTTPError
 from .cards import MERGED, MERGED_SUFFIX, retarget_card
 from .errors import HubError
 from .models import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+from .recipe import repo_id_problem
+from .strategies import STRATEGIES
 
 logger = logging.getLogger(__name__)
 
 WHAT = ("both", "adapter", "merged")
-_NAME = r"[A-Za-z0-9_](?:[\w.-]{0,94}[A-Za-z0-9_])?"
-_REPO_ID = re.compile(rf"^{_NAME}/{_NAME}$", re.ASCII)
 _WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 _RUN_FILES = ("recipe.yaml", "metrics.json", "train_log.jsonl")  # the merged repo carries its run's files too
-_DESCRIBE = {"full": "full fine-tune", "frozen": "frozen-encoder fine-tune", "lora": "LoRA adapter"}
 
 
 @dataclass
@@ -49,18 +47,6 @@ class _Upload:
     files: dict[str, Path]
     readme: str
     message: str
-
-
-def repo_id_problem(repo_id) -> str | None:
-    """Why ``repo_id`` is not a valid Hub model repo id (``namespace/name``), or None. Checked locally."""
-    example = "e.g. my-user/sst2-minilm"
-    if not repo_id:
-        return f"missing; give the Hub repo as namespace/name, {example}"
-    if (not isinstance(repo_id, str) or not _REPO_ID.match(repo_id) or "--" in repo_id or ".." in repo_id
-            or repo_id.endswith(".git")):
-        return (f"got {repo_id!r}; expected namespace/name (your user or organization, '/', the repo name), each of "
-                f"letters, digits, '-', '_' and '.', at most 96 characters, no '--' or '..', not ending in .git; {example}")
-    return None
 
 
 def require_token(token: str | None = None) -> str:
@@ -212,7 +198,8 @@ def _readme(folder: Path, new_ids: dict[str, str]) -> str:
 def _message(metrics: dict, kind: str) -> str:
     """E.g. ``nlp_transfer: full fine-tune of sentence-transformers/all-MiniLM-L6-v2, validation accuracy 0.9083``."""
     strategy = metrics.get("strategy", "")
-    what = "merged LoRA fine-tune" if kind == "merged" else _DESCRIBE.get(strategy, f"{strategy} model")
+    described = STRATEGIES[strategy].Options.description if strategy in STRATEGIES else f"{strategy} model"
+    what = "merged LoRA fine-tune" if kind == "merged" else described
     base = str(metrics.get("model", "a local model"))
     base = Path(base).name if Path(base).is_absolute() else base  # never a local path in a public commit
     scores = [(n, v) for n, v in (metrics.get("validation") or {}).items() if n != "loss"]

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from transformers import pipeline
 
+from .errors import ModelError
 from .export import find_run_file
-from .models import load_model, load_tokenizer
-from .vision import IMAGE_TASKS, image_logits, load_image_processor
+from .models import load_model
+from .tasks import TaskSpec, get_task_type
 
 
 class Predictor:
@@ -23,7 +23,7 @@ class Predictor:
 
     For text, each call tokenizes every input in one batched pass, runs the model over batches of
     similar length (so padding stays small) under ``torch.inference_mode``, and returns
-    results in input order.
+    results in input order. What a result holds is the task type's (``TaskType.describe``).
 
     Example:
         >>> classify = Predictor("outputs/quickstart")
@@ -38,16 +38,21 @@ class Predictor:
             output_dir: An output folder (or its ``merged/``).
             device: ``cuda``/``cpu``/...; default: the GPU when there is one.
             dtype: ``float32`` (default, as saved), ``bfloat16`` or ``float16`` weights for inference.
+
+        Raises:
+            ModelError: The folder is not a model output.
         """
         self.output_dir = Path(output_dir)
-        self.task_type, self.threshold, self.max_length = _task_settings(self.output_dir)
+        if not self.output_dir.is_dir():
+            raise ModelError(f"'{self.output_dir}' is not a folder; give the output.dir of a finished training run")
+        task_type, threshold, self.max_length = _task_settings(self.output_dir)
+        self.kind = get_task_type(task_type)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = load_model(self.output_dir).eval().to(self.device, dtype=_torch_dtype(dtype))
-        self.images = self.task_type in IMAGE_TASKS
-        # the tokenizer, or the image processor of an image model
-        self.processor = (load_image_processor if self.images else load_tokenizer)(str(self.output_dir))
+        self.processor = self.kind.load_processor(str(self.output_dir))  # the tokenizer, or the image processor
         self.id2label = {int(i): name for i, name in self.model.config.id2label.items()}
-        self._tagger = self._entity_pipeline() if self.task_type == "token-classification" else None
+        self.task = TaskSpec(task_type, self.id2label, threshold)
+        self._serve = self.kind.predictor(self.model, self.processor)
 
     def __call__(self, texts: list[str] | list[tuple[str, str]], *, batch_size: int = 64) -> list[dict]:
         """Predictions for ``texts`` (image paths for an image model).
@@ -57,38 +62,34 @@ class Predictor:
             (multi-label, labels above the recipe's threshold), ``{"score"}`` (regression) or
             ``{"entities"}`` (token classification: whole entities with type, score and character span).
         """
-        if self._tagger is not None:
-            found = self._tagger([str(t) for t in texts], batch_size=batch_size) if texts else []
-            return [{"entities": [{**e, "score": float(e["score"])} for e in entities]} for entities in found]
-        logits = self.logits(texts, batch_size=batch_size)
-        return [_describe(row, self.task_type, self.threshold, self.id2label) for row in logits]
+        if self._serve is not None:
+            return self._serve(texts, batch_size)
+        return [self.kind.describe(row, self.task) for row in self.logits(texts, batch_size=batch_size)]
 
-    @torch.inference_mode()
     def logits(self, texts: list[str] | list[tuple[str, str]], *, batch_size: int = 64) -> np.ndarray:
         """Raw head outputs, one row per input, in input order."""
         if not texts:
             return np.zeros((0, len(self.id2label)), dtype=np.float32)
-        if self.images:
-            return image_logits(self.model, self.processor, [str(t) for t in texts], batch_size=batch_size)
-        pairs = isinstance(texts[0], (tuple, list))
-        columns = [[str(t) for t in col] for col in zip(*texts)] if pairs else [[str(t) for t in texts]]
-        encoded = self.processor(*columns, truncation=True, max_length=self.max_length)
-        order = np.argsort([-len(ids) for ids in encoded["input_ids"]], kind="stable")
-        out = np.zeros((len(texts), len(self.id2label)), dtype=np.float32)
-        for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]
-            features = [{key: encoded[key][i] for key in encoded} for i in rows]
-            batch = self.processor.pad(features, return_tensors="pt")
-            batch = {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
-            out[rows] = self.model(**batch).logits.float().cpu().numpy()
-        return out
+        with torch.inference_mode():
+            return self.kind.predict_logits(self.model, self.processor, list(texts), batch_size=batch_size,
+                                            max_length=self.max_length)
 
-    def _entity_pipeline(self):
-        """transformers' token-classification pipeline, word pieces grouped into whole entities."""
-        if hasattr(self.model, "merge_and_unload"):  # a peft adapter: the pipeline wants a plain transformers model
-            self.model = self.model.merge_and_unload()
-        return pipeline("token-classification", model=self.model, tokenizer=self.processor,
-                        aggregation_strategy="simple", device=self.model.device)
+
+def text_logits(model, tokenizer, texts: list, *, batch_size: int, max_length: int) -> np.ndarray:
+    """Logits for texts (or sentence pairs), tokenized in one pass and run in batches of similar length."""
+    device = next(model.parameters()).device
+    pairs = isinstance(texts[0], (tuple, list))
+    columns = [[str(t) for t in col] for col in zip(*texts)] if pairs else [[str(t) for t in texts]]
+    encoded = tokenizer(*columns, truncation=True, max_length=max_length)
+    order = np.argsort([-len(ids) for ids in encoded["input_ids"]], kind="stable")
+    out = None
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        batch = tokenizer.pad([{key: encoded[key][i] for key in encoded} for i in rows], return_tensors="pt")
+        logits = model(**{key: value.to(device, non_blocking=True) for key, value in batch.items()}).logits
+        out = np.zeros((len(texts), logits.shape[-1]), dtype=np.float32) if out is None else out
+        out[rows] = logits.float().cpu().numpy()
+    return out
 
 
 def predict(output_dir: str | Path, texts: list[str] | list[tuple[str, str]], *, batch_size: int = 64,
@@ -112,16 +113,3 @@ def _task_settings(output_dir: Path) -> tuple[str, float, int]:
         return "text-classification", 0.5, 512
     recipe = yaml.safe_load(recipe_file.read_text())
     return recipe["task"]["type"], recipe["task"].get("threshold", 0.5), recipe["model"].get("max_length", 512)
-
-
-def _describe(logits: np.ndarray, task_type: str, threshold: float, id2label: dict[int, str]) -> dict:
-    if task_type == "regression":
-        return {"score": float(logits[0])}
-    if task_type == "multi-label-classification":
-        probs = 1.0 / (1.0 + np.exp(-logits))
-        return {"labels": [id2label[i] for i, p in enumerate(probs) if p >= threshold],
-                "scores": {id2label[i]: float(p) for i, p in enumerate(probs)}}
-    probs = np.exp(logits - logits.max())
-    probs /= probs.sum()
-    best = int(probs.argmax())
-    return {"label": id2label[best], "score": float(probs[best])}

@@ -1,8 +1,12 @@
 """THE training loop. Every strategy trains here; no other file steps an optimizer.
 
 Accelerate does devices, processes, mixed precision and gradient accumulation; the
-strategy supplies the loss. The loop evaluates (every epoch or every N steps), keeps the
-best model, stops early, checkpoints and resumes, and stops on a non-finite loss.
+strategy supplies the parameter groups, the batches, the loss and its schedules (``on_epoch``,
+``on_step``, with a ``StepContext``); the task scores evaluations. The loop evaluates (every
+epoch or every N steps), keeps the best model, stops early, checkpoints and resumes, and
+stops on a non-finite loss. The optimizer holds every parameter that may ever train, and the
+best weights and checkpoints hold all of them, so a schedule that unfreezes layers later
+restores and resumes exactly.
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from .config import TrainConfig
 from .errors import TrainingError
-from .metrics import compute_metrics, greater_is_better
-from .recipe import TrainConfig
-from .tasks import IGNORE_INDEX, TaskSpec, compute_loss, concat_rows, logits_to_predictions
+from .metrics import greater_is_better
+from .strategies.base import StepContext
+from .tasks import IGNORE_INDEX, TaskSpec, concat_rows
 
 logger = logging.getLogger(__name__)
 
@@ -65,19 +70,21 @@ def run_loop(model, strategy, train_loader, eval_loader, cfg: TrainConfig, accel
     """Train ``model`` with ``strategy.loss`` and return the best validation metrics.
 
     Args:
-        model: The module the strategy prepared (only ``requires_grad`` parameters train).
-        strategy: Supplies ``param_groups``, ``loss`` and ``logits``.
+        model: The module the strategy prepared.
+        strategy: Supplies ``param_groups``, ``loss``, ``logits``, ``on_epoch`` and ``on_step``.
         train_loader, eval_loader: Unprepared dataloaders; the train loader's batch
             sampler must have ``set_epoch``.
-        cfg: The recipe's ``train`` section.
+        cfg: The recipe's ``train`` section (strategy defaults filled in).
         accelerator: Built with the recipe's mixed precision and accumulation.
         task, metric_names: How to score evaluations.
         work_dir: Where checkpoints, the best weights and the JSONL log go.
         resume: Continue from the latest checkpoint in ``work_dir``.
     """
     sampler = train_loader.batch_sampler
+    groups = strategy.param_groups(model, cfg.lr, cfg.head_lr, cfg.weight_decay)
     # fused AdamW: one kernel for all parameters; on CPU about 2-3x faster than the default per-tensor loop
-    optimizer = torch.optim.AdamW(_with_lr(strategy.param_groups(model, cfg.weight_decay), cfg.lr), lr=cfg.lr, fused=True)
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
+    may_train = [p for g in groups for p in g["params"]]
     model, optimizer, train_loader, eval_loader = accelerator.prepare(model, optimizer, train_loader, eval_loader)
     updates_per_epoch = math.ceil(len(train_loader) / cfg.grad_accum_steps)
     total_steps = max(1, math.ceil(cfg.epochs * updates_per_epoch))
@@ -85,10 +92,10 @@ def run_loop(model, strategy, train_loader, eval_loader, cfg: TrainConfig, accel
                               num_warmup_steps=int(cfg.warmup_ratio * total_steps), num_training_steps=total_steps)
     accelerator.register_for_checkpointing(scheduler)
     state = _resume(accelerator, work_dir) if resume else LoopState()
-    selector = _Selector(cfg, metric_names)
+    selector = _Selector(cfg, metric_names, _names_of(accelerator.unwrap_model(model), may_train))
     log = _JsonlLog(work_dir / "train_log.jsonl", accelerator)
     evaluate = lambda: evaluate_loader(model, strategy, eval_loader, accelerator, task, metric_names)  # noqa: E731
-    trainable = [p for p in model.parameters() if p.requires_grad]
+    context = lambda: StepContext(state.global_step, total_steps, state.epoch)  # noqa: E731
     bar = tqdm(total=total_steps, initial=state.global_step, desc="train", disable=not accelerator.is_local_main_process)
     stopped_early = False
     while state.global_step < total_steps and not stopped_early:
@@ -96,16 +103,19 @@ def run_loop(model, strategy, train_loader, eval_loader, cfg: TrainConfig, accel
         # accelerate's loader re-sets the sampler's epoch from its own pass counter on every pass; after a
         # resume that counter restarts at 0, so it must follow ours or later epochs replay epoch 0's order
         train_loader.set_epoch(state.epoch)
+        strategy.on_epoch(accelerator.unwrap_model(model), context())
         model.train()
         batches = accelerator.skip_first_batches(train_loader, state.batches_in_epoch) if state.batches_in_epoch else train_loader
         started = time.perf_counter()
         for batch in batches:
-            loss, extra = _train_step(model, strategy, batch, optimizer, scheduler, trainable, cfg, accelerator, state, work_dir)
+            loss, extra = _train_step(model, strategy, batch, optimizer, scheduler, may_train, cfg, accelerator, state,
+                                      work_dir, context())
             state.batches_in_epoch += 1
-            state.samples_seen += len(batch["labels"]) * accelerator.num_processes
+            state.samples_seen += batch_rows(batch) * accelerator.num_processes
             if not accelerator.sync_gradients:
                 continue
             state.global_step += 1
+            strategy.on_step(accelerator.unwrap_model(model), context())
             bar.update(1)
             if state.global_step % cfg.log_every == 0:
                 log.write({"step": state.global_step, "epoch": state.epoch + 1, "loss": accelerator.reduce(loss.detach(), "mean").item(),
@@ -130,10 +140,20 @@ def run_loop(model, strategy, train_loader, eval_loader, cfg: TrainConfig, accel
     return LoopResult(model, state, best, stopped_early, total_steps)
 
 
-def _train_step(model, strategy, batch, optimizer, scheduler, trainable, cfg, accelerator, state, work_dir):
+def batch_rows(batch: dict) -> int:
+    """How many examples a batch holds (its first tensor's first dimension)."""
+    return next(len(v) for v in batch.values() if isinstance(v, torch.Tensor))
+
+
+def _names_of(module, params: list) -> list[str]:
+    ids = {id(p) for p in params}
+    return [name for name, p in module.named_parameters() if id(p) in ids]
+
+
+def _train_step(model, strategy, batch, optimizer, scheduler, trainable, cfg, accelerator, state, work_dir, ctx):
     """One micro-batch: forward, finite-loss guard, backward, and (when due) an optimizer step."""
     with accelerator.accumulate(model):
-        loss, extra = strategy.loss(model, batch)
+        loss, extra = strategy.loss(model, batch, ctx)
         if not torch.isfinite(loss.detach()).all():
             _save_checkpoint(accelerator, work_dir, state)
             raise TrainingError(f"non-finite training loss ({loss.item()}) at step {state.global_step + 1}, epoch "
@@ -155,32 +175,23 @@ def evaluate_loader(model, strategy, loader, accelerator, task: TaskSpec, metric
     all_logits, all_labels = [], []
     with torch.inference_mode():
         for batch in loader:
-            logits, labels = strategy.logits(model, batch).float(), batch["labels"]
-            if task.type == "token-classification":  # processes' batches may be padded to different lengths
-                logits = accelerator.pad_across_processes(logits, dim=1)
-                labels = accelerator.pad_across_processes(labels, dim=1, pad_index=IGNORE_INDEX)
-            logits, labels = accelerator.gather_for_metrics((logits, labels))
+            logits, labels = task.kind.gather(accelerator, strategy.logits(model, batch).float(), batch["labels"])
             all_logits.append(logits.cpu())
             all_labels.append(labels.cpu())
     logits, labels = concat_rows(all_logits, 0.0), concat_rows(all_labels, IGNORE_INDEX)
-    scores = {"loss": compute_loss(logits, labels, task).item()}
-    predictions = logits_to_predictions(logits.numpy(), task)
-    scores.update(compute_metrics(metric_names, task.type, predictions, labels.numpy(), task.num_labels,
-                                  label_names=task.label_names))
+    scores = {"loss": task.loss(logits, labels).item()}
+    scores.update(task.kind.compute_metrics(metric_names, task.predictions(logits.numpy()), labels.numpy(), task))
     return scores
-
-
-def _with_lr(groups: list[dict], lr: float) -> list[dict]:
-    return [{**g, "lr": lr * g.pop("lr_scale", 1.0)} for g in groups]
 
 
 class _Selector:
     """Best-model selection on one metric, and early stopping on patience."""
 
-    def __init__(self, cfg: TrainConfig, metric_names: list[str]):
+    def __init__(self, cfg: TrainConfig, metric_names: list[str], weight_names: list[str]):
         self.metric = cfg.best_metric or (metric_names[0] if metric_names else "loss")
         self.sign = 1.0 if greater_is_better(self.metric) else -1.0
         self.patience = cfg.patience
+        self.weight_names = weight_names  # every parameter that may ever train
 
     def update(self, state: LoopState, scores: dict, model, accelerator, work_dir: Path, log) -> bool:
         """Record an evaluation; save weights when best; return True to stop early."""
@@ -190,7 +201,7 @@ class _Selector:
         score = scores[self.metric]
         if state.best_score is None or (np.isfinite(score) and self.sign * (score - state.best_score) > 0):
             state.best_score, state.best_step, state.evals_without_improvement = score, state.global_step, 0
-            _save_best(model, accelerator, work_dir)
+            _save_best(model, accelerator, work_dir, self.weight_names)
         else:
             state.evals_without_improvement += 1
         return self.patience is not None and state.evals_without_improvement >= self.patience
@@ -201,18 +212,21 @@ class _Selector:
         path = work_dir / BEST_WEIGHTS
         if path.is_file():
             weights = load_file(str(path))
-            accelerator.unwrap_model(model).load_state_dict(weights, strict=False)
+            missing, unexpected = accelerator.unwrap_model(model).load_state_dict(weights, strict=False)
+            if unexpected or set(self.weight_names) - set(weights):
+                raise TrainingError(f"the best weights in {path} do not match the model (unexpected: {unexpected[:5]}, "
+                                    f"missing: {sorted(set(self.weight_names) - set(weights))[:5]})")
         for record in state.history:
             if record["step"] == state.best_step:
                 return record["validation"]
         return {}
 
 
-def _save_best(model, accelerator: Accelerator, work_dir: Path) -> None:
+def _save_best(model, accelerator: Accelerator, work_dir: Path, names: list[str]) -> None:
+    """Every parameter that may ever train (not only those training now: a schedule may have frozen some)."""
     if accelerator.is_main_process:
-        module = accelerator.unwrap_model(model)
-        trainable = {n for n, p in module.named_parameters() if p.requires_grad}
-        weights = {n: t.detach().cpu().contiguous() for n, t in module.state_dict().items() if n in trainable}
+        keep = set(names)
+        weights = {n: t.detach().cpu().contiguous() for n, t in accelerator.unwrap_model(model).state_dict().items() if n in keep}
         save_file(weights, str(work_dir / BEST_WEIGHTS))
     accelerator.wait_for_everyone()
 

@@ -7,19 +7,49 @@ points ``auto_map`` at it, so the folder loads with plain transformers::
 
     AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True)
 
-(``nlp_transfer.load_model(folder)`` loads it without ``trust_remote_code``.)
+(``nlp_transfer.load_model(folder)`` loads it without ``trust_remote_code``.) The saved ``config.json``
+has a model type of its own, so plain transformers without ``trust_remote_code`` refuses the folder
+instead of loading its weights into the encoder family's native (first-token) head.
 """
+
+import json
+from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoModel, PretrainedConfig, PreTrainedModel
+from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
+
+MODEL_TYPE = "nlp_transfer_mean_pooling"
+AUTO_MAP = {"AutoConfig": "modeling_mean_pooling.MeanPoolingConfig",
+            "AutoModelForSequenceClassification": "modeling_mean_pooling.MeanPoolingForSequenceClassification"}
+
+
+class MeanPoolingConfig(PretrainedConfig):
+    """A saved mean-pooling model's config: the encoder's settings, its family in ``encoder_model_type``."""
+
+    model_type = MODEL_TYPE
+
+
+def encoder_config(config) -> PretrainedConfig:
+    """The wrapped encoder's own config (e.g. a ``BertConfig``), from a saved or an in-memory config."""
+    if getattr(config, "model_type", None) != MODEL_TYPE:
+        return config
+    return encoder_config_from_dict(config.to_dict())
+
+
+def encoder_config_from_dict(values: dict) -> PretrainedConfig:
+    """The encoder's config from the values of a ``config.json`` (saved by this class, or by an older version)."""
+    values = {k: v for k, v in values.items() if k not in ("auto_map", "transformers_version")}
+    family = values.pop("encoder_model_type", None) or values["model_type"]
+    values.pop("model_type", None)
+    return AutoConfig.for_model(family, **values)
 
 
 class MeanPoolingForSequenceClassification(PreTrainedModel):
     """Any ``AutoModel`` encoder + masked mean of its last hidden states + a linear head."""
 
-    config_class = PretrainedConfig
+    config_class = MeanPoolingConfig
     base_model_prefix = "encoder_model"
     supports_gradient_checkpointing = True
     _supports_sdpa = True
@@ -27,7 +57,7 @@ class MeanPoolingForSequenceClassification(PreTrainedModel):
     def __init__(self, config):
         super().__init__(config)
         self.num_labels = config.num_labels
-        self.encoder_model = AutoModel.from_config(config)
+        self.encoder_model = AutoModel.from_config(encoder_config(config))
         if getattr(self.encoder_model, "pooler", None) is not None:
             self.encoder_model.pooler = None  # the CLS pooler is unused: keep no dead weights
         dropout = getattr(config, "classifier_dropout", None)
@@ -43,6 +73,16 @@ class MeanPoolingForSequenceClassification(PreTrainedModel):
             nn.init.zeros_(module.bias)
         elif hasattr(self.encoder_model, "_init_weights"):
             self.encoder_model._init_weights(module)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Save as usual; ``config.json`` then takes this class's model type (the encoder's becomes ``encoder_model_type``)."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        path = Path(save_directory) / "config.json"
+        config = json.loads(path.read_text(encoding="utf-8"))
+        if config.get("model_type") != MODEL_TYPE:
+            config["encoder_model_type"], config["model_type"] = config["model_type"], MODEL_TYPE
+        config["auto_map"] = dict(AUTO_MAP)
+        path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
     def pool(self, input_ids=None, attention_mask=None, **encoder_inputs) -> torch.Tensor:
         """Masked mean of the last hidden states: the sentence embedding the head reads."""

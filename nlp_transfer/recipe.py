@@ -1,197 +1,37 @@
-"""Recipes: YAML -> dict -> dotted overrides -> typed, fully validated dataclasses.
+"""Recipes: YAML -> dict -> dotted overrides -> typed, fully validated dataclasses (``config.py``).
 
 A YAML key, its dataclass field and its override path are the same string
 (``train.lr`` in YAML is ``recipe.train.lr`` in Python and ``train.lr=3e-5`` on the
-command line). Validation collects *every* problem before raising one ``RecipeError``.
+command line). Validation collects *every* problem before raising one ``RecipeError``;
+the task type (``tasks/``) and the strategy (``strategies/``) add their own rules.
+Loading a recipe imports no torch: ``nlp-transfer validate`` answers in about a second.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import logging
+import re
 import types
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
 
+# the dataclasses are re-exported: code written against ``nlp_transfer.recipe.TrainConfig`` keeps working
+from .config import (ALL_SECTIONS, SECTIONS, SPLITS, TRAIN_DEFAULTS, UNLABELED_SPLIT, AugmentConfig, CardConfig,  # noqa: F401
+                     DataConfig, ModelConfig, OutputConfig, PushConfig, Recipe, TaskConfig, TrainConfig)
 from .errors import RecipeError
+from .metrics import check_metric_names
+from .strategies import DEFAULT_STRATEGY, STRATEGIES, StrategyOptions
+from .tasks import TASK_TYPES
 
-IMAGE_TASKS = ("image-classification",)
-SPLITS = ("train", "validation", "test", "unlabeled")  # unlabeled: text only, for strategies with uses_unlabeled
-FILE_FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "conll")
+logger = logging.getLogger(__name__)
 
-
-@dataclass
-class ModelConfig:
-    """``model``: which pretrained backbone to start from."""
-
-    name: str = ""
-    revision: str | None = None
-    trust_remote_code: bool = False
-    max_length: int = 128
-    # image models: random weights in model.name's architecture (a config folder, or a from-scratch baseline)
-    from_scratch: bool = False
-
-
-@dataclass
-class TaskConfig:
-    """``task``: what the head predicts and from which columns.
-
-    Token classification reads ``tokens`` (a list of words per row) and ``tags`` (one tag per
-    word); ``label_all_subtokens`` puts a word's tag on every word piece, not only the first.
-    """
-
-    type: Literal["text-classification", "multi-label-classification", "regression", "token-classification",
-                  "image-classification"] = "text-classification"
-    text: Union[str, list[str]] = "text"
-    label: str = "label"
-    image: str = "image"
-    labels: list[str] | None = None
-    threshold: float = 0.5
-    label_separator: str = "|"
-    tokens: str = "tokens"
-    tags: str = "tags"
-    label_all_subtokens: bool = False
-
-    @property
-    def text_columns(self) -> list[str]:
-        return [self.text] if isinstance(self.text, str) else list(self.text)
-
-    @property
-    def input_columns(self) -> list[str]:
-        """The columns the model reads: the image column (image tasks), the word lists (token tasks) or the text column(s)."""
-        if self.type == "token-classification":
-            return [self.tokens]
-        return [self.image] if self.type in IMAGE_TASKS else self.text_columns
-
-
-@dataclass
-class AugmentConfig:
-    """``data.augment``: light training-only augmentation for images (evaluation never augments).
-
-    ``random_resized_crop``: smallest crop area as a fraction of the image (e.g. 0.8), null: off;
-    ``horizontal_flip``: mirror half of the images.
-    """
-
-    random_resized_crop: float | None = None
-    horizontal_flip: bool = False
-
-
-@dataclass
-class DataConfig:
-    """``data``: a Hub dataset (``source``/``config``) or local ``files`` per split.
-
-    ``tag_column``: the column of a CoNLL file (``format: conll``) that holds the tag, 0-based
-    (default -1: the last one; the word is always the first).
-    """
-
-    source: str | None = None
-    config: str | None = None
-    files: dict[str, str] = field(default_factory=dict)
-    limit: dict[str, int] = field(default_factory=dict)
-    format: Literal["csv", "tsv", "json", "jsonl", "parquet", "conll"] | None = None
-    validation_fraction: float = 0.1
-    tag_column: int = -1
-    dir: str | None = None  # data.source=imagefolder: folder with train/ (validation/, test/) class subfolders
-    augment: AugmentConfig | None = None
-
-
-@dataclass
-class TrainConfig:
-    """``train``: the loop's knobs."""
-
-    epochs: float = 3.0
-    batch_size: int = 32
-    eval_batch_size: int | None = None
-    lr: float = 5e-5
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.06
-    scheduler: Literal["linear", "cosine", "constant"] = "linear"
-    grad_accum_steps: int = 1
-    max_grad_norm: float | None = 1.0
-    seed: int = 42
-    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
-    metrics: list[str] | None = None
-    best_metric: str | None = None
-    eval_every: int = 0
-    patience: int | None = None
-    checkpoint_every: int = 0
-    log_every: int = 10
-    report_to: list[str] = field(default_factory=list)
-    group_by_length: bool = True
-
-
-@dataclass
-class PushConfig:
-    """``output.push_to_hub``: push the finished output folder to this Hub repo (see ``hub.push_to_hub``)."""
-
-    repo_id: str = ""
-    private: bool = False
-    revision: str | None = None
-    what: Literal["both", "adapter", "merged"] = "both"
-
-
-@dataclass
-class OutputConfig:
-    """``output``: where the Hub-ready folder goes (and, optionally, which Hub repo it is pushed to)."""
-
-    dir: str = ""
-    overwrite: bool = False
-    push_to_hub: PushConfig | None = None
-
-
-@dataclass
-class CardConfig:
-    """``card``: what the model card says beyond the numbers (all optional).
-
-    ``model_id``: the Hub id the card's usage code names (default: ``output.push_to_hub.repo_id``,
-    else the output folder's name); ``language``: ISO 639 code(s) of the training text.
-    """
-
-    model_id: str | None = None
-    language: Union[str, list[str], None] = None
-    license: str | None = None
-    intended_uses: str | None = None
-    limitations: str | None = None
-
-
-@dataclass
-class Recipe:
-    """A complete, validated recipe. ``strategy`` holds the chosen strategy's options."""
-
-    model: ModelConfig
-    task: TaskConfig
-    data: DataConfig
-    strategy: Any
-    train: TrainConfig
-    output: OutputConfig
-    card: CardConfig = field(default_factory=CardConfig)
-    source: str = "<dict>"
-
-    @property
-    def strategy_name(self) -> str:
-        return self.strategy.name
-
-    def to_dict(self) -> dict:
-        """Plain nested dict in YAML key order (what ``recipe.yaml`` in an output holds)."""
-        out = {}
-        for section in _ALL_SECTIONS:
-            out[section] = dataclasses.asdict(getattr(self, section))
-        return out
-
-
-_SECTIONS = {
-    "model": ModelConfig,
-    "task": TaskConfig,
-    "data": DataConfig,
-    "train": TrainConfig,
-    "output": OutputConfig,
-    "card": CardConfig,
-}
-_ALL_SECTIONS = ("model", "task", "data", "strategy", "train", "output", "card")
+_NAME = r"[A-Za-z0-9_](?:[\w.-]{0,94}[A-Za-z0-9_])?"
+_REPO_ID = re.compile(rf"^{_NAME}/{_NAME}$", re.ASCII)
 
 
 def load_recipe(
@@ -224,7 +64,7 @@ def load_recipe(
         except yaml.YAMLError as exc:
             raise RecipeError([f"not valid YAML: {exc}"], source) from None
     if not isinstance(raw, dict):
-        raise RecipeError([f"the top level must be a mapping of sections {list(_ALL_SECTIONS)}; got {type(raw).__name__}"], source)
+        raise RecipeError([f"the top level must be a mapping of sections {list(ALL_SECTIONS)}; got {type(raw).__name__}"], source)
     problems: list[str] = []
     overridden = _apply_overrides(raw, overrides, problems)
     recipe_obj = _build_recipe(raw, problems, source)
@@ -235,6 +75,7 @@ def load_recipe(
                             "paths given on the command line against the working directory")
     if problems:
         raise RecipeError(problems, source)
+    resolve_model_defaults(recipe_obj)
     return recipe_obj
 
 
@@ -278,17 +119,29 @@ def _apply_overrides(raw: dict, overrides, problems: list[str]) -> set[str]:
 
 def _build_recipe(raw: dict, problems: list[str], source: str) -> Recipe:
     for key in raw:
-        if key not in _ALL_SECTIONS:
-            problems.append(f"{key}: unknown section; valid sections: {', '.join(_ALL_SECTIONS)}")
+        if key not in ALL_SECTIONS:
+            problems.append(f"{key}: unknown section; valid sections: {', '.join(ALL_SECTIONS)}")
     sections = {}
-    for name, cls in _SECTIONS.items():
+    for name, cls in SECTIONS.items():
         sections[name] = _build_dataclass(cls, _section(raw, name, problems), name, problems)
     sections["strategy"] = _build_strategy(_section(raw, "strategy", problems), problems)
     recipe = Recipe(**sections, source=source)
-    if hasattr(recipe.strategy, "complete"):
-        recipe.strategy.complete(recipe)
+    recipe.strategy.complete(recipe)
+    recipe.defaults_used = _fill_train_defaults(recipe)
     _check_semantics(recipe, problems)
     return recipe
+
+
+def _fill_train_defaults(recipe: Recipe) -> dict[str, Any]:
+    """Unset ``train`` keys take the strategy's default, else the general one; return what was filled."""
+    train, strategy, filled = recipe.train, recipe.strategy, {}
+    for key, general in TRAIN_DEFAULTS.items():
+        if getattr(train, key) is None:
+            setattr(train, key, strategy.train_defaults.get(key, general))
+            filled[f"train.{key}"] = getattr(train, key)
+    if train.head_lr is None and isinstance(train.lr, (int, float)):
+        filled["train.head_lr"] = train.head_lr = train.lr * strategy.head_lr_factor
+    return filled
 
 
 def _section(raw: dict, name: str, problems: list[str]) -> dict:
@@ -300,12 +153,10 @@ def _section(raw: dict, name: str, problems: list[str]) -> dict:
 
 
 def _build_strategy(raw: dict, problems: list[str]):
-    from .strategies import STRATEGIES  # the registry imports torch; keep recipe import light
-
-    name = raw.get("name", "full")
+    name = raw.get("name", DEFAULT_STRATEGY)
     if name not in STRATEGIES:
         problems.append(f"strategy.name: unknown strategy {name!r}; registered strategies: {', '.join(sorted(STRATEGIES))}")
-        return STRATEGIES["full"].Options()
+        return StrategyOptions()
     options_cls = STRATEGIES[name].Options
     return _build_dataclass(options_cls, {**raw, "name": name}, "strategy", problems)
 
@@ -391,49 +242,70 @@ def _describe(hint) -> str:
 
 
 def _check_semantics(recipe: Recipe, problems: list[str]) -> None:
-    """Cross-field rules that types alone cannot express."""
-    from .metrics import check_metric_names
-
+    """Cross-field rules that types alone cannot express; the task type and the strategy add theirs."""
     model, task, data, train = recipe.model, recipe.task, recipe.data, recipe.train
-    if task.type in IMAGE_TASKS:
-        from .vision import image_recipe_problems
-
-        problems.extend(image_recipe_problems(recipe))
-    else:
-        for key, used in (("model.from_scratch", model.from_scratch), ("data.dir", data.dir), ("data.augment", data.augment)):
-            if used:
-                problems.append(f"{key}: only image tasks (task.type {', '.join(IMAGE_TASKS)}) use it; got task.type "
-                                f"{task.type!r}. Remove {key}")
+    kind = TASK_TYPES.get(task.type)
+    if kind is None:
+        problems.append(f"task.type: got {task.type!r}; expected one of: {', '.join(TASK_TYPES)}")
     if not model.name:
         problems.append("model.name: missing; give a Hub id (e.g. sentence-transformers/all-MiniLM-L6-v2) or a local model folder")
     if model.max_length < 8:
         problems.append(f"model.max_length: got {model.max_length}; expected an integer >= 8")
-    problems.extend(_token_task_problems(recipe))
-    if not 1 <= len(task.text_columns) <= 2:
-        problems.append(f"task.text: got {task.text!r}; expected one column name, or a list of two for sentence pairs")
+    if kind is not None:
+        problems.extend(kind.validate(recipe))
+        if model.pooling is not None and not kind.pools:
+            problems.append(f"model.pooling: got {model.pooling!r}, but a {task.type} head reads "
+                            f"{'every token' if kind.per_token else 'its backbone'}'s own features (nothing is pooled); "
+                            "remove model.pooling")
+    problems.extend(_data_problems(recipe, kind))
+    problems.extend(_train_problems(train, task.type))
+    if not recipe.output.dir:
+        problems.append("output.dir: missing; give the folder the trained model is written to, e.g. output.dir=runs/my-model")
+    if recipe.output.push_to_hub is not None:
+        problems.extend(_push_problems(recipe))
+    problems.extend(recipe.strategy.validate(recipe))
+
+
+def _data_problems(recipe: Recipe, kind) -> list[str]:
+    data, strategy, problems = recipe.data, recipe.strategy, []
     if not data.source and "train" not in data.files:
         problems.append("data: no data given; set data.source (a Hub dataset id) or data.files.train (a local file)")
     for split in data.files:
         if split not in SPLITS:
             problems.append(f"data.files.{split}: unknown split; valid splits: {', '.join(SPLITS)}")
-    if "unlabeled" in data.files and not getattr(recipe.strategy, "uses_unlabeled", False):
-        from .strategies import STRATEGIES
-
-        users = [n for n, cls in STRATEGIES.items() if getattr(cls.Options, "uses_unlabeled", False)]
-        problems.append(f"data.files.unlabeled: strategy {recipe.strategy_name!r} does not train on unlabelled text; "
-                        f"remove data.files.unlabeled or use a strategy that does ({', '.join(users) or 'none registered'})")
+    if UNLABELED_SPLIT in data.files:
+        if kind is not None and not kind.takes_unlabeled:
+            problems.append(f"data.files.unlabeled: task.type {kind.name} trains on labelled rows only; remove data.files.unlabeled")
+        elif not strategy.uses_unlabeled:
+            users = [n for n, cls in STRATEGIES.items() if cls.Options.uses_unlabeled]
+            problems.append(f"data.files.unlabeled: strategy {recipe.strategy_name!r} does not train on unlabelled text; "
+                            f"remove data.files.unlabeled or use a strategy that does ({', '.join(users) or 'none registered'})")
     for split, n in data.limit.items():
         if split not in SPLITS:
             problems.append(f"data.limit.{split}: unknown split; valid splits: {', '.join(SPLITS)}")
         elif n < 1:
             problems.append(f"data.limit.{split}: got {n}; expected a positive number of rows")
+    if data.fraction is not None and not 0 < data.fraction <= 1:
+        problems.append(f"data.fraction: got {data.fraction}; expected the share of train to keep, in (0, 1], e.g. 0.1")
     if not 0 < data.validation_fraction < 1:
         problems.append(f"data.validation_fraction: got {data.validation_fraction}; expected a number between 0 and 1")
-    for key in ("epochs", "lr", "batch_size", "grad_accum_steps", "log_every"):
-        if getattr(train, key) <= 0:
-            problems.append(f"train.{key}: got {getattr(train, key)}; expected a positive number")
-    if not 0 <= train.warmup_ratio < 1:
+    if data.augment is not None and strategy.fixed_inputs:
+        problems.append(f"data.augment: strategy {recipe.strategy_name} computes each training input's features once and "
+                        "reuses them every epoch, so augmentation cannot apply; remove data.augment or use a strategy "
+                        "that runs the backbone every step (e.g. full or lora)")
+    return problems
+
+
+def _train_problems(train: TrainConfig, task_type: str) -> list[str]:
+    problems = []
+    for key in ("epochs", "lr", "head_lr", "batch_size", "grad_accum_steps", "log_every"):
+        value = getattr(train, key)
+        if isinstance(value, (int, float)) and value <= 0:
+            problems.append(f"train.{key}: got {value}; expected a positive number")
+    if isinstance(train.warmup_ratio, (int, float)) and not 0 <= train.warmup_ratio < 1:
         problems.append(f"train.warmup_ratio: got {train.warmup_ratio}; expected a fraction in [0, 1)")
+    if isinstance(train.weight_decay, (int, float)) and train.weight_decay < 0:
+        problems.append(f"train.weight_decay: got {train.weight_decay}; expected a number >= 0")
     if train.patience is not None and train.patience < 1:
         problems.append(f"train.patience: got {train.patience}; expected a positive number of evaluations, or null to disable")
     for name in train.report_to:
@@ -442,44 +314,58 @@ def _check_semantics(recipe: Recipe, problems: list[str]) -> None:
         elif importlib.util.find_spec(name) is None:
             problems.append(f"train.report_to: {name} is not installed; `pip install {name}`, or remove it from train.report_to")
     metrics = train.metrics or []
-    for problem in check_metric_names(metrics, task.type):
+    for problem in check_metric_names(metrics, task_type):
         problems.append(f"train.metrics: {problem}")
     if train.best_metric and metrics and train.best_metric not in [*metrics, "loss"]:
         problems.append(f"train.best_metric: got {train.best_metric!r}; expected one of train.metrics ({', '.join(metrics)}) or loss")
-    if not recipe.output.dir:
-        problems.append("output.dir: missing; give the folder the trained model is written to, e.g. output.dir=runs/my-model")
-    if recipe.output.push_to_hub is not None:
-        problems.extend(_push_problems(recipe))
-    if hasattr(recipe.strategy, "validate"):
-        problems.extend(recipe.strategy.validate(recipe))
-
-
-def _token_task_problems(recipe: Recipe) -> list[str]:
-    """Keys that only make sense with (or without) token classification."""
-    task, data, problems = recipe.task, recipe.data, []
-    token_task = task.type == "token-classification"
-    if data.format == "conll" and not token_task:
-        problems.append(f"data.format: 'conll' files hold tagged words, for task.type token-classification; got task.type "
-                        f"{task.type!r}. Set task.type=token-classification or give csv/tsv/json(l)/parquet files")
-    if data.tag_column == 0:
-        problems.append("data.tag_column: got 0, which is the word column; give the tag's column, e.g. -1 (the last) or 3")
-    if token_task and "unlabeled" in data.files:
-        problems.append("data.files.unlabeled: token classification trains on tagged words only; remove data.files.unlabeled")
-    if task.label_all_subtokens and not token_task:
-        problems.append(f"task.label_all_subtokens: applies to task.type token-classification only; got task.type {task.type!r}")
     return problems
+
+
+def repo_id_problem(repo_id) -> str | None:
+    """Why ``repo_id`` is not a valid Hub model repo id (``namespace/name``), or None. Checked locally."""
+    example = "e.g. my-user/sst2-minilm"
+    if not repo_id:
+        return f"missing; give the Hub repo as namespace/name, {example}"
+    if (not isinstance(repo_id, str) or not _REPO_ID.match(repo_id) or "--" in repo_id or ".." in repo_id
+            or repo_id.endswith(".git")):
+        return (f"got {repo_id!r}; expected namespace/name (your user or organization, '/', the repo name), each of "
+                f"letters, digits, '-', '_' and '.', at most 96 characters, no '--' or '..', not ending in .git; {example}")
+    return None
 
 
 def _push_problems(recipe: Recipe) -> list[str]:
-    from .hub import repo_id_problem
-
     push, problems = recipe.output.push_to_hub, []
     if problem := repo_id_problem(push.repo_id):
         problems.append(f"output.push_to_hub.repo_id: {problem}")
-    if push.what != "both" and recipe.strategy_name != "lora":
-        problems.append(f"output.push_to_hub.what: got {push.what!r}, but only the lora strategy writes an adapter and a "
-                        f"merged model; use 'both' (the whole folder) with strategy {recipe.strategy_name!r}")
+    choices = recipe.strategy.push_choices
+    if push.what not in choices:
+        writers = [n for n, cls in STRATEGIES.items() if push.what in cls.Options.push_choices]
+        problems.append(f"output.push_to_hub.what: got {push.what!r}, but strategy {recipe.strategy_name!r} writes one "
+                        f"model; use {' or '.join(map(repr, choices))} (the whole folder), or a strategy that writes an "
+                        f"adapter and a merged model ({', '.join(writers)})")
     return problems
+
+
+def resolve_model_defaults(recipe: Recipe, model_path: str | None = None) -> dict[str, Any]:
+    """Fill the keys whose default follows the strategy or the model folder (``model.pooling``); return what was filled.
+
+    Args:
+        model_path: The resolved ``model.name``; default: look for it on this machine (never downloads).
+            Nothing is filled when the model is not found.
+    """
+    from .model_files import default_pooling, local_model_path
+
+    kind = TASK_TYPES[recipe.task.type]
+    if recipe.model.pooling is not None or not kind.pools:
+        return {}
+    pooling = recipe.strategy.pooling_default
+    if pooling is None:
+        path = model_path or local_model_path(recipe.model.name, recipe.model.revision)
+        if path is None:
+            return {}
+        pooling = default_pooling(path)
+    recipe.model.pooling = recipe.defaults_used["model.pooling"] = pooling
+    return {"model.pooling": pooling}
 
 
 def _resolve_paths(recipe: Recipe, base_dir: Path, overridden: set[str]) -> None:

@@ -1,4 +1,10 @@
-"""The Python API behind ``nlp-transfer train`` and ``nlp-transfer evaluate``."""
+"""The staged pipeline behind ``nlp-transfer train`` and ``nlp-transfer evaluate``.
+
+``train`` runs small public stages with plain arguments, each usable on its own:
+``load_data`` -> ``build_run_model`` -> ``preprocess`` -> ``prepare`` -> ``fit`` -> ``evaluate_run``
+-> ``export_run``. The task type (``tasks/``) and the strategy (``strategies/``) supply every
+decision that depends on them; nothing here names either.
+"""
 
 from __future__ import annotations
 
@@ -15,15 +21,15 @@ from datasets import DatasetDict
 
 from . import data as data_lib
 from .cards import write_model_card
+from .config import DataConfig, ModelConfig, Recipe, TaskConfig, TrainConfig
 from .export import check_output_dir, find_run_file, partial_dir, publish, verify_reload, write_run_files
 from .hub import push_after_run, require_token
-from .loop import evaluate_loader, run_loop
-from .metrics import default_metrics
-from .models import build_model, load_model, load_tokenizer, resolve_model_path, write_modeling_file
-from .recipe import Recipe, load_recipe
+from .loop import LoopResult, evaluate_loader, run_loop
+from .model_files import default_pooling
+from .models import build_task_model, load_model, model_pooling, resolve_model_path
+from .recipe import load_recipe
 from .strategies import Strategy, build_strategy
 from .tasks import TaskSpec
-from .vision import IMAGE_TASKS, build_image_model, decode_image_columns, load_image_processor, preprocess_images
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +61,39 @@ def train(recipe: Recipe | str | Path | dict, overrides=None, *, resume: bool = 
         require_token()  # fail before training, not after
     work = partial_dir(out_dir)
     cfg = recipe.train
+    accelerator = start_run(cfg, work, resume, tracker_config=_flat(recipe.to_dict()), run_name=out_dir.name)
+    splits, task = load_data(recipe.data, recipe.task, cfg.seed)
+    strategy = build_strategy(recipe.strategy, task)
+    pooling_unset = recipe.model.pooling is None
+    model, processor = build_run_model(recipe.model, task, strategy)
+    if pooling_unset and recipe.model.pooling is not None:
+        recipe.defaults_used["model.pooling"] = recipe.model.pooling
+    if recipe.defaults_used:
+        logger.info("Unset keys resolved (also in recipe.yaml): %s",
+                    ", ".join(f"{key}={value}" for key, value in recipe.defaults_used.items()))
+    inputs, report = preprocess(recipe, task, processor, splits)
+    trained, prepared, total_params = prepare(strategy, model, processor, inputs, accelerator)
+    metric_names = cfg.metrics or list(task.kind.default_metrics)
+    result = fit(trained, strategy, prepared, processor, cfg, accelerator, task, metric_names, work, resume)
+    trained = accelerator.unwrap_model(result.model, keep_fp32_wrapper=False)
+    metrics = evaluate_run(recipe, task, strategy, model, trained, result, prepared, processor, accelerator, metric_names,
+                           total_params)
+    if report:
+        metrics["truncation"] = report
+    if accelerator.is_main_process:
+        export_run(recipe, strategy, model, trained, task, processor, inputs, prepared, metrics, metric_names, work, out_dir)
+        accelerator.print(f"Saved {out_dir}  validation: {_short(metrics['validation'])}")
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    if recipe.output.push_to_hub is not None and accelerator.is_main_process:
+        push_after_run(out_dir, recipe.output.push_to_hub)
+    return TrainOutput(out_dir, metrics)
+
+
+# ---------------------------------------------------------------------- stages
+def start_run(cfg: TrainConfig, work: Path, resume: bool, *, tracker_config: dict | None = None,
+              run_name: str = "run") -> Accelerator:
+    """The run's Accelerator, its (emptied, unless resuming) work folder, the seed and the trackers."""
     accelerator = new_accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum_steps,
                                   log_with=cfg.report_to or None, project_dir=str(work))
     if accelerator.is_main_process:
@@ -64,79 +103,137 @@ def train(recipe: Recipe | str | Path | dict, overrides=None, *, resume: bool = 
     accelerator.wait_for_everyone()
     set_seed(cfg.seed)
     if cfg.report_to:
-        accelerator.init_trackers(out_dir.name, config=_flat(recipe.to_dict()))
+        accelerator.init_trackers(run_name, config=tracker_config or {})
+    return accelerator
 
-    splits = data_lib.load_splits(recipe.data, cfg.seed)
-    splits, spec = data_lib.encode_labels(splits, recipe.task, recipe.data)
-    strategy = build_strategy(recipe.strategy, spec)
-    # the strategy builds the model first: what it needs (distill's teacher) fails with its own key before model.name is resolved
-    model = strategy.build_model(lambda: _build_task_model(recipe, spec, strategy))
-    model_path = resolve_model_path(recipe.model.name, recipe.model.revision)
-    tokenizer = _load_processor(model_path, recipe)  # an image processor for image tasks
-    tokenized, truncation = _model_inputs(recipe, tokenizer, splits, augment=True)
+
+def load_data(data: DataConfig, task: TaskConfig, seed: int) -> tuple[DatasetDict, TaskSpec]:
+    """Raw splits with a numeric ``labels`` column, train cut to ``data.fraction``; and the task's label maps."""
+    splits = data_lib.load_splits(data, seed)
+    splits, spec = data_lib.encode_labels(splits, task, data)
+    if data.fraction is not None and data.fraction < 1:
+        full = len(splits["train"])
+        splits["train"] = data_lib.sample_fraction(splits["train"], data.fraction, seed, spec.kind.stratify_by(splits["train"]))
+        logger.info("data.fraction=%g: training on %d of %d rows", data.fraction, len(splits["train"]), full)
+    return splits, spec
+
+
+def build_run_model(model_cfg: ModelConfig, task: TaskSpec, strategy: Strategy):
+    """The model the strategy trains and the processor (tokenizer or image processor) of ``model.name``.
+
+    The strategy builds first (what it needs, such as distill's teacher, fails with its own key before
+    ``model.name`` is resolved). ``model_cfg.pooling`` is set to what the built head reads.
+    """
+    def build():
+        path = resolve_model_path(model_cfg.name, model_cfg.revision)
+        pooling = model_cfg.pooling
+        if pooling is None and task.kind.pools:
+            pooling = strategy.options.pooling_default or default_pooling(path)
+        return build_task_model(path, task, pooling=pooling, from_scratch=model_cfg.from_scratch,
+                                trust_remote_code=model_cfg.trust_remote_code, name=model_cfg.name)
+
+    model = strategy.build_model(build)
+    if task.kind.pools:
+        model_cfg.pooling = model_pooling(model)
+    path = resolve_model_path(model_cfg.name, model_cfg.revision)
+    return model, task.kind.load_processor(path, model_cfg.trust_remote_code)
+
+
+def preprocess(recipe: Recipe, task: TaskSpec, processor, splits: DatasetDict, *, augment: bool = True):
+    """What the model reads per split (token ids, or pixel values), and the task type's report (truncation)."""
+    return task.kind.preprocess(splits, processor, recipe, augment=augment)
+
+
+def prepare(strategy: Strategy, model, processor, inputs: DatasetDict, accelerator: Accelerator):
+    """The strategy decides what trains and what a batch holds: ``(trained module, prepared splits, total parameters)``."""
     total_params = sum(p.numel() for p in model.parameters())  # counted before prepare adds adapters or head copies
     trained = strategy.prepare(model)
-    prepared = strategy.prepare_data(model, tokenizer, tokenized, accelerator)
-    collator = strategy.collator(tokenizer)
-    metric_names = cfg.metrics or default_metrics(spec.type)
-    eval_batch = cfg.eval_batch_size or 2 * cfg.batch_size
-    result = run_loop(
-        trained, strategy,
-        data_lib.train_loader(prepared["train"], cfg.batch_size, cfg.seed, cfg.group_by_length, collator),
-        data_lib.eval_loader(prepared["validation"], eval_batch, collator),
-        cfg, accelerator, task=spec, metric_names=metric_names, work_dir=work, resume=resume,
-    )
-    trained = accelerator.unwrap_model(result.model, keep_fp32_wrapper=False)
-    metrics = _run_metrics(recipe, spec, strategy, trained, model, result, prepared, accelerator, metric_names, eval_batch, collator,
-                           total=total_params)
-    if truncation:
-        metrics["truncation"] = truncation
-    if accelerator.is_main_process:
-        stage = work / "output"
-        shutil.rmtree(stage, ignore_errors=True)
-        stage.mkdir()
-        strategy.export(model, tokenizer, stage)
-        if extra := {**strategy.export_metrics(stage), **strategy.run_metrics(metrics, metric_names)}:
-            metrics[strategy.name] = extra
-        write_modeling_file(model, stage)
-        metrics["reload_check"] = verify_reload(stage, trained, strategy, tokenizer, tokenized["validation"], prepared["validation"])
-        write_run_files(stage, recipe.to_dict(), metrics)
-        write_model_card(stage, recipe, metrics, spec)
-        shutil.copyfile(work / "train_log.jsonl", stage / "train_log.jsonl")
-        publish(stage, out_dir)
-        shutil.rmtree(work, ignore_errors=True)
-        accelerator.print(f"Saved {out_dir}  validation: {_short(metrics['validation'])}")
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
-    if recipe.output.push_to_hub is not None and accelerator.is_main_process:
-        push_after_run(out_dir, recipe.output.push_to_hub)
-    return TrainOutput(out_dir, metrics)
+    prepared = strategy.prepare_data(model, processor, inputs, accelerator)
+    return trained, prepared, total_params
 
 
-def _build_task_model(recipe: Recipe, spec: TaskSpec, strategy):
-    """``model.name`` with the task's head (text or image)."""
-    m = recipe.model
-    path = resolve_model_path(m.name, m.revision)
-    if spec.type in IMAGE_TASKS:
-        return build_image_model(path, spec, from_scratch=m.from_scratch, trust_remote_code=m.trust_remote_code, name=m.name)
-    return build_model(path, spec, trust_remote_code=m.trust_remote_code, name=m.name, **strategy.model_kwargs())
+def fit(trained, strategy: Strategy, prepared: DatasetDict, processor, cfg: TrainConfig, accelerator: Accelerator,
+        task: TaskSpec, metric_names: list[str], work: Path, resume: bool = False) -> LoopResult:
+    """The one loop over the strategy's batches, evaluating on validation; the best weights restored."""
+    collator = strategy.collator(processor)
+    batches = strategy.train_batches(prepared["train"], batch_size=cfg.batch_size, seed=cfg.seed,
+                                     group_by_length=cfg.group_by_length, collator=collator)
+    evaluation = data_lib.eval_loader(prepared["validation"], cfg.eval_batch_size or 2 * cfg.batch_size, collator)
+    return run_loop(trained, strategy, batches, evaluation, cfg, accelerator, task=task, metric_names=metric_names,
+                    work_dir=work, resume=resume)
 
 
-def _load_processor(path: str, recipe: Recipe):
-    """The tokenizer (text) or image processor (images) saved next to the model."""
-    if recipe.task.type in IMAGE_TASKS:
-        return load_image_processor(path)
-    return load_tokenizer(path, recipe.model.trust_remote_code)
+def evaluate_run(recipe: Recipe, task: TaskSpec, strategy: Strategy, model, trained, result: LoopResult,
+                 prepared: DatasetDict, processor, accelerator: Accelerator, metric_names: list[str], total_params: int) -> dict:
+    """metrics.json: scores per split, speed, parameter counts, the strategy's numbers, the ranks' weight checksums.
+
+    ``model`` is the task model, ``trained`` what the loop trained (the strategy's wrapper), unwrapped.
+    """
+    state, cfg = result.state, recipe.train
+    trainable = sum(p.numel() for p in trained.parameters() if p.requires_grad)
+    metrics = {
+        "validation": result.best_metrics,
+        "train": {"seconds": round(state.train_seconds, 2), "samples_per_second": round(state.samples_seen / max(state.train_seconds, 1e-9), 2),
+                  "steps": state.global_step, "epochs_completed": state.epoch, "stopped_early": result.stopped_early,
+                  "best_step": state.best_step},
+        "parameters": {"trainable": trainable, "total": total_params, "trainable_percent": round(100 * trainable / total_params, 4)},
+        "data": {split: len(ds) for split, ds in prepared.items()},
+        "strategy": recipe.strategy_name, "model": recipe.model.name,
+        "num_processes": accelerator.num_processes,
+        "rank_weight_checksums": _rank_checksums(model, accelerator),
+    }
+    if "test" in prepared:
+        collator = strategy.collator(processor)
+        loader = accelerator.prepare(data_lib.eval_loader(prepared["test"], cfg.eval_batch_size or 2 * cfg.batch_size, collator))
+        metrics["test"] = evaluate_loader(trained, strategy, loader, accelerator, task, metric_names)
+    metrics.update(strategy.top_level_metrics())
+    return metrics
 
 
-def _model_inputs(recipe: Recipe, processor, splits: DatasetDict, augment: bool) -> tuple[DatasetDict, dict]:
-    """What the model reads per split: token ids (tags aligned to word pieces for token tasks), or
-    ``pixel_values`` (training augmented as the recipe asks); plus the token tasks' truncation report."""
-    if recipe.task.type in IMAGE_TASKS:
-        splits = decode_image_columns(splits, recipe.task.image, recipe.data.files)
-        return preprocess_images(splits, processor, recipe.task.image, recipe.data.augment if augment else None,
-                                 recipe.train.seed), {}
-    return data_lib.tokenize_for_task(splits, processor, recipe.task, recipe.model.max_length)
+def export_run(recipe: Recipe, strategy: Strategy, model, trained, task: TaskSpec, processor, inputs: DatasetDict,
+               prepared: DatasetDict, metrics: dict, metric_names: list[str], work: Path, out_dir: Path) -> None:
+    """Stage the output folder (model, card and run files, or only the run files for ``output.save: metrics``),
+    reload-check every saved model, then move it into place whole."""
+    stage = work / "output"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir()
+    saves_model = recipe.output.save == "model"
+    if saves_model:
+        strategy.export(model, processor, stage)
+    if extra := {**(strategy.export_metrics(stage) if saves_model else {}), **strategy.run_metrics(metrics, metric_names)}:
+        metrics[strategy.name] = extra
+    if saves_model:
+        metrics["reload_check"] = verify_reload(stage, trained, strategy, processor, inputs["validation"], prepared["validation"])
+    write_run_files(stage, recipe.to_dict(), metrics)
+    if saves_model:
+        write_model_card(stage, recipe, metrics, task)
+    shutil.copyfile(work / "train_log.jsonl", stage / "train_log.jsonl")
+    publish(stage, out_dir)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------- evaluate
+def evaluate(output_dir: str | Path, split: str = "validation") -> dict[str, float]:
+    """Score a saved output folder on a split of the data its recipe names.
+
+    Labels are mapped with the saved model's own ``label2id``, so the scores are those of
+    the folder as published.
+    """
+    output_dir = Path(output_dir)
+    recipe = load_recipe(find_run_file(output_dir) or output_dir / "recipe.yaml")
+    model = load_model(output_dir, recipe.model.trust_remote_code)
+    task = TaskSpec(recipe.task.type, {int(i): n for i, n in model.config.id2label.items()}, recipe.task.threshold)
+    processor = task.kind.load_processor(str(output_dir))
+    splits = data_lib.load_splits(recipe.data, recipe.train.seed)
+    if split not in splits:
+        raise data_lib.DataError(f"--split: the recipe's data has no '{split}' split; it has: {', '.join(splits)}")
+    encoded, _ = data_lib.encode_labels(DatasetDict({split: splits[split]}), recipe.task, recipe.data, names=task.label_names)
+    inputs, _ = preprocess(recipe, task, processor, encoded, augment=False)
+    accelerator = new_accelerator()
+    strategy = Strategy(None, task)
+    loader = data_lib.eval_loader(inputs[split], 2 * recipe.train.batch_size, strategy.collator(processor))
+    model, loader = accelerator.prepare(model, loader)
+    return evaluate_loader(model, strategy, loader, accelerator, task, _metric_names(recipe, task))
 
 
 def new_accelerator(**kwargs) -> Accelerator:
@@ -153,57 +250,15 @@ def new_accelerator(**kwargs) -> Accelerator:
     return Accelerator(cpu=not torch.cuda.is_available(), **kwargs)
 
 
-def _run_metrics(recipe, spec, strategy, trained, model, result, prepared, accelerator, metric_names, eval_batch, collator, *,
-                 total: int) -> dict:
-    """metrics.json: scores per split, speed, parameter counts, and the ranks' weight checksums."""
-    state = result.state
-    trainable = sum(p.numel() for p in trained.parameters() if p.requires_grad)
-    metrics = {
-        "validation": result.best_metrics,
-        "train": {"seconds": round(state.train_seconds, 2), "samples_per_second": round(state.samples_seen / max(state.train_seconds, 1e-9), 2),
-                  "steps": state.global_step, "epochs_completed": state.epoch, "stopped_early": result.stopped_early,
-                  "best_step": state.best_step},
-        "parameters": {"trainable": trainable, "total": total, "trainable_percent": round(100 * trainable / total, 4)},
-        "data": {split: len(ds) for split, ds in prepared.items()},
-        "strategy": recipe.strategy_name, "model": recipe.model.name,
-        "num_processes": accelerator.num_processes,
-        "rank_weight_checksums": _rank_checksums(model, accelerator),
-    }
-    if "test" in prepared:
-        loader = accelerator.prepare(data_lib.eval_loader(prepared["test"], eval_batch, collator))
-        metrics["test"] = evaluate_loader(trained, strategy, loader, accelerator, spec, metric_names)
-    if getattr(strategy, "cache_hits", None):
-        metrics["feature_cache_hits"] = strategy.cache_hits
-    return metrics
+# ---------------------------------------------------------------------- helpers
+def _metric_names(recipe: Recipe, task: TaskSpec) -> list[str]:
+    return recipe.train.metrics or list(task.kind.default_metrics)
 
 
 def _rank_checksums(model, accelerator) -> list[float]:
     """One checksum of the weights per process; they must agree after a multi-process run."""
     local = torch.stack([p.detach().double().sum() + p.detach().double().abs().sum() for p in model.parameters()]).sum()
     return [round(v, 6) for v in accelerator.gather(local.reshape(1).to(accelerator.device)).tolist()]
-
-
-def evaluate(output_dir: str | Path, split: str = "validation") -> dict[str, float]:
-    """Score a saved output folder on a split of the data its recipe names.
-
-    Labels are mapped with the saved model's own ``label2id``, so the scores are those of
-    the folder as published.
-    """
-    output_dir = Path(output_dir)
-    recipe = load_recipe(find_run_file(output_dir) or output_dir / "recipe.yaml")
-    model = load_model(output_dir, recipe.model.trust_remote_code)
-    tokenizer = _load_processor(str(output_dir), recipe)
-    spec = TaskSpec(recipe.task.type, {int(i): n for i, n in model.config.id2label.items()}, recipe.task.threshold)
-    splits = data_lib.load_splits(recipe.data, recipe.train.seed)
-    if split not in splits:
-        raise data_lib.DataError(f"--split: the recipe's data has no '{split}' split; it has: {', '.join(splits)}")
-    encoded, _ = data_lib.encode_labels(DatasetDict({split: splits[split]}), recipe.task, recipe.data, names=list(spec.id2label.values()))
-    tokenized, _ = _model_inputs(recipe, tokenizer, encoded, augment=False)
-    accelerator = new_accelerator()
-    strategy = Strategy(None, spec)
-    loader = data_lib.eval_loader(tokenized[split], 2 * recipe.train.batch_size, strategy.collator(tokenizer))
-    model, loader = accelerator.prepare(model, loader)
-    return evaluate_loader(model, strategy, loader, accelerator, spec, recipe.train.metrics or default_metrics(spec.type))
 
 
 def _flat(d: dict, prefix: str = "") -> dict:

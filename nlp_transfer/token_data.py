@@ -14,8 +14,8 @@ from pathlib import Path
 
 from datasets import ClassLabel, Dataset, DatasetDict, Sequence
 
+from .config import DataConfig, TaskConfig
 from .errors import DataError
-from .recipe import DataConfig, TaskConfig
 from .tasks import IGNORE_INDEX, TaskSpec
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Images: recipe checks, image columns, the image processor, augmentation, image models, prediction.
+"""Images: image folders and columns, the image processor, augmentation, prediction.
 
 The image path mirrors the text one: where text has a tokenizer, images have the backbone's
 image processor (``AutoImageProcessor``: resize, rescale, normalise), passed through the same
@@ -10,7 +10,6 @@ Nothing here needs torchvision: without it transformers uses its PIL-based proce
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import math
 from pathlib import Path
@@ -18,50 +17,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from datasets import DatasetDict, Image, load_dataset
-from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, default_data_collator
+from transformers import AutoImageProcessor, default_data_collator
 from transformers.image_processing_base import ImageProcessingMixin
 
+from .config import IMAGEFOLDER
 from .errors import DataError, ModelError
-from .models import head_modules
-from .recipe import IMAGE_TASKS
 
 logger = logging.getLogger(__name__)
 
-IMAGEFOLDER = "imagefolder"
 PIXELS = "pixel_values"
-
-
-# ---------------------------------------------------------------------- recipe
-def image_recipe_problems(recipe) -> list[str]:
-    """Cross-section problems of an image recipe (data folder, augmentation vs cached strategies)."""
-    data, strategy, problems = recipe.data, recipe.strategy, []
-    if importlib.util.find_spec("PIL") is None:
-        problems.append(f"task.type: {recipe.task.type} needs Pillow to read images; `pip install 'nlp-transfer[vision]'`")
-    if data.source == IMAGEFOLDER and not data.dir:
-        problems.append("data.dir: missing; data.source=imagefolder reads a folder with train/ (and validation/, test/) "
-                        "subfolders holding one folder of images per class, e.g. data.dir=runs/digits/target")
-    if data.dir and data.source != IMAGEFOLDER:
-        problems.append(f"data.dir: only data.source=imagefolder reads it; got data.source {data.source!r}. "
-                        "Set data.source=imagefolder or remove data.dir")
-    augment = data.augment
-    if augment is not None:
-        crop = augment.random_resized_crop
-        if crop is not None and not 0 < crop <= 1:
-            problems.append(f"data.augment.random_resized_crop: got {crop}; expected the smallest crop area as a "
-                            "fraction of the image in (0, 1], e.g. 0.8")
-        if strategy.name == "frozen":
-            problems.append("data.augment: strategy frozen computes each training image's features once and caches "
-                            "them, so augmentation cannot apply; remove data.augment or use strategy full or lora")
-        if strategy.name == "distill" and getattr(strategy, "cache_teacher", False):
-            problems.append("data.augment: strategy distill caches the teacher's outputs per image, which would not match "
-                            "augmented images; remove data.augment or set strategy.cache_teacher=false")
-    if recipe.model.from_scratch and strategy.name == "lora":
-        problems.append("model.from_scratch: a LoRA adapter is saved without its base weights, and random base weights "
-                        "cannot be reloaded; train the from-scratch baseline with strategy full (or frozen)")
-    if strategy.name == "frozen" and getattr(strategy, "pooling", "cls") != "cls":
-        problems.append(f"strategy.pooling: got {strategy.pooling!r}; image models keep their own head's features "
-                        "(the [CLS] token or the pooled output); remove strategy.pooling")
-    return problems
 
 
 # ------------------------------------------------------------------------ data
@@ -184,62 +148,6 @@ def load_image_processor(path: str):
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load an image processor from {path!r}: {exc}. An image model folder needs a "
                          "preprocessor_config.json (its resize and normalisation settings)") from None
-
-
-def build_image_model(path: str, task, *, from_scratch: bool = False, trust_remote_code: bool = False,
-                      name: str | None = None):
-    """An image classifier on a backbone, with a head for the task's labels.
-
-    A checkpoint whose head predicts other classes (an ImageNet head, or a source task's labels)
-    gets a fresh head of the task's size; the log line names the old and the new head.
-
-    Args:
-        path: A resolved model folder or Hub id.
-        task: Head size, label names and problem type.
-        from_scratch: Random weights in the architecture of ``path`` (a config folder, or a baseline).
-        name: The recipe's ``model.name`` (becomes ``name_or_path`` when it is a Hub id).
-    """
-    try:
-        old = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
-        config = AutoConfig.from_pretrained(path, num_labels=task.num_labels, id2label=task.id2label,
-                                            label2id=task.label2id, problem_type=task.problem_type,
-                                            trust_remote_code=trust_remote_code)
-        if from_scratch:
-            model = AutoModelForImageClassification.from_config(config, trust_remote_code=trust_remote_code)
-            logger.info("model.from_scratch: random weights in the architecture of %s (%s, %d classes)", path,
-                        config.model_type, task.num_labels)
-        else:
-            model = AutoModelForImageClassification.from_pretrained(path, config=config, ignore_mismatched_sizes=True,
-                                                                    trust_remote_code=trust_remote_code)
-            _fresh_head(model, old, task, path)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelError(f"cannot build an {task.type} model from {path!r}: {exc}") from None
-    if name and not Path(name).expanduser().is_dir():
-        model.name_or_path = model.config.name_or_path = name
-    return model
-
-
-def _fresh_head(model, old_config, task, path: str) -> None:
-    """Re-initialise a loaded head that predicts other classes, and say so."""
-    architectures = old_config.architectures or []
-    new = [task.id2label[i] for i in sorted(task.id2label)]
-    if not any(a.endswith("ForImageClassification") for a in architectures):
-        logger.info("Image backbone %s: new %d-class head %s", path, len(new), new)
-        return
-    old = [str(old_config.id2label[i]) for i in sorted(old_config.id2label)]
-    if old == new:
-        logger.info("Image classifier %s: keeping its %d-class head (same labels)", path, len(new))
-        return
-    for module in head_modules(model):  # same shape, other classes: ignore_mismatched_sizes keeps it, so reset here
-        for layer in module.modules():
-            if hasattr(layer, "reset_parameters"):
-                layer.reset_parameters()
-    logger.info("Image classifier %s: replacing its %d-class head (%s) with a fresh %d-class head (%s)", path, len(old),
-                _short(old), len(new), _short(new))
-
-
-def _short(labels: list[str]) -> str:
-    return ", ".join(labels[:5]) + (f", ... ({len(labels)} in all)" if len(labels) > 5 else "")
 
 
 # ------------------------------------------------------------------ prediction

@@ -88,17 +88,8 @@ def toy_recipe(tiny_model_dir, toy_files, tmp_path) -> dict:
 @pytest.fixture(scope="session")
 def tiny_teacher_dir(tmp_path_factory) -> str:
     """A tiny random-init 4-layer BERT classifier (negative/positive) with ``tiny_model_dir``'s vocab: a distill teacher."""
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
-
-    folder = tmp_path_factory.mktemp("tiny-teacher")
-    BertTokenizerFast(vocab={word: i for i, word in enumerate(VOCAB)}, do_lower_case=True).save_pretrained(folder)
-    torch.manual_seed(1)
-    config = BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64, id2label={0: "negative", 1: "positive"},
-                        label2id={"negative": 0, "positive": 1}, problem_type="single_label_classification")
-    BertForSequenceClassification(config).save_pretrained(folder)
-    return str(folder)
+    return _tiny_sequence_teacher(tmp_path_factory.mktemp("tiny-teacher"), 1, id2label={0: "negative", 1: "positive"},
+                                  label2id={"negative": 0, "positive": 1}, problem_type="single_label_classification")
 
 
 def train_with_torchrun(recipe: dict, tmp_path: Path, port: int) -> dict:
@@ -267,3 +258,60 @@ def image_recipe(tiny_vit_dir, image_folder, tmp_path) -> dict:
                   "metrics": ["accuracy"]},
         "output": {"dir": str(tmp_path / "out")},
     }
+
+
+# ------------------------------------------------------------------ multi-label and regression
+def toy_multilabel_rows(n: int, seed: int) -> list[tuple[str, str]]:
+    """Toy sentences with one or two labels: the polarity, plus ``long`` for sentences of 5+ words (``a|b`` strings)."""
+    return [(text, label + ("|long" if len(text.split()) >= 5 else "")) for text, label in toy_sentences(n, seed)]
+
+
+def toy_scores(n: int, seed: int) -> list[tuple[str, float]]:
+    """Toy sentences scored 1.0 (positive) or 0.0 (negative), plus a little noise: a learnable regression."""
+    rng = random.Random(seed)
+    return [(text, round((1.0 if label == "positive" else 0.0) + rng.uniform(-0.1, 0.1), 3))
+            for text, label in toy_sentences(n, seed)]
+
+
+TOY_MULTILABELS = ["long", "negative", "positive"]  # the order the labels are derived in (sorted)
+
+
+@pytest.fixture
+def toy_multilabel_recipe(toy_recipe, tmp_path) -> dict:
+    files = {"train": write_csv(tmp_path / "ml_train.csv", toy_multilabel_rows(96, seed=1)),
+             "validation": write_csv(tmp_path / "ml_validation.csv", toy_multilabel_rows(32, seed=2))}
+    return {**toy_recipe, "task": {"type": "multi-label-classification"}, "data": {"files": files},
+            "train": {**toy_recipe["train"], "metrics": ["f1_micro"]}}
+
+
+@pytest.fixture
+def toy_regression_recipe(toy_recipe, tmp_path) -> dict:
+    files = {"train": write_csv(tmp_path / "reg_train.csv", toy_scores(96, seed=1)),
+             "validation": write_csv(tmp_path / "reg_validation.csv", toy_scores(32, seed=2))}
+    return {**toy_recipe, "task": {"type": "regression"}, "data": {"files": files},
+            "train": {**toy_recipe["train"], "metrics": ["pearson"]}}
+
+
+def _tiny_sequence_teacher(folder, seed: int, **config) -> str:
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    BertTokenizerFast(vocab={word: i for i, word in enumerate(VOCAB)}, do_lower_case=True).save_pretrained(folder)
+    torch.manual_seed(seed)
+    BertForSequenceClassification(BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+                                             intermediate_size=64, max_position_embeddings=64, **config)).save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_multilabel_teacher_dir(tmp_path_factory) -> str:
+    """A tiny random-init 4-layer multi-label BERT classifier (``TOY_MULTILABELS``): a distill teacher."""
+    return _tiny_sequence_teacher(tmp_path_factory.mktemp("tiny-ml-teacher"), 3, id2label=dict(enumerate(TOY_MULTILABELS)),
+                                  label2id={n: i for i, n in enumerate(TOY_MULTILABELS)},
+                                  problem_type="multi_label_classification")
+
+
+@pytest.fixture(scope="session")
+def tiny_regression_teacher_dir(tmp_path_factory) -> str:
+    """A tiny random-init 4-layer BERT regressor (one output): a distill teacher."""
+    return _tiny_sequence_teacher(tmp_path_factory.mktemp("tiny-reg-teacher"), 4, num_labels=1, problem_type="regression")

@@ -245,8 +245,9 @@ def test_without_the_cache_the_teacher_runs_every_step(toy_recipe, tiny_teacher_
     steps = out.metrics["train"]["steps"]
     assert steps == 3 * 6
     assert len(teacher_calls) == 1 + steps  # the validation pass once (for the teacher's score), then every step
-    assert out.metrics["distill"]["teacher_cache"] == {"enabled": False, "hits": {"validation": False, "train": False},
-                                                       "teacher_seconds": pytest.approx(out.metrics["distill"]["teacher_cache"]["teacher_seconds"])}
+    cache = out.metrics["distill"]["teacher_cache"]
+    assert cache["enabled"] is False and cache["hits"] == {"validation": False, "train": False}
+    assert cache["teacher_seconds"] > 0  # the one cached-free teacher pass that is timed: validation, for its score
     assert not any((tmp_path / "nlp_transfer_cache").rglob("dataset_info.json"))
 
 
@@ -260,7 +261,9 @@ def test_distilled_student_learns_saves_and_loads_with_plain_transformers(toy_re
     assert stats["student_layers"] == [0, 3]
     assert stats["parameters"]["compression_ratio"] > 1.3
     assert stats["parameters"]["student"] == out.metrics["parameters"]["total"]
-    assert stats["speed"]["rows"] == 32 and stats["speed"]["teacher_seconds"] > 0 and stats["speed"]["speedup"] > 0
+    speed = stats["speed"]
+    assert speed["rows"] == 32 and speed["repeats"] == 3 and speed["teacher_seconds"] > 0 and speed["student_seconds"] > 0
+    assert speed["speedup"] == pytest.approx(speed["teacher_seconds"] / speed["student_seconds"], rel=1e-2)
     model = AutoModelForSequenceClassification.from_pretrained(out.output_dir)
     assert type(model).__name__ == "BertForSequenceClassification" and model.config.num_hidden_layers == 2
     assert model.config.id2label == {0: "negative", 1: "positive"}
@@ -276,9 +279,9 @@ def test_unlabeled_text_trains_on_soft_targets(toy_recipe, tiny_teacher_dir, tmp
     seen = []
     original = DistillStrategy.loss
 
-    def spy(self, model, batch):
+    def spy(self, model, batch, ctx):
         seen.append((batch["labels"].clone(), batch["labeled"].clone()))
-        return original(self, model, batch)
+        return original(self, model, batch, ctx)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(DistillStrategy, "loss", spy)
@@ -416,7 +419,9 @@ def test_minilm_distills_into_three_layers_keeping_its_accuracy(tmp_path):
     assert stats["parameters"]["student"] < stats["parameters"]["teacher"] / 1.2  # the embeddings (11.7M) stay whole
     assert stats["speed"]["rows"] == 256 and stats["speed"]["speedup"] > 1
     assert stats["teacher_cache"]["hits"] == {"validation": False, "train": False}
-    model = AutoModelForSequenceClassification.from_pretrained(student.output_dir)
+    # all-MiniLM-L6-v2 is a mean-pooling sentence encoder: teacher and student read the mean of the token states
+    assert load_recipe(student.output_dir / "recipe.yaml").model.pooling == "mean"
+    model = AutoModelForSequenceClassification.from_pretrained(student.output_dir, trust_remote_code=True)
     assert model.config.num_hidden_layers == 3 and model.config.id2label == {0: "negative", 1: "positive"}
-    classifier = pipeline("text-classification", model=str(student.output_dir))
+    classifier = pipeline("text-classification", model=str(student.output_dir), trust_remote_code=True)
     assert classifier("a gorgeous, witty, seductive movie.")[0]["label"] == "positive"

@@ -136,11 +136,11 @@ def test_interrupted_run_leaves_no_output(toy_recipe, tmp_path, monkeypatch):
     out = tmp_path / "out"
     original, calls = FullStrategy.loss, []
 
-    def crash_at_step_7(self, model, batch):
+    def crash_at_step_7(self, model, batch, ctx):
         calls.append(1)
         if len(calls) == 7:
             raise KeyboardInterrupt
-        return original(self, model, batch)
+        return original(self, model, batch, ctx)
 
     monkeypatch.setattr(FullStrategy, "loss", crash_at_step_7)
     with pytest.raises(KeyboardInterrupt):

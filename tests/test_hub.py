@@ -245,7 +245,8 @@ def test_recipe_push_to_hub_is_validated(tiny_model_dir, tmp_path):
     problems = "\n".join(info.value.problems)
     assert "output.push_to_hub.privat: unknown key; valid keys for 'output.push_to_hub': repo_id, private, revision, what" in problems
     assert "output.push_to_hub.repo_id: got 'no namespace'; expected namespace/name" in problems
-    assert "output.push_to_hub.what: got 'merged', but only the lora strategy" in problems
+    assert ("output.push_to_hub.what: got 'merged', but strategy 'full' writes one model; use 'both' (the whole folder), "
+            "or a strategy that writes an adapter and a merged model (lora)") in problems
     with pytest.raises(RecipeError, match=r"output.push_to_hub: got 'me/x'; expected a mapping with keys repo_id, private"):
         nlp_transfer.load_recipe(_toy_recipe(tiny_model_dir, tmp_path, "full", push_to_hub="me/x"))
     ok = nlp_transfer.load_recipe(_toy_recipe(tiny_model_dir, tmp_path, "lora"), ["output.push_to_hub.repo_id=me/x", "output.push_to_hub.what=adapter"])

@@ -41,9 +41,9 @@ def _fail_loss_at(monkeypatch, call: int, action):
     original = _ORIGINAL_LOSS
     calls = []
 
-    def loss(self, model, batch):
+    def loss(self, model, batch, ctx):
         calls.append(1)
-        value, extra = original(self, model, batch)
+        value, extra = original(self, model, batch, ctx)
         return (action(value), extra) if len(calls) == call else (value, extra)
 
     monkeypatch.setattr(FullStrategy, "loss", loss)

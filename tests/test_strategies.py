@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from transformers import AutoModelForSequenceClassification
@@ -15,10 +16,10 @@ from nlp_transfer import data as data_lib
 from nlp_transfer import load_recipe
 from nlp_transfer.loop import run_loop
 from nlp_transfer.errors import ModelError
-from nlp_transfer.models import load_tokenizer, write_modeling_file
-from nlp_transfer.runner import _build_task_model, _load_processor, _model_inputs
+from nlp_transfer import models as models_module
+from nlp_transfer.models import load_tokenizer
+from nlp_transfer.runner import build_run_model, load_data, prepare, preprocess
 from nlp_transfer.strategies import STRATEGIES, build_strategy
-from nlp_transfer.strategies import frozen as frozen_module
 
 # What each registered strategy must train. A strategy registered without an entry here fails
 # the contract test on purpose: add its expected options and trainable parameter names.
@@ -71,18 +72,15 @@ def _pieces(recipe_dict: dict, tmp_path: Path):
     """Everything ``runner.train`` builds before the loop, from a recipe dict."""
     recipe = load_recipe(recipe_dict)
     set_seed(recipe.train.seed)
-    splits = data_lib.load_splits(recipe.data, recipe.train.seed)
-    splits, spec = data_lib.encode_labels(splits, recipe.task, recipe.data)
-    tokenizer = _load_processor(recipe.model.name, recipe)  # an image processor for image recipes
-    tokenized, _ = _model_inputs(recipe, tokenizer, splits, augment=True)
+    splits, spec = load_data(recipe.data, recipe.task, recipe.train.seed)
     strategy = build_strategy(recipe.strategy, spec)
-    model = strategy.build_model(lambda: _build_task_model(recipe, spec, strategy))
-    trained = strategy.prepare(model)
+    model, tokenizer = build_run_model(recipe.model, spec, strategy)  # an image processor for image recipes
+    tokenized, _ = preprocess(recipe, spec, tokenizer, splits)
     accelerator = Accelerator(cpu=True, gradient_accumulation_steps=recipe.train.grad_accum_steps)
-    prepared = strategy.prepare_data(model, tokenizer, tokenized, accelerator)
+    trained, prepared, _ = prepare(strategy, model, tokenizer, tokenized, accelerator)
     collator = strategy.collator(tokenizer)
     return dict(recipe=recipe, spec=spec, tokenizer=tokenizer, tokenized=tokenized, strategy=strategy, model=model,
-                trained=trained, accelerator=accelerator, prepared=prepared, collator=collator)
+                trained=trained, accelerator=accelerator, prepared=prepared, collator=collator, splits=splits)
 
 
 def _snapshot(model) -> dict[str, torch.Tensor]:
@@ -129,6 +127,43 @@ def test_vision_strategy_contract(name, variant, image_recipe, tmp_path, request
     _check_contract(_pieces(recipe_dict, tmp_path), patterns, tmp_path)
 
 
+# Multi-label and regression heads: BERT's sequence head with another loss, so text classification's expectations,
+# with teachers of their own kind for distill.
+_SEQUENCE_TEACHERS = {"multi-label-classification": "tiny_multilabel_teacher_dir", "regression": "tiny_regression_teacher_dir"}
+_SEQUENCE_RECIPES = {"multi-label-classification": "toy_multilabel_recipe", "regression": "toy_regression_recipe"}
+
+
+@pytest.mark.parametrize("task_type", sorted(_SEQUENCE_RECIPES))
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_strategy_contract_multi_label_and_regression(name, task_type, tmp_path, request):
+    variant = EXPECTATIONS.get(name, [(name, None, None)])[0]
+    if variant[1] is None:
+        pytest.fail(f"strategy {name!r} has no EXPECTATIONS entry in tests/test_strategies.py; add one")
+    _, options, patterns = variant
+    options = {k: request.getfixturevalue(_SEQUENCE_TEACHERS[task_type]) if v in _TEACHERS else v for k, v in options.items()}
+    recipe = request.getfixturevalue(_SEQUENCE_RECIPES[task_type])
+    _check_contract(_pieces(_contract_recipe(recipe, options, request), tmp_path), patterns, tmp_path)
+
+
+# Mean pooling is a head choice for every strategy that builds its model from model.name.
+MEAN_POOLING_EXPECTATIONS = {
+    "full": ({"name": "full"}, [r".*"]),
+    "lora": ({"name": "lora", "r": 4, "alpha": 8},
+             [r"encoder_model\.encoder\.layer\.\d+\.attention\.self\.(query|key|value)\.lora_[AB]\.default\.weight",
+              r"classifier\.modules_to_save\.default\..*"]),
+    "distill": ({"name": "distill", "teacher": "TINY_TEACHER", "speed_rows": 0}, [r".*"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MEAN_POOLING_EXPECTATIONS))
+def test_strategy_contract_with_a_mean_pooling_head(name, toy_recipe, tmp_path, request):
+    options, patterns = MEAN_POOLING_EXPECTATIONS[name]
+    recipe = {**toy_recipe, "model": {**toy_recipe["model"], "pooling": "mean"}}
+    p = _pieces(_contract_recipe(recipe, options, request), tmp_path)
+    assert type(p["model"]).__name__ == "MeanPoolingForSequenceClassification"
+    _check_contract(p, patterns, tmp_path)
+
+
 def test_lora_on_a_convolutional_backbone_says_which_strategies_apply(image_recipe, tiny_resnet_dir, tmp_path):
     recipe_dict = {**image_recipe, "model": {"name": tiny_resnet_dir}, "strategy": {"name": "lora"}}
     with pytest.raises(ModelError, match=r"lora adapts attention projections, and 'resnet' is a convolutional backbone.*"
@@ -167,13 +202,12 @@ def _check_contract(p: dict, patterns: list[str], tmp_path: Path) -> None:
     out.mkdir()
     trained = p["accelerator"].unwrap_model(result.model)
     strategy.export(model, p["tokenizer"], out)
-    write_modeling_file(model, out)
     reloaded = nlp_transfer.load_model(out).eval()
     trained.eval()
     n = len(p["prepared"]["validation"])
     prepared_batch = p["collator"]([p["prepared"]["validation"][i] for i in range(n)])
     raw_rows = [{k: v for k, v in p["tokenized"]["validation"][i].items() if k not in ("labels", "length")} for i in range(n)]
-    raw_batch = data_lib.batch_collator(p["tokenizer"])(raw_rows)
+    raw_batch = p["spec"].kind.collator(p["tokenizer"])(raw_rows)
     with torch.inference_mode():
         expected_logits = strategy.logits(trained, prepared_batch)
         got = reloaded(**raw_batch).logits
@@ -182,8 +216,37 @@ def _check_contract(p: dict, patterns: list[str], tmp_path: Path) -> None:
         real = raw_batch["attention_mask"].bool()
         got, expected_logits = got[real], expected_logits[real]
     else:
-        assert got.shape == (n, 2)
+        assert got.shape == (n, p["spec"].num_labels)
     torch.testing.assert_close(got, expected_logits, atol=1e-5, rtol=1e-5)
+
+    # 4. predict works on the saved folder, with the task type's output
+    _check_predict(p, out, tmp_path)
+
+
+_PREDICTION_KEYS = {"text-classification": {"label", "score"}, "image-classification": {"label", "score"},
+                    "multi-label-classification": {"labels", "scores"}, "regression": {"score"},
+                    "token-classification": {"entities"}}
+
+
+def _check_predict(p: dict, out: Path, tmp_path: Path) -> None:
+    """``Predictor`` on the exported folder: one result per input, of the task type's shape; logits as the model's."""
+    (out / "recipe.yaml").write_text(yaml.safe_dump(p["recipe"].to_dict()))
+    task, validation = p["recipe"].task, p["splits"]["validation"]
+    if task.type == "image-classification":
+        inputs = [str(path) for path in sorted(Path(p["recipe"].data.dir, "validation").rglob("*.png"))[:4]]
+    elif task.type == "token-classification":
+        inputs = [" ".join(words) for words in validation[task.tokens][:4]]
+    else:
+        inputs = list(validation[task.text][:4])
+    predictor = nlp_transfer.Predictor(out)
+    results = predictor(inputs)
+    assert len(results) == len(inputs) and all(set(r) == _PREDICTION_KEYS[task.type] for r in results)
+    if task.type == "text-classification":
+        reloaded = nlp_transfer.load_model(out).eval()
+        with torch.inference_mode():
+            direct = reloaded(**p["tokenizer"](inputs, padding=True, return_tensors="pt")).logits
+        torch.testing.assert_close(torch.as_tensor(predictor.logits(inputs)), direct, atol=1e-5, rtol=1e-5)
+        assert [r["label"] for r in results] == [p["spec"].id2label[int(i)] for i in direct.argmax(-1)]
 
 
 def test_registry_names_match_their_classes():
@@ -194,9 +257,9 @@ def test_registry_names_match_their_classes():
 def test_full_layer_decay_gives_lower_layers_lower_lr(toy_recipe, tmp_path):
     recipe_dict = {**toy_recipe, "strategy": {"name": "full", "layer_decay": 0.5}}
     p = _pieces(recipe_dict, tmp_path)
-    groups = p["strategy"].param_groups(p["model"], weight_decay=0.01)
+    groups = p["strategy"].param_groups(p["model"], lr=1.0, head_lr=3.0, weight_decay=0.01)
     names = {id(t): n for n, t in p["model"].named_parameters()}
-    scale = {names[id(t)]: g["lr_scale"] for g in groups for t in g["params"]}
+    scale = {names[id(t)]: g["lr"] for g in groups for t in g["params"]}
     assert set(scale) == set(names.values())  # every parameter is in exactly one group
     assert sum(len(g["params"]) for g in groups) == len(names)
 
@@ -208,7 +271,8 @@ def test_full_layer_decay_gives_lower_layers_lower_lr(toy_recipe, tmp_path):
     embeddings = depth_scale("bert.embeddings.")
     layer0, layer1 = depth_scale("bert.encoder.layer.0."), depth_scale("bert.encoder.layer.1.")
     pooler, head = depth_scale("bert.pooler."), depth_scale("classifier.")
-    assert (embeddings, layer0, layer1, pooler, head) == (0.125, 0.25, 0.5, 1.0, 1.0)
+    # the pretrained pooler is the top of the backbone; the new head has a learning rate of its own
+    assert (embeddings, layer0, layer1, pooler, head) == (0.125, 0.25, 0.5, 1.0, 3.0)
     # and no decay for biases and LayerNorm weights
     for g in groups:
         one_dim = {t.ndim for t in g["params"]}
@@ -216,23 +280,26 @@ def test_full_layer_decay_gives_lower_layers_lower_lr(toy_recipe, tmp_path):
         assert g["weight_decay"] == (0.01 if one_dim.pop() >= 2 else 0.0)
 
 
-def test_full_without_layer_decay_uses_one_lr(toy_recipe, tmp_path):
+def test_full_without_layer_decay_uses_lr_and_head_lr(toy_recipe, tmp_path):
     p = _pieces(toy_recipe, tmp_path)
-    groups = p["strategy"].param_groups(p["model"], weight_decay=0.01)
-    assert all("lr_scale" not in g for g in groups)
-    assert sum(len(g["params"]) for g in groups) == len(list(p["model"].parameters()))
+    groups = p["strategy"].param_groups(p["model"], lr=1e-4, head_lr=2e-3, weight_decay=0.01)
+    names = {id(t): n for n, t in p["model"].named_parameters()}
+    rates = {names[id(t)]: g["lr"] for g in groups for t in g["params"]}
+    assert len(rates) == len(names) == sum(len(g["params"]) for g in groups)
+    assert {n for n, lr in rates.items() if lr == 2e-3} == {"classifier.weight", "classifier.bias"}
+    assert all(lr == 1e-4 for n, lr in rates.items() if not n.startswith("classifier."))
 
 
 @pytest.fixture
 def count_encoder_calls(monkeypatch):
     calls = []
-    original = frozen_module.pooled_features
+    original = models_module.pooled_features
 
     def counting(model, batch, pooling):
         calls.append(pooling)
         return original(model, batch, pooling)
 
-    monkeypatch.setattr(frozen_module, "pooled_features", counting)
+    monkeypatch.setattr(models_module, "pooled_features", counting)
     return calls
 
 

@@ -146,9 +146,12 @@ def test_recipe_validation_for_token_tasks(toy_token_recipe):
     with pytest.raises(RecipeError) as info:
         load_recipe(bad, ["task.label_all_subtokens=true"])
     text = str(info.value)
-    assert "data.format: 'conll' files hold tagged words" in text and "data.tag_column: got 0" in text
-    assert "task.label_all_subtokens: applies to task.type token-classification only" in text
-    with pytest.raises(RecipeError, match=r"strategy.pooling: got 'mean', but a token-classification head"):
+    assert "data.format: got 'conll', which only task.type token-classification reads" in text
+    assert "data.tag_column: got 0, which only task.type token-classification reads" in text
+    assert "task.label_all_subtokens: got True, which only task.type token-classification reads" in text
+    with pytest.raises(RecipeError, match=r"data.tag_column: got 0, which is the word column"):
+        load_recipe({**toy_token_recipe, "data": {**toy_token_recipe["data"], "tag_column": 0}})
+    with pytest.raises(RecipeError, match=r"strategy.pooling: got 'mean', but a token-classification head reads its own"):
         load_recipe({**toy_token_recipe, "strategy": {"name": "frozen", "pooling": "mean"}})
 
 
@@ -163,12 +166,13 @@ def test_conll2003_recipes_take_the_local_files_override():
 
 
 def test_trained_tagger_loads_with_pipeline_and_predict(toy_token_recipe, tmp_path):
-    recipe = {**toy_token_recipe, "train": {**toy_token_recipe["train"], "epochs": 15, "lr": 5e-3}}
+    recipe = {**toy_token_recipe, "train": {**toy_token_recipe["train"], "epochs": 15, "lr": 5e-3, "head_lr": 5e-2}}
     out = nlp_transfer.train(recipe)
     metrics = out.metrics
     assert metrics["truncation"]["validation"] == {"sentences": 32, "sentences_truncated": 0, "words_cut": 0, "max_length": 32}
     assert {"f1", "accuracy", "f1_POS", "f1_NEG"} <= set(metrics["validation"])
-    assert metrics["validation"]["f1"] > 0.5  # the all-O tagger scores 0
+    # the all-O tagger scores 0; one that tags each opinion word right but never continues a span (I-) scores 0.4
+    assert metrics["validation"]["f1"] >= 0.75, metrics["validation"]
     model = AutoModelForTokenClassification.from_pretrained(out.output_dir)
     assert [model.config.id2label[i] for i in range(5)] == TOY_TAGS
     tagger = pipeline("token-classification", model=str(out.output_dir), aggregation_strategy="simple")

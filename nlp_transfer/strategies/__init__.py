@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from .base import Strategy, StrategyOptions
+from .base import StepContext, Strategy, StrategyOptions
 from .distill import DistillStrategy
 from .frozen import FrozenStrategy
 from .full import FullStrategy
 from .lora import LoraStrategy
 
 STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (FullStrategy, FrozenStrategy, LoraStrategy, DistillStrategy)}
+DEFAULT_STRATEGY = FullStrategy.name  # a recipe without strategy.name fine-tunes every weight
 
 
 def build_strategy(options: StrategyOptions, task) -> Strategy:
@@ -16,4 +17,4 @@ def build_strategy(options: StrategyOptions, task) -> Strategy:
     return STRATEGIES[options.name](options, task)
 
 
-__all__ = ["STRATEGIES", "Strategy", "StrategyOptions", "build_strategy"]
+__all__ = ["DEFAULT_STRATEGY", "STRATEGIES", "StepContext", "Strategy", "StrategyOptions", "build_strategy"]

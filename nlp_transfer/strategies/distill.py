@@ -27,18 +27,18 @@ import time
 from dataclasses import dataclass
 from typing import ClassVar
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-from datasets import Array2D, Dataset, DatasetDict, Features, concatenate_datasets
-
 from .. import cache
-from ..data import UNLABELED_SPLIT, batch_collator, row_lengths
-from ..metrics import compute_metrics, greater_is_better
-from ..tasks import IGNORE_INDEX, TaskSpec, compute_loss, concat_rows, logits_to_predictions
+from .._lazy import lazy
+from ..config import UNLABELED_SPLIT
+from ..metrics import greater_is_better
+from ..tasks import IGNORE_INDEX, concat_rows, get_task_type
 from .base import Strategy, StrategyOptions
-from .distill_models import (StudentWithProjections, build_student, check_same_tokenizer, check_teacher_labels,
-                             evenly_spaced, first_token_states, hidden_layer_map, load_teacher)
+
+np = lazy("numpy")
+torch = lazy("torch")
+F = lazy("torch.nn.functional")
+datasets = lazy("datasets")
+models = lazy("nlp_transfer.strategies.distill_models")
 
 logger = logging.getLogger(__name__)
 
@@ -82,11 +82,19 @@ class DistillOptions(StrategyOptions):
     speed_rows: int = 256
 
     uses_unlabeled: ClassVar[bool] = True
+    summary = "a student trained on the softened outputs of the teacher `{teacher}` (temperature {temperature}) and, with weight {alpha}, on the labels"
+    description = "distilled student"
+    train_defaults = {"lr": 1e-4}
 
     @property
     def copies_teacher(self) -> bool:
         """Whether the student is built from the teacher's own layers."""
         return self.student_layers is not None or self.student_num_layers is not None
+
+    @property
+    def head_lr_factor(self) -> float:
+        """A student copied from the teacher keeps its trained head; a fresh student's head is new."""
+        return 1.0 if self.copies_teacher else 10.0
 
     def complete(self, recipe) -> None:
         if self.copies_teacher and not recipe.model.name and self.teacher:
@@ -127,6 +135,9 @@ class DistillOptions(StrategyOptions):
             problems.append(f"strategy.teacher_batch_size: got {self.teacher_batch_size}; expected a positive integer")
         if self.speed_rows < 0:
             problems.append(f"strategy.speed_rows: got {self.speed_rows}; expected a number of rows >= 0 (0 skips timing)")
+        if recipe.data.augment is not None and self.cache_teacher:
+            problems.append("data.augment: strategy distill caches the teacher's outputs per input, which would not match "
+                            "augmented images; remove data.augment or set strategy.cache_teacher=false")
         if UNLABELED_SPLIT in recipe.data.files and self.alpha == 1 and self.hidden_weight == 0:
             problems.append("data.files.unlabeled: with strategy.alpha=1 the teacher's soft targets have no weight, so "
                             "unlabelled rows teach nothing; lower strategy.alpha (e.g. 0.5) or drop data.files.unlabeled")
@@ -159,21 +170,21 @@ class DistillStrategy(Strategy):
         teacher = self.load_teacher()
         if self.options.copies_teacher:
             depth = teacher.config.num_hidden_layers
-            self.copied_layers = self.options.student_layers or evenly_spaced(depth, self.options.student_num_layers)
-            student = build_student(teacher, self.copied_layers)
+            self.copied_layers = self.options.student_layers or models.evenly_spaced(depth, self.options.student_num_layers)
+            student = models.build_student(teacher, self.copied_layers)
         else:
             student = build()
         if self.options.hidden_weight > 0:
-            self.hidden_map = hidden_layer_map(student.config.num_hidden_layers, teacher.config.num_hidden_layers,
+            self.hidden_map = models.hidden_layer_map(student.config.num_hidden_layers, teacher.config.num_hidden_layers,
                                                self.copied_layers, self.options.hidden_layers)
         self.student = student
         return student
 
-    def load_teacher(self) -> torch.nn.Module:
+    def load_teacher(self):
         """The teacher, in eval mode without gradients (a LoRA adapter comes merged); loaded once."""
         if self.teacher is None:
-            teacher, self.teacher_path = load_teacher(self.options.teacher)
-            check_teacher_labels(teacher.config, self.task, self.options.teacher)
+            teacher, self.teacher_path = models.load_teacher(self.options.teacher)
+            models.check_teacher_labels(teacher.config, self.task, self.options.teacher)
             self.teacher = teacher
         return self.teacher
 
@@ -181,12 +192,12 @@ class DistillStrategy(Strategy):
         model.requires_grad_(True)
         if self.hidden_map is None:
             return model
-        return StudentWithProjections(model, self.teacher.config.hidden_size)
+        return models.StudentWithProjections(model, self.teacher.config.hidden_size)
 
     # ------------------------------------------------------------------- data
-    def prepare_data(self, model, tokenizer, splits: DatasetDict, accelerator) -> DatasetDict:
+    def prepare_data(self, model, tokenizer, splits, accelerator):
         teacher = self.load_teacher()
-        check_same_tokenizer(tokenizer, self.teacher_path, self.options.teacher)
+        models.check_same_tokenizer(tokenizer, self.teacher_path, self.options.teacher)
         self.device, self._tokenizer = accelerator.device, tokenizer
         self._speed_rows = _spread(splits["validation"], self.options.speed_rows)
         fingerprint = cache.weights_fingerprint(teacher) if self.options.cache_teacher else None
@@ -195,21 +206,21 @@ class DistillStrategy(Strategy):
         logits = self._teacher_outputs("validation", validation, fingerprint, accelerator, hidden=False)["teacher_logits"]
         self._validation = (_stack(logits, 0.0).float().numpy(), _stack(validation["labels"], IGNORE_INDEX).numpy())
         train = [self._with_teacher(s, splits[s], fingerprint, accelerator) for s in ("train", UNLABELED_SPLIT) if s in splits]
-        prepared = DatasetDict({s: ds for s, ds in splits.items() if s != UNLABELED_SPLIT})
-        prepared["train"] = concatenate_datasets([train[0], *(ds.cast(train[0].features) for ds in train[1:])])
+        prepared = datasets.DatasetDict({s: ds for s, ds in splits.items() if s != UNLABELED_SPLIT})
+        prepared["train"] = datasets.concatenate_datasets([train[0], *(ds.cast(train[0].features) for ds in train[1:])])
         if self.options.cache_teacher and self.device.type != "cpu":
             teacher.to("cpu")  # not needed while training; frees accelerator memory
         return prepared
 
-    def _with_teacher(self, split: str, ds: Dataset, fingerprint, accelerator) -> Dataset:
+    def _with_teacher(self, split: str, ds, fingerprint, accelerator):
         """A training split plus its teacher outputs (when cached) and the ``labeled`` mask."""
         if self.options.cache_teacher:
-            ds = concatenate_datasets([ds, self._teacher_outputs(split, ds, fingerprint, accelerator)], axis=1)
+            ds = datasets.concatenate_datasets([ds, self._teacher_outputs(split, ds, fingerprint, accelerator)], axis=1)
         else:
             self.teacher_cache_hits[split] = False  # the teacher runs on the fly, every step
         return ds.add_column("labeled", [int(split != UNLABELED_SPLIT)] * len(ds))
 
-    def _teacher_outputs(self, split, ds, fingerprint, accelerator, hidden: bool = True) -> Dataset:
+    def _teacher_outputs(self, split, ds, fingerprint, accelerator, hidden: bool = True):
         """Teacher outputs for a split: from the cache, computed and cached, or (cache off) computed."""
         hidden_map = self.hidden_map if hidden else None
         build = lambda: self._run_teacher(ds, hidden_map)  # noqa: E731
@@ -221,15 +232,20 @@ class DistillStrategy(Strategy):
             outputs, self.teacher_cache_hits[split] = cache.cached("teacher", key, build)
         return outputs
 
-    @torch.inference_mode()
-    def _run_teacher(self, ds: Dataset, hidden_map: list[int] | None) -> Dataset:
+    def _run_teacher(self, ds, hidden_map: list[int] | None):
         """Teacher logits (and mapped first-token states) for every row, batched in length order."""
+        with torch.inference_mode():
+            return self._teacher_pass(ds, hidden_map)
+
+    def _teacher_pass(self, ds, hidden_map: list[int] | None):
+        from ..data import row_lengths
+
         started = time.perf_counter()
         teacher = self.teacher.to(self.device).eval()
         order = np.argsort(-row_lengths(ds), kind="stable")
         inputs = ds.remove_columns([c for c in ds.column_names if c in _NOT_INPUTS])
-        pad = batch_collator(self._tokenizer)
-        per_token = self.task.type == "token-classification"
+        pad = self.task.kind.collator(self._tokenizer)
+        per_token = self.task.kind.per_token
         logits = [None] * len(ds) if per_token else np.zeros((len(ds), self.task.num_labels), dtype=np.float32)
         hidden = np.zeros((len(ds), len(hidden_map), teacher.config.hidden_size), np.float32) if hidden_map else None
         size = self.options.teacher_batch_size
@@ -247,20 +263,20 @@ class DistillStrategy(Strategy):
         columns = {"teacher_logits": logits} | ({"teacher_hidden": hidden} if hidden is not None else {})
         self.teacher_seconds += time.perf_counter() - started
         if per_token:  # rows of different lengths: (positions, labels) arrays
-            features = {"teacher_logits": Array2D((None, self.task.num_labels), "float32")}
+            features = {"teacher_logits": datasets.Array2D((None, self.task.num_labels), "float32")}
             if hidden is not None:
-                features["teacher_hidden"] = Array2D(hidden.shape[1:], "float32")
-            return Dataset.from_dict(columns, features=Features(features))
-        return Dataset.from_dict(columns)
+                features["teacher_hidden"] = datasets.Array2D(hidden.shape[1:], "float32")
+            return datasets.Dataset.from_dict(columns, features=datasets.Features(features))
+        return datasets.Dataset.from_dict(columns)
 
-    def collator(self, tokenizer):
-        return DistillCollator(tokenizer, self.task.type)
+    def collator(self, processor):
+        return DistillCollator(self.task.kind.collator(processor))
 
     # ------------------------------------------------------------------- loss
     def logits(self, model, batch):
         return model(**_model_inputs(batch)).logits
 
-    def loss(self, model, batch):
+    def loss(self, model, batch, ctx):
         inputs = _model_inputs(batch)
         use_hidden = self.hidden_map is not None
         out = model(**inputs, output_hidden_states=True) if use_hidden else model(**inputs)
@@ -281,9 +297,9 @@ class DistillStrategy(Strategy):
     # ---------------------------------------------------------------- metrics
     def run_metrics(self, metrics: dict, metric_names: list[str]) -> dict:
         teacher_logits, labels = self._validation
-        teacher_scores = {"loss": compute_loss(torch.from_numpy(teacher_logits), torch.from_numpy(labels), self.task).item()}
-        teacher_scores.update(compute_metrics(metric_names, self.task.type, logits_to_predictions(teacher_logits, self.task),
-                                              labels, self.task.num_labels, label_names=self.task.label_names))
+        teacher_scores = {"loss": self.task.loss(torch.from_numpy(teacher_logits), torch.from_numpy(labels)).item()}
+        teacher_scores.update(self.task.kind.compute_metrics(metric_names, self.task.predictions(teacher_logits), labels,
+                                                             self.task))
         main = metric_names[0] if metric_names else "loss"
         teacher_score, student_score = teacher_scores[main], metrics["validation"].get(main)
         teacher_params = sum(p.numel() for p in self.teacher.parameters())
@@ -312,7 +328,7 @@ class DistillStrategy(Strategy):
         (so drifts in machine load hit both); medians are reported.
         """
         rows = self._speed_rows
-        pad = batch_collator(self._tokenizer)
+        pad = self.task.kind.collator(self._tokenizer)
         inputs = rows.remove_columns([c for c in rows.column_names if c in _NOT_INPUTS])
         batches = [{k: v.to(self.device) for k, v in pad([inputs[i] for i in range(s, min(s + SPEED_BATCH_SIZE, len(rows)))]).items()}
                    for s in range(0, len(rows), SPEED_BATCH_SIZE)]
@@ -333,15 +349,13 @@ class DistillStrategy(Strategy):
 
 # ---------------------------------------------------------------------- losses
 def distillation_loss(student_logits, teacher_logits, labels, labeled, task_type: str, *,
-                      temperature: float = 2.0, alpha: float = 0.5) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                      temperature: float = 2.0, alpha: float = 0.5):
     """``alpha * hard + (1 - alpha) * soft``; ``hard`` is averaged over labelled rows only.
 
-    - single-label: hard = CE(student, labels); soft = T^2 * KL(softmax(teacher/T) || softmax(student/T)),
-      summed over classes and averaged over all rows (Hinton et al.; T^2 keeps gradients comparable across T).
-    - multi-label: hard = BCE(student, labels); soft = T^2 * the Bernoulli KL per label between
-      sigmoid(teacher/T) and sigmoid(student/T) (BCE with soft targets minus the targets' entropy,
-      so it is 0 at a perfect match), averaged over rows and labels.
-    - regression: hard = MSE(student, labels); soft = MSE(student, teacher) (no temperature).
+    The task type gives both terms (``TaskType.loss`` and ``soft_loss``): for single-label heads,
+    hard = CE and soft = T^2 * KL(softmax(teacher/T) || softmax(student/T)) (Hinton et al.; T^2 keeps
+    gradients comparable across T); multi-label: BCE and the per-label Bernoulli KL; regression: MSE
+    to the labels and MSE to the teacher. Token tasks count every tagged word as one example.
 
     Args:
         labeled: Boolean per row; rows without labels (``data.files.unlabeled``) add only soft terms.
@@ -349,30 +363,15 @@ def distillation_loss(student_logits, teacher_logits, labels, labeled, task_type
     Returns:
         The loss and its parts (``loss_hard``, ``loss_soft``) for logging.
     """
+    kind = get_task_type(task_type)
     s, t = student_logits.float(), teacher_logits.float().to(student_logits.device)
-    labeled = labeled.to(s.device)
-    if task_type == "token-classification":  # every tagged word is one example; other positions drop out
-        tagged = labels != IGNORE_INDEX
-        s, t, labels = s[tagged], t[:, :s.shape[1]][tagged], labels[tagged]
-        labeled, task_type = labeled[:, None].expand_as(tagged)[tagged], "text-classification"
-    if task_type == "regression":
-        soft = F.mse_loss(s.squeeze(-1), t.squeeze(-1))
-    elif task_type == "multi-label-classification":
-        target = torch.sigmoid(t / temperature)
-        kl = (F.binary_cross_entropy_with_logits(s / temperature, target, reduction="none")
-              - F.binary_cross_entropy_with_logits(t / temperature, target, reduction="none"))
-        soft = kl.mean() * temperature ** 2
-    else:
-        soft = F.kl_div(F.log_softmax(s / temperature, -1), F.log_softmax(t / temperature, -1),
-                        log_target=True, reduction="batchmean") * temperature ** 2
-    if labeled.any():
-        hard = compute_loss(s[labeled], labels[labeled], TaskSpec(task_type))
-    else:
-        hard = s.new_zeros(())
+    s, t, labels, labeled = kind.distill_rows(s, t, labels, labeled.to(s.device))
+    soft = kind.soft_loss(s, t, temperature)
+    hard = kind.loss(s[labeled], labels[labeled], None) if labeled.any() else s.new_zeros(())
     return alpha * hard + (1 - alpha) * soft, {"loss_hard": hard.detach(), "loss_soft": soft.detach()}
 
 
-def hidden_loss(student_states: torch.Tensor, teacher_states: torch.Tensor) -> torch.Tensor:
+def hidden_loss(student_states, teacher_states):
     """MSE between projected student and teacher first-token states, (batch, mapped layers, width)."""
     return F.mse_loss(student_states.float(), teacher_states.float().to(student_states.device))
 
@@ -382,15 +381,15 @@ def teacher_forward(teacher, inputs: dict, hidden_map: list[int] | None):
     if hidden_map is None:
         return teacher(**inputs).logits, None
     out = teacher(**inputs, output_hidden_states=True)
-    return out.logits, first_token_states(out, hidden_map, teacher)
+    return out.logits, models.first_token_states(out, hidden_map, teacher)
 
 
 # --------------------------------------------------------------------- helpers
 class DistillCollator:
     """Dynamic padding for the token columns (stacking for images); teacher outputs and the ``labeled`` mask are stacked."""
 
-    def __init__(self, tokenizer, task_type: str = "text-classification"):
-        self.pad = batch_collator(tokenizer, task_type)
+    def __init__(self, pad):
+        self.pad = pad
 
     def __call__(self, features: list[dict]) -> dict:
         extras = [k for k in ("teacher_logits", "teacher_hidden", "labeled") if k in features[0]]
@@ -401,7 +400,7 @@ class DistillCollator:
         return batch
 
 
-def _stack(rows: list, pad_value: float) -> torch.Tensor:
+def _stack(rows: list, pad_value: float):
     """Rows as one tensor; per-token rows of different lengths are padded at the end."""
     tensors = [torch.as_tensor(np.asarray(r)).unsqueeze(0) for r in rows]
     return concat_rows(tensors, pad_value)
@@ -411,7 +410,7 @@ def _model_inputs(batch: dict) -> dict:
     return {k: v for k, v in batch.items() if k not in _NOT_INPUTS}
 
 
-def _spread(ds: Dataset, n: int) -> Dataset:
+def _spread(ds, n: int):
     """``n`` rows spread over a (length-sorted) split, so timing sees long and short inputs alike."""
     if n <= 0 or n >= len(ds):
         return ds

@@ -11,12 +11,8 @@ from huggingface_hub import snapshot_download
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from ..errors import ModelError
-from ..models import load_model, load_tokenizer, resolve_model_path
+from ..models import LAYER_LISTS, load_model, load_tokenizer, resolve_model_path
 from ..vision import is_image_processor, load_image_processor
-
-# Where encoder layers live inside ``getattr(model, model.base_model_prefix)``:
-# BERT / RoBERTa / XLM-R / ELECTRA / DeBERTa / MiniLM, then DistilBERT, then ViT-family image models (transformers 5).
-LAYER_LISTS = ("encoder.layer", "transformer.layer", "layers")
 _PROBE = "Hello World! It's 42 degrees, naïve café-goers."
 
 
@@ -52,6 +48,10 @@ class StudentWithProjections(torch.nn.Module):
         width, depth = student.config.hidden_size, student.config.num_hidden_layers
         self.projections = torch.nn.ModuleList(
             torch.nn.Linear(width, teacher_width) if width != teacher_width else torch.nn.Identity() for _ in range(depth))
+
+    @property
+    def task_model(self):
+        return self.student
 
     def forward(self, output_hidden_states: bool = False, **inputs):
         out = self.student(**inputs, output_hidden_states=output_hidden_states)
@@ -152,9 +152,10 @@ def _check_is_classifier(teacher, name: str) -> None:
 
 def check_teacher_labels(config, task, name: str) -> None:
     """The teacher must predict the data's classes in the same order (its label maps become the student's)."""
-    if task.type == "regression":
-        if config.num_labels != 1:
-            raise ModelError(f"strategy.teacher: {name!r} has {config.num_labels} outputs; a regression teacher has 1")
+    if not task.kind.named_outputs:  # scores, not classes: only the count must agree
+        if config.num_labels != task.num_labels:
+            raise ModelError(f"strategy.teacher: {name!r} has {config.num_labels} outputs; a {task.type} teacher has "
+                             f"{task.num_labels}")
         return
     teacher_labels = [str(config.id2label[i]) for i in sorted(config.id2label)]
     data_labels = [task.id2label[i] for i in sorted(task.id2label)]

@@ -7,33 +7,55 @@ import logging
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
-import torch
-from datasets import Array2D, Dataset, DatasetDict, Features, Sequence, Value
-from transformers import default_data_collator
-
 from .. import cache
-from ..data import batch_collator, row_lengths
-from ..models import base_encoder, head_logits, head_modules, pooled_features, token_features
-from ..tasks import IGNORE_INDEX, concat_rows
+from .._lazy import lazy
+from ..tasks import IGNORE_INDEX, TASK_TYPES, concat_rows
 from .base import Strategy, StrategyOptions
+
+np = lazy("numpy")
+torch = lazy("torch")
+datasets = lazy("datasets")
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class FrozenOptions(StrategyOptions):
-    """``strategy.pooling``: ``cls`` (native head, plain transformers output) or ``mean``."""
+    """``strategy.cache_features``: keep the computed features on disk for later runs.
+
+    ``strategy.pooling`` is the older spelling of ``model.pooling`` (still accepted).
+    """
 
     name: str = "frozen"
-    pooling: Literal["cls", "mean"] = "cls"
+    pooling: Literal["cls", "mean"] | None = None
     cache_features: bool = True
 
+    trains_encoder = False
+    fixed_inputs = True
+    description = "frozen-encoder fine-tune"
+    # Only a fresh head trains, on fixed features: it takes a high learning rate and many cheap epochs.
+    train_defaults = {"lr": 1e-2, "epochs": 20.0, "weight_decay": 0.0}
+
+    def complete(self, recipe) -> None:
+        pools = recipe.task.type in TASK_TYPES and TASK_TYPES[recipe.task.type].pools
+        if self.pooling == "cls" and not pools:
+            self.pooling = None  # outputs of earlier versions record pooling: cls for every task type
+        if self.pooling is not None and pools and recipe.model.pooling is None:
+            recipe.model.pooling = self.pooling
+
     def validate(self, recipe) -> list[str]:
-        if recipe.task.type == "token-classification" and self.pooling != "cls":
-            return [f"strategy.pooling: got {self.pooling!r}, but a token-classification head reads every token's own "
-                    "features (nothing is pooled); remove strategy.pooling or set it to cls"]
+        if self.pooling is not None and recipe.task.type in TASK_TYPES and not TASK_TYPES[recipe.task.type].pools:
+            return [f"strategy.pooling: got {self.pooling!r}, but a {recipe.task.type} head reads its own features "
+                    "(every token's, or its backbone's): nothing is pooled; remove strategy.pooling"]
+        if self.pooling is not None and recipe.model.pooling not in (None, self.pooling):
+            return [f"strategy.pooling: got {self.pooling!r} but model.pooling is {recipe.model.pooling!r}; "
+                    "set only model.pooling (strategy.pooling is its older spelling)"]
         return []
+
+    def card_summary(self, recipe, metrics) -> str:
+        # token heads read every token's features, image heads their backbone's own
+        pooled = f"{recipe.model.pooling}-pooled " if recipe.model.pooling else ""
+        return f"the encoder stayed frozen; only the task head trained, on cached {pooled}encoder features"
 
 
 class FrozenStrategy(Strategy):
@@ -45,22 +67,28 @@ class FrozenStrategy(Strategy):
     def __init__(self, options, task):
         super().__init__(options, task)
         self.cache_hits: dict[str, bool] = {}
-
-    def model_kwargs(self):
-        return {"pooling": self.options.pooling}
+        self.pooling = options.pooling or "cls"
 
     def prepare(self, model):
+        from ..models import FeatureHead, head_modules, model_pooling
+
+        self.pooling = model_pooling(model)
         model.requires_grad_(False)
         for module in head_modules(model):
             module.requires_grad_(True)
         return FeatureHead(model)
 
-    def prepare_data(self, model, tokenizer, splits: DatasetDict, accelerator) -> DatasetDict:
-        encoder_key = (cache.weights_fingerprint(base_encoder(model)), self.options.pooling, model.config.model_type)
-        features = DatasetDict()
+    def param_groups(self, model, lr, head_lr, weight_decay):
+        return super().param_groups(model, lr, lr, weight_decay)  # only the head trains: one rate, train.lr
+
+    def prepare_data(self, model, processor, splits, accelerator):
+        from ..models import base_encoder
+
+        encoder_key = (cache.weights_fingerprint(base_encoder(model)), self.pooling, model.config.model_type)
+        features = datasets.DatasetDict()
         for split, ds in splits.items():
             key = cache.cache_key(encoder_key, ds._fingerprint, self.task.type)
-            build = lambda ds=ds: self._extract(model, tokenizer, ds, accelerator.device)  # noqa: E731
+            build = lambda ds=ds: self._extract(model, processor, ds, accelerator.device)  # noqa: E731
             if not self.options.cache_features:
                 features[split], self.cache_hits[split] = build(), False
                 continue
@@ -68,44 +96,40 @@ class FrozenStrategy(Strategy):
                 features[split], self.cache_hits[split] = cache.cached("features", key, build)
         return features
 
-    def collator(self, tokenizer):
-        return pad_token_features if self.task.type == "token-classification" else default_data_collator
+    def collator(self, processor):
+        from transformers import default_data_collator
+
+        return pad_token_features if self.task.kind.per_token else default_data_collator
 
     def logits(self, model, batch):
         return model(features=batch["features"])
 
-    @torch.inference_mode()
-    def _extract(self, model, tokenizer, ds: Dataset, device, batch_size: int = 64) -> Dataset:
-        """Pooled features for every row, computed in length order to keep padding tight."""
-        model.eval()
-        model.to(device)
-        order = np.argsort(-row_lengths(ds), kind="stable")
-        pad = batch_collator(tokenizer)
-        out = None  # (rows, feature width); the width is known after the first batch (conv backbones have no hidden_size)
-        inputs = ds.remove_columns([c for c in ("labels", "length") if c in ds.column_names])
-        if self.task.type == "token-classification":
-            return self._extract_tokens(model, ds, inputs, order, pad, device, batch_size)
-        for start in range(0, len(ds), batch_size):
-            rows = order[start:start + batch_size]
-            batch = pad([inputs[int(i)] for i in rows])
-            batch = {k: v.to(device) for k, v in batch.items()}
-            features = pooled_features(model, batch, self.options.pooling).float().cpu().numpy()
-            out = np.zeros((len(ds), features.shape[-1]), dtype=np.float32) if out is None else out
-            out[rows] = features
-        return Dataset.from_dict({"features": out, "labels": ds["labels"]})
+    def top_level_metrics(self) -> dict:
+        return {"feature_cache_hits": dict(self.cache_hits)}
 
-    def _extract_tokens(self, model, ds, inputs, order, pad, device, batch_size) -> Dataset:
-        """Every token's last hidden state, (row length, hidden) per row, stored without padding."""
-        rows: list[np.ndarray | None] = [None] * len(ds)
-        for start in range(0, len(ds), batch_size):
-            batch_rows = order[start:start + batch_size]
-            batch = {k: v.to(device) for k, v in pad([inputs[int(i)] for i in batch_rows]).items()}
-            states = token_features(model, batch).float().cpu().numpy()
-            for i, state, mask in zip(batch_rows, states, batch["attention_mask"].cpu().numpy()):
-                rows[int(i)] = state[mask.astype(bool)]  # the row's own tokens, padding dropped
-        features = Features({"features": Array2D((None, model.config.hidden_size), "float32"),
-                             "labels": Sequence(Value("int64"))})
-        return Dataset.from_dict({"features": rows, "labels": ds["labels"]}, features=features)
+    def _extract(self, model, processor, ds, device, batch_size: int = 64):
+        """Features for every row (pooled, or per token), computed in length order to keep padding tight."""
+        from ..data import row_lengths
+
+        with torch.inference_mode():
+            model.eval()
+            model.to(device)
+            order = np.argsort(-row_lengths(ds), kind="stable")
+            pad = self.task.kind.collator(processor)
+            inputs = ds.remove_columns([c for c in ("labels", "length") if c in ds.column_names])
+            rows: list = [None] * len(ds)
+            for start in range(0, len(ds), batch_size):
+                batch_rows = order[start:start + batch_size]
+                batch = {k: v.to(device) for k, v in pad([inputs[int(i)] for i in batch_rows]).items()}
+                features = self.task.kind.features(model, batch, self.pooling).float().cpu().numpy()
+                masks = batch["attention_mask"].cpu().numpy().astype(bool) if self.task.kind.per_token else None
+                for j, i in enumerate(batch_rows):  # per-token rows keep their own tokens, padding dropped
+                    rows[int(i)] = features[j][masks[j]] if masks is not None else features[j]
+        if self.task.kind.per_token:
+            features = datasets.Features({"features": datasets.Array2D((None, model.config.hidden_size), "float32"),
+                                          "labels": datasets.Sequence(datasets.Value("int64"))})
+            return datasets.Dataset.from_dict({"features": rows, "labels": ds["labels"]}, features=features)
+        return datasets.Dataset.from_dict({"features": np.stack(rows), "labels": ds["labels"]})
 
 
 def pad_token_features(rows: list[dict]) -> dict:
@@ -113,18 +137,3 @@ def pad_token_features(rows: list[dict]) -> dict:
     as_tensor = lambda key, dtype: [torch.as_tensor(np.asarray(r[key]), dtype=dtype).unsqueeze(0) for r in rows]  # noqa: E731
     return {"features": concat_rows(as_tensor("features", torch.float32), 0.0),
             "labels": concat_rows(as_tensor("labels", torch.long), IGNORE_INDEX)}
-
-
-class FeatureHead(torch.nn.Module):
-    """The part of a task model that trains under ``frozen``: cached features in, logits out.
-
-    It holds the whole task model (so the head's weights are trained in place), but its
-    forward only runs the head; the frozen encoder is never called during training.
-    """
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return head_logits(self.model, features)

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-import torch
-
 from .base import Strategy, StrategyOptions
-
-_LAYER_INDEX = re.compile(r"\.layers?\.(\d+)\.")
 
 
 @dataclass
 class FullOptions(StrategyOptions):
-    """``strategy.layer_decay``: lr multiplier per layer below the top (e.g. 0.9); null disables."""
+    """``strategy.layer_decay``: lr multiplier per layer group below the top (e.g. 0.9); null disables."""
 
     name: str = "full"
     layer_decay: float | None = None
+
+    summary = "every weight of the backbone and of the new task head trained"
+    description = "full fine-tune"
+    train_defaults = {"lr": 5e-5}
+    head_lr_factor = 20.0
 
     def validate(self, recipe) -> list[str]:
         if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
@@ -31,32 +31,24 @@ class FullStrategy(Strategy):
     name = "full"
     Options = FullOptions
 
-    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+    def prepare(self, model):
         model.requires_grad_(True)
         return model
 
-    def param_groups(self, model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    def param_groups(self, model, lr, head_lr, weight_decay):
         decay = self.options.layer_decay
         if decay is None:
-            return super().param_groups(model, weight_decay)
-        num_layers = model.config.num_hidden_layers
-        groups: dict[tuple[int, bool], dict] = {}
-        for name, param in model.named_parameters():
-            if not param.requires_grad:
-                continue
-            depth = _layer_depth(name, num_layers)
-            key = (depth, param.ndim >= 2)
-            group = groups.setdefault(key, {
-                "params": [], "weight_decay": weight_decay if key[1] else 0.0,
-                "lr_scale": decay ** (num_layers + 1 - depth),
-            })
-            group["params"].append(param)
-        return list(groups.values())
+            return super().param_groups(model, lr, head_lr, weight_decay)
+        from ..models import layer_groups
 
-
-def _layer_depth(param_name: str, num_layers: int) -> int:
-    """0 for embeddings, i+1 for encoder layer i, num_layers+1 for pooler and head."""
-    if "embeddings" in param_name:
-        return 0
-    match = _LAYER_INDEX.search(param_name)
-    return int(match.group(1)) + 1 if match else num_layers + 1
+        groups = layer_groups(model)
+        top = groups[-1].depth
+        out = []
+        for group in groups:
+            rate = head_lr if group.is_head else lr * decay ** (top - group.depth)
+            for with_decay in (True, False):
+                params = [p for p in group.params if p.requires_grad and (p.ndim >= 2) == with_decay]
+                if params:
+                    out.append({"params": params, "lr": rate, "weight_decay": weight_decay if with_decay else 0.0,
+                                "group": group.name})
+        return out

@@ -16,15 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import torch
-from peft import LoraConfig, PeftModel, TaskType, get_peft_model
-from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
-from transformers.pytorch_utils import Conv1D
-
+from .._lazy import lazy
 from ..errors import ModelError
-from ..image_models import CONVOLUTIONAL_FAMILIES, is_image_model
-from ..models import ADAPTER_WEIGHTS, TASK_CONFIG, base_encoder, head_modules
 from .base import Strategy, StrategyOptions
+
+torch = lazy("torch")
+peft = lazy("peft")
 
 MERGED = "merged"
 
@@ -62,8 +59,25 @@ class LoraOptions(StrategyOptions):
     use_dora: bool = False
     merge: bool = True
 
+    push_choices = ("both", "adapter", "merged")
+    summary = ("rank-{r} LoRA adapters (alpha {alpha}) on the {targets} layers and the new task head (in full) trained; "
+               "the backbone's own weights stayed frozen")
+    description = "LoRA adapter"
+    train_defaults = {"lr": 1e-3}
+    head_lr_factor = 5.0
+    # peft's Auto classes rebuild the base model's native head: with mean pooling the adapter would load
+    # into the wrong head (it still can, through nlp_transfer.load_model and merged/, when asked for)
+    pooling_default = "cls"
+
+    def card_summary(self, recipe, metrics) -> str:
+        targets = (metrics.get(self.name) or {}).get("target_modules") or self.target_modules or ["attention"]
+        return self.summary.format(r=self.r, alpha=self.alpha, targets=", ".join(f"`{t}`" for t in targets))
+
     def validate(self, recipe) -> list[str]:
         problems = []
+        if recipe.model.from_scratch:
+            problems.append("model.from_scratch: a LoRA adapter is saved without its base weights, and random base weights "
+                            "cannot be reloaded; train the from-scratch baseline with strategy full (or frozen)")
         if self.r < 1:
             problems.append(f"strategy.r: got {self.r}; expected a positive integer rank, e.g. 8")
         if self.alpha <= 0:
@@ -84,30 +98,32 @@ class LoraStrategy(Strategy):
 
     def __init__(self, options, task):
         super().__init__(options, task)
-        self.peft_model: PeftModel | None = None
+        self.peft_model = None
 
-    def prepare(self, model: torch.nn.Module) -> PeftModel:
+    def prepare(self, model):
         _check_has_attention(model)
         targets = list(self.options.target_modules or default_target_modules(model))
         _check_targets(model, targets)
         targets += pretrained_pooler_layers(model)
         alpha = self.options.alpha
-        config = LoraConfig(
-            task_type=_peft_task_type(model, self.task), r=self.options.r,
+        config = peft.LoraConfig(
+            task_type=self.task.kind.peft_task_type, r=self.options.r,
             lora_alpha=int(alpha) if float(alpha).is_integer() else alpha,
             lora_dropout=self.options.dropout, target_modules=targets, bias=self.options.bias,
             use_rslora=self.options.use_rslora, use_dora=self.options.use_dora,
             # The head is new: it trains in full and ships with the adapter.
             modules_to_save=new_head_module_names(model),
         )
-        self.peft_model = get_peft_model(model, config)
+        self.peft_model = peft.get_peft_model(model, config)
         # peft appends its own guesses ("classifier", "score"); keep the saved list readable.
         config.modules_to_save = list(dict.fromkeys(config.modules_to_save))
         return self.peft_model
 
-    def export(self, model: torch.nn.Module, tokenizer, out_dir: Path) -> None:
+    def export(self, model, processor, out_dir: Path) -> None:
         """The adapter at ``out_dir`` and, with ``merge`` on, the merged model in ``out_dir/merged``."""
-        peft_model = model if isinstance(model, PeftModel) else self.peft_model
+        from ..models import TASK_CONFIG, save_model
+
+        peft_model = model if isinstance(model, peft.PeftModel) else self.peft_model
         if peft_model is None:
             raise ModelError("lora export: the model was not prepared by this strategy (call prepare first)")
         # Embeddings are never adapted here; "auto" would look the base model up on the Hub.
@@ -115,17 +131,19 @@ class LoraStrategy(Strategy):
         # The adapter does not carry the head's label maps; transformers reads a config.json next to
         # adapter_config.json as "base weights are here", so they go under another name.
         peft_model.get_base_model().config.to_json_file(str(out_dir / TASK_CONFIG))
-        tokenizer.save_pretrained(out_dir)
+        processor.save_pretrained(out_dir)
         if self.options.merge:
             # Merge a copy: the trained model must stay unmerged for the reload check to mean something.
             merged = copy.deepcopy(peft_model).merge_and_unload()
-            merged.save_pretrained(out_dir / MERGED)
-            tokenizer.save_pretrained(out_dir / MERGED)
+            (out_dir / MERGED).mkdir()
+            save_model(merged, processor, out_dir / MERGED)
 
     def model_folders(self, out_dir: Path) -> list[Path]:
         return [out_dir, out_dir / MERGED] if self.options.merge else [out_dir]
 
     def export_metrics(self, out_dir: Path) -> dict:
+        from ..models import ADAPTER_WEIGHTS
+
         config = self.peft_model.peft_config["default"] if self.peft_model is not None else None
         return {
             "adapter_bytes": (out_dir / ADAPTER_WEIGHTS).stat().st_size,
@@ -135,19 +153,14 @@ class LoraStrategy(Strategy):
         }
 
 
-def _peft_task_type(model: torch.nn.Module, task) -> TaskType | None:
-    """peft's wrapper for the task; images get the generic PeftModel (the sequence-classification one passes input_ids)."""
-    if is_image_model(model):
-        return None
-    return TaskType.TOKEN_CLS if task.type == "token-classification" else TaskType.SEQ_CLS
-
-
-def default_target_modules(model: torch.nn.Module) -> list[str]:
+def default_target_modules(model) -> list[str]:
     """The attention projections LoRA adapts by default for this backbone family.
 
     Raises:
         ModelError: The family has no known default; the message lists the model's linear layers.
     """
+    from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+
     family = model.config.model_type
     targets = DEFAULT_TARGET_MODULES.get(family) or TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(family)
     if not targets:
@@ -156,37 +169,39 @@ def default_target_modules(model: torch.nn.Module) -> list[str]:
     return list(targets)
 
 
-def linear_module_names(model: torch.nn.Module) -> list[str]:
+def linear_module_names(model) -> list[str]:
     """Leaf names of the model's linear layers, deduplicated (what ``target_modules`` may name)."""
-    return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, (torch.nn.Linear, Conv1D))})
+    return sorted({name.rsplit(".", 1)[-1] for name, _ in _linear_modules(model)})
 
 
-def new_head_module_names(model: torch.nn.Module) -> list[str]:
+def _linear_modules(model) -> list:
+    from transformers.pytorch_utils import Conv1D
+
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, (torch.nn.Linear, Conv1D))]
+
+
+def new_head_module_names(model) -> list[str]:
     """Qualified names of the head's new modules with weights (e.g. ``classifier``; not a pretrained pooler)."""
-    pooler = _pretrained_pooler(model)
+    from ..models import new_head_modules
+
     names = {id(module): name for name, module in model.named_modules()}
-    return [names[id(m)] for m in head_modules(model)
-            if m is not pooler and id(m) in names and any(True for _ in m.parameters())]
+    return [names[id(m)] for m in new_head_modules(model) if id(m) in names and any(True for _ in m.parameters())]
 
 
-def pretrained_pooler_layers(model: torch.nn.Module) -> list[str]:
+def pretrained_pooler_layers(model) -> list[str]:
     """Qualified names of the linear layers of the backbone's pretrained pooler (e.g. ``bert.pooler.dense``)."""
-    pooler = _pretrained_pooler(model)
+    from ..models import pretrained_pooler
+
+    pooler = pretrained_pooler(model)
     if pooler is None:
         return []
     return [name for name, module in model.named_modules()
             if isinstance(module, torch.nn.Linear) and any(module is m for m in pooler.modules())]
 
 
-def _pretrained_pooler(model: torch.nn.Module) -> torch.nn.Module | None:
-    """The pooler inside the backbone (loaded with its weights), as opposed to a head's new pooler (DeBERTa's)."""
-    pooler = getattr(base_encoder(model), "pooler", None)
-    return pooler if any(pooler is m for m in head_modules(model)) else None
-
-
-def _check_targets(model: torch.nn.Module, targets: list[str]) -> None:
+def _check_targets(model, targets: list[str]) -> None:
     """peft matches a name to a module whose name is it or ends with ``.name``; each must match a linear layer."""
-    linear = [name for name, module in model.named_modules() if isinstance(module, (torch.nn.Linear, Conv1D))]
+    linear = [name for name, _ in _linear_modules(model)]
     missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in linear)]
     if missing:
         raise ModelError(f"strategy.target_modules: {', '.join(missing)} match no linear layer of this "
@@ -195,8 +210,10 @@ def _check_targets(model: torch.nn.Module, targets: list[str]) -> None:
                          "or null for the family default")
 
 
-def _check_has_attention(model: torch.nn.Module) -> None:
+def _check_has_attention(model) -> None:
     """LoRA adapts attention projections; convolutional backbones have none."""
+    from ..image_models import CONVOLUTIONAL_FAMILIES
+
     family = model.config.model_type
     if family in CONVOLUTIONAL_FAMILIES:
         raise ModelError(f"strategy.name: lora adapts attention projections, and {family!r} is a convolutional backbone "

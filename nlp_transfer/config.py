@@ -1,0 +1,208 @@
+"""The recipe as typed dataclasses. A leaf: imports nothing heavy (no torch, transformers, datasets).
+
+A YAML key, its field and its override path are the same string: ``train.lr`` in YAML is
+``recipe.train.lr`` in Python and ``train.lr=3e-5`` on the command line. Loading, overrides and
+validation are in ``recipe.py``; the ``strategy`` section's dataclass belongs to the strategy
+(``strategies/``), and task-specific rules to the task type (``tasks/``).
+
+Keys whose default depends on the strategy (``train.lr``, ``train.epochs``, ...) or on the model
+folder (``model.pooling``) are ``None`` until ``recipe.py`` resolves them; a loaded recipe (and the
+``recipe.yaml`` of every output) shows the resolved values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal, Union
+
+UNLABELED_SPLIT = "unlabeled"  # data.files.unlabeled: text only, for strategies that learn without labels
+SPLITS = ("train", "validation", "test", UNLABELED_SPLIT)
+FILE_FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "conll")
+POOLINGS = ("cls", "mean")
+IMAGEFOLDER = "imagefolder"  # data.source that reads data.dir/train/<class>/<image>
+
+
+@dataclass
+class ModelConfig:
+    """``model``: which pretrained backbone to start from, and how its head reads it.
+
+    ``from_scratch``: random weights in ``name``'s architecture (a config folder, or the baseline
+    without transfer). ``pooling``: what a sequence-level head reads, ``cls`` (the model's native
+    head) or ``mean`` (the mean of the token states); null follows the model folder (mean for
+    sentence-transformers models trained with mean pooling, else cls).
+    """
+
+    name: str = ""
+    revision: str | None = None
+    trust_remote_code: bool = False
+    max_length: int = 128
+    from_scratch: bool = False
+    pooling: Literal["cls", "mean"] | None = None
+
+
+@dataclass
+class TaskConfig:
+    """``task``: what the head predicts and from which columns (``tasks/`` says which keys each type reads).
+
+    Token classification reads ``tokens`` (a list of words per row) and ``tags`` (one tag per
+    word); ``label_all_subtokens`` puts a word's tag on every word piece, not only the first.
+    """
+
+    type: str = "text-classification"  # a registered task type (tasks.TASK_TYPES)
+    text: Union[str, list[str]] = "text"
+    label: str = "label"
+    image: str = "image"
+    labels: list[str] | None = None
+    threshold: float = 0.5
+    label_separator: str = "|"
+    tokens: str = "tokens"
+    tags: str = "tags"
+    label_all_subtokens: bool = False
+
+    @property
+    def text_columns(self) -> list[str]:
+        return [self.text] if isinstance(self.text, str) else list(self.text)
+
+
+@dataclass
+class AugmentConfig:
+    """``data.augment``: light training-only augmentation for images (evaluation never augments).
+
+    ``random_resized_crop``: smallest crop area as a fraction of the image (e.g. 0.8), null: off;
+    ``horizontal_flip``: mirror half of the images.
+    """
+
+    random_resized_crop: float | None = None
+    horizontal_flip: bool = False
+
+
+@dataclass
+class DataConfig:
+    """``data``: a Hub dataset (``source``/``config``) or local ``files`` per split.
+
+    ``limit.<split>``: keep the first N rows after a seeded shuffle. ``fraction``: keep that share
+    of train (after ``limit``), seeded and stratified by class where the task has classes; for one
+    seed, a smaller fraction's rows are a subset of a larger one's.
+    ``tag_column``: the column of a CoNLL file (``format: conll``) that holds the tag, 0-based
+    (default -1: the last one; the word is always the first).
+    """
+
+    source: str | None = None
+    config: str | None = None
+    files: dict[str, str] = field(default_factory=dict)
+    limit: dict[str, int] = field(default_factory=dict)
+    fraction: float | None = None
+    format: Literal["csv", "tsv", "json", "jsonl", "parquet", "conll"] | None = None
+    validation_fraction: float = 0.1
+    tag_column: int = -1
+    dir: str | None = None  # data.source=imagefolder: folder with train/ (validation/, test/) class subfolders
+    augment: AugmentConfig | None = None
+
+
+@dataclass
+class TrainConfig:
+    """``train``: the loop's knobs.
+
+    ``lr``, ``head_lr``, ``epochs``, ``weight_decay`` and ``warmup_ratio`` left unset take the
+    strategy's defaults (``head_lr``: the learning rate of the new task head; it has the most to learn).
+    """
+
+    epochs: float | None = None
+    batch_size: int = 32
+    eval_batch_size: int | None = None
+    lr: float | None = None
+    head_lr: float | None = None
+    weight_decay: float | None = None
+    warmup_ratio: float | None = None
+    scheduler: Literal["linear", "cosine", "constant"] = "linear"
+    grad_accum_steps: int = 1
+    max_grad_norm: float | None = 1.0
+    seed: int = 42
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    metrics: list[str] | None = None
+    best_metric: str | None = None
+    eval_every: int = 0
+    patience: int | None = None
+    checkpoint_every: int = 0
+    log_every: int = 10
+    report_to: list[str] = field(default_factory=list)
+    group_by_length: bool = True
+
+
+# What an unset strategy-dependent train key falls back to when the strategy has no default for it.
+TRAIN_DEFAULTS: dict[str, Any] = {"epochs": 3.0, "lr": 5e-5, "weight_decay": 0.01, "warmup_ratio": 0.06}
+
+
+@dataclass
+class PushConfig:
+    """``output.push_to_hub``: push the finished output folder to this Hub repo (see ``hub.push_to_hub``)."""
+
+    repo_id: str = ""
+    private: bool = False
+    revision: str | None = None
+    what: Literal["both", "adapter", "merged"] = "both"
+
+
+@dataclass
+class OutputConfig:
+    """``output``: where the Hub-ready folder goes (and, optionally, which Hub repo it is pushed to).
+
+    ``save``: ``model`` (the full output) or ``metrics`` (metrics.json, the log and the recipe, no
+    weights: for grids of runs).
+    """
+
+    dir: str = ""
+    overwrite: bool = False
+    save: Literal["model", "metrics"] = "model"
+    push_to_hub: PushConfig | None = None
+
+
+@dataclass
+class CardConfig:
+    """``card``: what the model card says beyond the numbers (all optional).
+
+    ``model_id``: the Hub id the card's usage code names (default: ``output.push_to_hub.repo_id``,
+    else the output folder's name); ``language``: ISO 639 code(s) of the training text.
+    """
+
+    model_id: str | None = None
+    language: Union[str, list[str], None] = None
+    license: str | None = None
+    intended_uses: str | None = None
+    limitations: str | None = None
+
+
+@dataclass
+class Recipe:
+    """A complete, validated recipe. ``strategy`` holds the chosen strategy's options dataclass."""
+
+    model: ModelConfig
+    task: TaskConfig
+    data: DataConfig
+    strategy: Any
+    train: TrainConfig
+    output: OutputConfig
+    card: CardConfig = field(default_factory=CardConfig)
+    source: str = "<dict>"
+    # keys the recipe left unset and that got a strategy's or the model folder's default, for the log
+    defaults_used: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def strategy_name(self) -> str:
+        return self.strategy.name
+
+    def to_dict(self) -> dict:
+        """Plain nested dict in YAML key order (what ``recipe.yaml`` in an output holds)."""
+        return {section: dataclasses.asdict(getattr(self, section)) for section in ALL_SECTIONS}
+
+
+SECTIONS: dict[str, type] = {
+    "model": ModelConfig,
+    "task": TaskConfig,
+    "data": DataConfig,
+    "train": TrainConfig,
+    "output": OutputConfig,
+    "card": CardConfig,
+}
+ALL_SECTIONS = ("model", "task", "data", "strategy", "train", "output", "card")

@@ -1,0 +1,79 @@
+"""Class labels of sequence-level tasks: names from the data, raw values -> ids, unknown labels as errors.
+
+The task type says how one cell holds its labels (``cell_labels``: one value, or several for
+multi-label rows) and how they become the ``labels`` column (``encode_cell``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from datasets import ClassLabel, DatasetDict, Sequence
+
+from ..data import check_columns, where
+from ..errors import DataError
+from .base import TaskSpec
+
+logger = logging.getLogger(__name__)
+
+HIDDEN_LABEL = -1  # how Hub test splits hide their labels
+
+
+def encode_class_labels(splits: DatasetDict, task, data, names: list[str] | None, kind) -> tuple[DatasetDict, TaskSpec]:
+    """A numeric ``labels`` column in every split; class names from ``names``, the data's ``ClassLabel``,
+    ``task.labels`` or the sorted values seen in train.
+
+    Raises:
+        DataError: A missing column, fewer classes than the type needs, or a label train never had.
+    """
+    check_columns(splits, [*kind.input_columns(task), task.label], data)
+    splits = drop_hidden_label_splits(splits, task.label)
+    names = names or _label_names(splits["train"], task, data, kind)
+    spec = TaskSpec(kind.name, dict(enumerate(names)), threshold=task.threshold)
+    encoded = {}
+    for split, ds in splits.items():
+        to_id = _label_mapper(ds, names, task)
+        unknown = sorted({str(v) for value in ds[task.label] for v in kind.cell_labels(value, task) if to_id(v) is None})
+        if unknown:
+            raise DataError(f"data split '{split}' ({where(data, split)}), column '{task.label}': labels {unknown[:10]} "
+                            f"never occur in train; train labels: {names}. Fix the data or list every label in task.labels")
+        encoded[split] = ds.map(lambda b: {"labels": [kind.encode_cell(v, to_id, len(names), task) for v in b[task.label]]},
+                                batched=True, desc=f"labels {split}")
+    return DatasetDict(encoded), spec
+
+
+def drop_hidden_label_splits(splits: DatasetDict, column: str) -> DatasetDict:
+    """Hub test splits often hide labels as -1: such a split is kept out of evaluation."""
+    kept = DatasetDict()
+    for split, ds in splits.items():
+        values = ds[column]
+        if split != "train" and values and all(v == HIDDEN_LABEL or v is None for v in values):
+            logger.info("Split '%s' has no labels (all %r); it is not evaluated", split, values[0])
+            continue
+        kept[split] = ds
+    return kept
+
+
+def _label_names(train, task, data, kind) -> list[str]:
+    feature = train.features[task.label]
+    inner = feature.feature if isinstance(feature, Sequence) else feature
+    if isinstance(inner, ClassLabel):
+        return list(inner.names)
+    if task.labels:
+        return list(task.labels)
+    values = {v for value in train[task.label] for v in kind.cell_labels(value, task)}
+    if len(values) < kind.min_classes:
+        raise DataError(f"data split 'train' ({where(data, 'train')}), column '{task.label}': found {len(values)} "
+                        f"distinct label(s) {sorted(map(str, values))}; classification needs at least {kind.min_classes}")
+    return [str(v) for v in sorted(values, key=lambda v: (isinstance(v, str), v))]
+
+
+def _label_mapper(ds, names: list[str], task):
+    """A function raw label value -> class id (None when unknown)."""
+    feature = ds.features[task.label]
+    inner = feature.feature if isinstance(feature, Sequence) else feature
+    index = {name: i for i, name in enumerate(names)}
+    if isinstance(inner, ClassLabel) or (task.labels and not isinstance(ds[0][task.label], str)):
+        # ints that already are class ids (ClassLabel, or ints named by task.labels)
+        return lambda v: v if isinstance(v, int) and 0 <= v < len(names) else index.get(str(v))
+    return lambda v: index.get(str(v))
