@@ -167,7 +167,7 @@ def _context(kind: str, folder: Path, recipe, metrics: dict, task, model_id: str
         "image": task.kind.modality == "image", "base_model_id": recipe.model.name,
         "example_args": task.kind.example_args(recipe),
         "pipeline_kwargs": task.kind.pipeline_kwargs() + (", trust_remote_code=True" if remote_code else ""),
-        "remote_code": remote_code, "has_merged": (folder / MERGED / "config.json").is_file(),
+        "remote_code": remote_code, "mean_pooling": recipe.model.pooling == "mean", "has_merged": (folder / MERGED / "config.json").is_file(),
         "adapter_size": _size(folder / ADAPTER_WEIGHTS), "config_kwargs": _config_kwargs(task),
         "decode": task.kind.decode_snippet(task),
         "peft_class": task.kind.peft_auto_class,
