@@ -20,6 +20,7 @@ from .hub import push_after_run, require_token
 from .loop import evaluate_loader, run_loop
 from .metrics import default_metrics
 from .models import build_model, load_model, load_tokenizer, resolve_model_path, write_modeling_file
+from .precision import resolve_mixed_precision
 from .recipe import Recipe, load_recipe
 from .strategies import Strategy, build_strategy
 from .tasks import TaskSpec
@@ -55,7 +56,9 @@ def train(recipe: Recipe | str | Path | dict, overrides=None, *, resume: bool = 
         require_token()  # fail before training, not after
     work = partial_dir(out_dir)
     cfg = recipe.train
-    accelerator = new_accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum_steps,
+    precision = resolve_mixed_precision(cfg.mixed_precision)
+    logger.info("Mixed precision: %s (train.mixed_precision=%s: %s)", precision.used, precision.requested, precision.reason)
+    accelerator = new_accelerator(mixed_precision=precision.used, gradient_accumulation_steps=cfg.grad_accum_steps,
                                   log_with=cfg.report_to or None, project_dir=str(work))
     if accelerator.is_main_process:
         if work.exists() and not resume:
@@ -89,6 +92,7 @@ def train(recipe: Recipe | str | Path | dict, overrides=None, *, resume: bool = 
     trained = accelerator.unwrap_model(result.model, keep_fp32_wrapper=False)
     metrics = _run_metrics(recipe, spec, strategy, trained, model, result, prepared, accelerator, metric_names, eval_batch, collator,
                            total=total_params)
+    metrics["mixed_precision"] = precision.as_dict()
     if truncation:
         metrics["truncation"] = truncation
     if accelerator.is_main_process:
