@@ -11,11 +11,12 @@ from .errors import DataError, ExportError, HubError, ModelError, NlpTransferErr
 from .hub import push_to_hub
 from .inference import Predictor, predict
 from .models import load_model
+from .optimize import optimize
 from .recipe import Recipe, load_recipe
 from .runner import TrainOutput, evaluate, train
 
 __all__ = [
     "DataError", "ExportError", "HubError", "ModelError", "NlpTransferError", "Predictor", "Recipe", "RecipeError", "TrainOutput",
-    "TrainingError", "evaluate", "load_model", "load_recipe", "predict", "push_to_hub", "train",
+    "TrainingError", "evaluate", "load_model", "load_recipe", "optimize", "predict", "push_to_hub", "train",
 ]
 __version__ = "0.1.0"

@@ -13,7 +13,8 @@ import yaml
 from transformers import pipeline
 
 from .export import find_run_file
-from .models import load_model, load_tokenizer
+from .models import load_tokenizer
+from .variants import load_for_prediction
 from .vision import IMAGE_TASKS, image_logits, load_image_processor
 
 
@@ -31,18 +32,22 @@ class Predictor:
         [{'label': 'positive', 'score': 0.97}]
     """
 
-    def __init__(self, output_dir: str | Path, *, device: str | None = None, dtype: str | None = None):
+    def __init__(self, output_dir: str | Path, *, device: str | None = None, dtype: str | None = None,
+                 variant: str = "auto"):
         """Load the folder's model (adapter or plain) and tokenizer (or image processor).
 
         Args:
             output_dir: An output folder (or its ``merged/``).
             device: ``cuda``/``cpu``/...; default: the GPU when there is one.
             dtype: ``float32`` (default, as saved), ``bfloat16`` or ``float16`` weights for inference.
+            variant: ``auto`` (the variant ``nlp-transfer optimize`` selected, when there is one; else
+                ``fp32``), ``fp32`` (the saved weights) or ``optimized``. ``self.variant`` says which runs.
         """
         self.output_dir = Path(output_dir)
         self.task_type, self.threshold, self.max_length = _task_settings(self.output_dir)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = load_model(self.output_dir).eval().to(self.device, dtype=_torch_dtype(dtype))
+        # where the head reads only the first token, the last layer computes that position alone (first_token.py)
+        self.model, self.variant = load_for_prediction(self.output_dir, variant, self.device, _torch_dtype(dtype))
         self.images = self.task_type in IMAGE_TASKS
         # the tokenizer, or the image processor of an image model
         self.processor = (load_image_processor if self.images else load_tokenizer)(str(self.output_dir))
@@ -69,7 +74,7 @@ class Predictor:
         if not texts:
             return np.zeros((0, len(self.id2label)), dtype=np.float32)
         if self.images:
-            return image_logits(self.model, self.processor, [str(t) for t in texts], batch_size=batch_size)
+            return image_logits(self.model, self.processor, list(texts), batch_size=batch_size)
         pairs = isinstance(texts[0], (tuple, list))
         columns = [[str(t) for t in col] for col in zip(*texts)] if pairs else [[str(t) for t in texts]]
         encoded = self.processor(*columns, truncation=True, max_length=self.max_length)
@@ -92,9 +97,9 @@ class Predictor:
 
 
 def predict(output_dir: str | Path, texts: list[str] | list[tuple[str, str]], *, batch_size: int = 64,
-            device: str | None = None, dtype: str | None = None) -> list[dict]:
+            device: str | None = None, dtype: str | None = None, variant: str = "auto") -> list[dict]:
     """Load ``output_dir`` and predict ``texts`` once; use ``Predictor`` to serve many calls."""
-    return Predictor(output_dir, device=device, dtype=dtype)(texts, batch_size=batch_size)
+    return Predictor(output_dir, device=device, dtype=dtype, variant=variant)(texts, batch_size=batch_size)
 
 
 def _torch_dtype(name: str | None) -> torch.dtype | None:

@@ -25,6 +25,7 @@ from .precision import resolve_mixed_precision
 from .recipe import Recipe, load_recipe
 from .strategies import Strategy, build_strategy
 from .tasks import TaskSpec
+from .variants import selected_variant
 from .vision import IMAGE_TASKS, build_image_model, decode_image_columns, load_image_processor, preprocess_images
 
 logger = logging.getLogger(__name__)
@@ -191,13 +192,18 @@ def _rank_checksums(model, accelerator) -> list[float]:
     return [round(v, 6) for v in accelerator.gather(local.reshape(1).to(accelerator.device)).tolist()]
 
 
-def evaluate(output_dir: str | Path, split: str = "validation") -> dict[str, float]:
+def evaluate(output_dir: str | Path, split: str = "validation", variant: str = "auto") -> dict[str, float]:
     """Score a saved output folder on a split of the data its recipe names.
 
     Labels are mapped with the saved model's own ``label2id``, so the scores are those of
-    the folder as published.
+    the folder as published. ``variant``: as ``Predictor``'s (``auto`` scores the optimized
+    variant when ``nlp-transfer optimize`` wrote one).
     """
     output_dir = Path(output_dir)
+    if variant == "optimized" or (variant == "auto" and selected_variant(output_dir) is not None):
+        from .optimize import evaluate_variant
+
+        return evaluate_variant(output_dir, split, variant)
     recipe = load_recipe(find_run_file(output_dir) or output_dir / "recipe.yaml")
     model = load_model(output_dir, recipe.model.trust_remote_code)
     tokenizer = _load_processor(str(output_dir), recipe)
