@@ -76,8 +76,8 @@ def _unwrap(model):
 
 def _plan(model) -> tuple[torch.nn.Module, Callable] | None:
     """(the last encoder layer, its first-token forward), or None when the model's head reads more than position 0."""
-    name = type(model).__name__
-    if getattr(model.config, "is_decoder", False) or getattr(model.config, "add_cross_attention", False):
+    name, config = type(model).__name__, getattr(model, "config", None)
+    if config is None or getattr(config, "is_decoder", False) or getattr(config, "add_cross_attention", False):
         return None
     try:
         if name in _BERT_LIKE:
