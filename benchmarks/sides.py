@@ -415,6 +415,7 @@ def _train_theirs(args, *, frozen: bool, bf16: bool = False) -> dict:
         per_device_eval_batch_size=2 * args.batch_size, learning_rate=lr, weight_decay=args.weight_decay,
         warmup_steps=args.warmup_ratio,  # transformers 5: a float below 1 is a ratio of the total steps
         seed=args.seed, eval_strategy="no", save_strategy="no", logging_strategy="no", report_to="none", bf16=bf16,
+        use_cpu=bf16 and not torch.cuda.is_available(),  # Trainer's bf16 on a CPU: autocast, once use_cpu says so
     )
     trainer = Trainer(model=model, args=training_args, train_dataset=train_ds,
                       data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer)

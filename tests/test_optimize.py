@@ -139,3 +139,16 @@ def test_optimized_variant_must_exist(output):
 def test_onnx_variants_say_how_to_install():
     assert unavailable_reason("onnx-int8", torch.device("cpu"), images=False) == (
         "onnx and onnxruntime not installed: `pip install 'nlp-transfer[onnx]'`")
+
+
+def test_image_models_are_optimized_on_their_validation_images(image_recipe, monkeypatch):
+    recipe = {**image_recipe, "train": {**image_recipe["train"], "mixed_precision": "no"}}
+    out = nlp_transfer.train(recipe).output_dir
+    _force(monkeypatch, "int8-dynamic")
+    report = nlp_transfer.optimize(out, repeats=1, variants=["int8-dynamic", "onnx-fp32"])
+    assert report["variants"]["onnx-fp32"] == {"status": "skipped", "reason": "the ONNX variants cover text models",
+                                               "selected": False}
+    assert report["variants"]["int8-dynamic"]["label_agreement"] >= 0.9
+    predictor = nlp_transfer.Predictor(out)
+    assert predictor.variant == "int8-dynamic"
+    assert nlp_transfer.evaluate(out)["accuracy"] == pytest.approx(report["variants"]["int8-dynamic"]["metrics"]["accuracy"])
