@@ -152,3 +152,13 @@ def test_image_models_are_optimized_on_their_validation_images(image_recipe, mon
     predictor = nlp_transfer.Predictor(out)
     assert predictor.variant == "int8-dynamic"
     assert nlp_transfer.evaluate(out)["accuracy"] == pytest.approx(report["variants"]["int8-dynamic"]["metrics"]["accuracy"])
+
+
+def test_optimize_command_line(output, capsys):
+    assert main(["-q", "optimize", str(output), "--variants", "int8-dynamic", "--rows", "16", "--repeats", "1"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["selected"] in ("fp32", "int8-dynamic") and printed["metric"] == "accuracy"
+    assert printed["variants"]["int8-dynamic"]["status"] == "measured"
+    assert (output / OPTIMIZED / "optimize.json").is_file() and not (output / ".optimized.partial").exists()
+    assert main(["-q", "optimize", str(output), "--variants", "int4"]) == 2
+    assert "optimize --variants: unknown ['int4']; choose from fp32, bf16, int8-dynamic" in capsys.readouterr().err
