@@ -190,7 +190,7 @@ def _train_ours(args, recipe: dict, data_check: bool = True) -> dict:
         "parameters": m["parameters"], "output_dir": str(out.output_dir), "metrics": m,
         "file_bytes": {f.name: f.stat().st_size for f in out.output_dir.glob("*.safetensors")},
         "data_check": _our_data_check(recipe) if data_check else None,
-        "mixed_precision": m.get("mixed_precision"), "first_token_last_layer": m.get("first_token_last_layer"),
+        "mixed_precision": m.get("mixed_precision"),
     }
 
 

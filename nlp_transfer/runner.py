@@ -16,7 +16,6 @@ from datasets import DatasetDict
 from . import data as data_lib
 from .cards import write_model_card
 from .export import check_output_dir, find_run_file, partial_dir, publish, verify_reload, write_run_files
-from .first_token import enable_first_token
 from .hub import push_after_run, require_token
 from .loop import evaluate_loader, run_loop
 from .metrics import default_metrics
@@ -81,8 +80,6 @@ def train(recipe: Recipe | str | Path | dict, overrides=None, *, resume: bool = 
     tokenized, truncation = _model_inputs(recipe, tokenizer, splits, augment=True)
     total_params = sum(p.numel() for p in model.parameters())  # counted before prepare adds adapters or head copies
     trained = strategy.prepare(model)
-    # a head that reads only the first token: the last layer computes that position alone (same logits, fewer FLOPs)
-    first_token = enable_first_token(trained)
     prepared = strategy.prepare_data(model, tokenizer, tokenized, accelerator)
     collator = strategy.collator(tokenizer)
     metric_names = cfg.metrics or default_metrics(spec.type)
@@ -97,7 +94,6 @@ def train(recipe: Recipe | str | Path | dict, overrides=None, *, resume: bool = 
     metrics = _run_metrics(recipe, spec, strategy, trained, model, result, prepared, accelerator, metric_names, eval_batch, collator,
                            total=total_params)
     metrics["mixed_precision"] = precision.as_dict()
-    metrics["first_token_last_layer"] = first_token
     if truncation:
         metrics["truncation"] = truncation
     if accelerator.is_main_process:
