@@ -26,7 +26,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-CASES = ("full", "frozen", "lora", "distill", "predict")
+CASES = ("full", "bf16", "frozen", "lora", "distill", "predict", "vision")
 MODES = {  # scale knobs per mode; any flag given on the command line wins
     "quick": {"train_size": 2000, "eval_size": 300, "epochs": 2.0, "predict_size": 0},
     "full": {"train_size": 4000, "eval_size": 0, "epochs": 2.0, "predict_size": 0},
@@ -57,6 +57,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     hp.add_argument("--distill-option", action="append", metavar="KEY=VALUE",
                     help="extra strategy option for the distill runs (repeatable), e.g. temperature=2")
     hp.add_argument("--no-frozen-mean", action="store_true", help="skip the extra frozen run with mean pooling")
+    hp.add_argument("--vision-epochs", type=float, default=10.0, help="vision: epochs of the digits ViT (recipes/digits/source.yaml)")
+    hp.add_argument("--vision-batch-size", type=int, default=32)
+    hp.add_argument("--vision-lr", type=float, default=1e-3)
     pr = p.add_argument_group("prediction and hardware")
     pr.add_argument("--predict-batch-size", type=int, default=64)
     pr.add_argument("--predict-size", type=int, help="first N validation sentences (file order) to predict (0 = all 872)")
@@ -78,6 +81,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     child.add_argument("--teacher-dir", type=Path)
     child.add_argument("--pooling", choices=("cls", "mean"), default="cls")
     child.add_argument("--cache-teacher", choices=("true", "false"), default="true")
+    child.add_argument("--run-optimize", choices=("true", "false"), default="false")
     args = p.parse_args(argv)
     mode = "quick" if args.quick else "full"
     for key, value in MODES[mode].items():
@@ -154,7 +158,8 @@ class Harness:
                  "--max-length", a.max_length, "--seed", a.seed, "--frozen-epochs", a.frozen_epochs, "--frozen-lr", a.frozen_lr,
                  "--student-layers", a.student_layers, "--predict-batch-size", a.predict_batch_size,
                  "--predict-size", a.predict_size, "--repeats", a.repeats, "--matmul-size", a.matmul_size,
-                 "--matmul-repeats", a.matmul_repeats, "--data-dir", a.data_dir]
+                 "--matmul-repeats", a.matmul_repeats, "--data-dir", a.data_dir, "--vision-epochs", a.vision_epochs,
+                 "--vision-batch-size", a.vision_batch_size, "--vision-lr", a.vision_lr]
         if a.lora_lr:
             flags += ["--lora-lr", a.lora_lr]
         for item in a.distill_option or []:
@@ -184,10 +189,13 @@ def orchestrate(args) -> int:
             skipped[case] = f"strategy '{case}' is not registered in nlp_transfer.strategies.STRATEGIES"
     active = [c for c in cases if c not in skipped]
     # full/ours is also the model that predict uses, the teacher of distill and the reference of lora
-    if active and (set(active) & {"full", "predict", "lora", "distill"}):
+    if active and (set(active) & {"full", "bf16", "predict", "lora", "distill"}):
         h.run("full-ours", "full", "ours")
     if "full" in active:
         h.run("full-theirs", "full", "theirs")
+    if "bf16" in active:
+        h.run("bf16-ours", "bf16", "ours")
+        h.run("bf16-theirs", "bf16", "theirs")
     if "frozen" in active:
         h.run("frozen-ours", "frozen", "ours", pooling="cls")
         h.run("frozen-theirs", "frozen", "theirs")
@@ -208,16 +216,20 @@ def orchestrate(args) -> int:
             skipped["distill"] = "no teacher: the full/ours run failed"
     if "predict" in active:
         if model_dir:
-            h.run("predict-ours", "predict", "ours", model_dir=model_dir)
+            h.run("predict-ours", "predict", "ours", model_dir=model_dir, run_optimize="true")
             h.run("predict-theirs", "predict", "theirs", model_dir=model_dir)
         else:
             skipped["predict"] = "no trained model: the full/ours run failed"
+    if "vision" in active:
+        h.run("vision-ours", "vision", "ours")
+        h.run("vision-theirs", "vision", "theirs")
     total = time.perf_counter() - started
 
     machine_name = re.sub(r"[^A-Za-z0-9_.-]+", "-", args.machine or socket.gethostname()) or "machine"
     stem = f"{dt.date.today().isoformat()}-{machine_name}"
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-              if k not in ("case", "side", "run_dir", "result", "model_dir", "teacher_dir", "pooling", "cache_teacher", "work_dir")}
+              if k not in ("case", "side", "run_dir", "result", "model_dir", "teacher_dir", "pooling", "cache_teacher", "work_dir",
+                           "run_optimize")}
     results = report.build_results(h.runs, machine, config, cases, skipped, total_seconds=round(total, 1),
                                    command=" ".join([Path(sys.executable).name, *sys.argv]))
     paths = report.write_all(results, args.out_dir, stem)

@@ -23,6 +23,7 @@ import yaml
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 LABELS = ["negative", "positive"]
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "sst2"
+TINY_VIT = Path(__file__).resolve().parents[1] / "recipes" / "digits" / "tiny-vit"
 
 
 # ----------------------------------------------------------------------------- shared helpers
@@ -93,12 +94,21 @@ def run_machine(args) -> dict:
         torch.matmul(a, b)
         times.append(time.perf_counter() - t0)
     flops = 2 * n ** 3
+    a16, b16 = a.bfloat16(), b.bfloat16()
+    for _ in range(3):
+        torch.matmul(a16, b16)
+    times16 = []
+    for _ in range(args.matmul_repeats):
+        t0 = time.perf_counter()
+        torch.matmul(a16, b16)
+        times16.append(time.perf_counter() - t0)
     model = AutoModelForSequenceClassification.from_pretrained(_model_path(), num_labels=2)
     params = dict(model.named_parameters())
     return {
         "peak_rss_mib": peak_rss_mib(),
         "matmul": {"size": n, "repeats": args.matmul_repeats, "peak_gflops": round(flops / min(times) / 1e9, 2),
-                   "median_gflops": round(flops / statistics.median(times) / 1e9, 2)},
+                   "median_gflops": round(flops / statistics.median(times) / 1e9, 2),
+                   "bf16_peak_gflops": round(flops / min(times16) / 1e9, 2)},
         "cpu_model": _cpu_model(), "simd_flags": _simd_flags(), "logical_cpus": __import__("os").cpu_count(), "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
         "datasets": __import__("datasets").__version__, "accelerate": __import__("accelerate").__version__,
@@ -156,12 +166,14 @@ def _our_recipe(args, strategy: dict, out_dir: Path, **train) -> dict:
         "strategy": strategy,
         "train": {"epochs": args.epochs, "batch_size": args.batch_size, "eval_batch_size": 2 * args.batch_size,
                   "weight_decay": args.weight_decay, "warmup_ratio": args.warmup_ratio, "seed": args.seed,
-                  "eval_every": 0, "metrics": ["accuracy"], "head_lr": train["lr"], **train},
+                  "eval_every": 0, "metrics": ["accuracy"], "head_lr": train["lr"],
+                  # fp32 unless the case says otherwise (train.mixed_precision's default, auto, picks bf16 on bf16 CPUs)
+                  "mixed_precision": "no", **train},
         "output": {"dir": str(out_dir), "overwrite": True},
     }
 
 
-def _train_ours(args, recipe: dict) -> dict:
+def _train_ours(args, recipe: dict, data_check: bool = True) -> dict:
     import nlp_transfer
 
     t0, c0 = time.perf_counter(), cpu_seconds()
@@ -179,7 +191,8 @@ def _train_ours(args, recipe: dict) -> dict:
         "accuracy_per_eval": [e.get("accuracy") for e in evals],
         "parameters": m["parameters"], "output_dir": str(out.output_dir), "metrics": m,
         "file_bytes": {f.name: f.stat().st_size for f in out.output_dir.glob("*.safetensors")},
-        "data_check": _our_data_check(recipe),
+        "data_check": _our_data_check(recipe) if data_check else None,
+        "mixed_precision": m.get("mixed_precision"),
     }
 
 
@@ -203,6 +216,10 @@ def run_ours(args) -> dict:
     out_dir = args.run_dir / "model"
     if args.case == "full":
         return _train_ours(args, _our_recipe(args, {"name": "full"}, out_dir))
+    if args.case == "bf16":
+        return _train_ours(args, _our_recipe(args, {"name": "full"}, out_dir, mixed_precision="bf16"))
+    if args.case == "vision":
+        return _train_ours(args, _vision_recipe(args, out_dir), data_check=False)
     if args.case == "frozen":
         recipe = _our_recipe(args, {"name": "frozen", "pooling": args.pooling, "cache_features": True}, out_dir,
                              epochs=args.frozen_epochs, lr=args.frozen_lr)
@@ -270,13 +287,35 @@ def _run_distill(args, out_dir: Path) -> dict:
     return result
 
 
-def _validation_texts(args) -> list[str]:
+def _digits(args) -> Path:
+    """The digits demo's image folders (digits 0-4: the source task), written before the timed region."""
+    from nlp_transfer.digits import write_digits
+
+    return write_digits(args.run_dir / "digits") / "source"
+
+
+def _vision_recipe(args, out_dir: Path) -> dict:
+    """recipes/digits/source.yaml (the tiny ViT from scratch on digits 0-4) with the benchmark's epochs and seed."""
+    return {
+        "model": {"name": str(TINY_VIT), "from_scratch": True},
+        "task": {"type": "image-classification", "image": "image", "label": "label"},
+        "data": {"source": "imagefolder", "dir": str(_digits(args))},
+        "strategy": {"name": "full"},
+        "train": {"epochs": args.vision_epochs, "batch_size": args.vision_batch_size, "eval_batch_size": 2 * args.vision_batch_size,
+                  "lr": args.vision_lr, "weight_decay": args.weight_decay, "warmup_ratio": 0.1, "seed": args.seed,
+                  "eval_every": 0, "metrics": ["accuracy"], "mixed_precision": "no"},
+        "output": {"dir": str(out_dir), "overwrite": True},
+    }
+
+
+def _validation_texts(args, with_labels: bool = False):
     from datasets import load_dataset
 
     ds = load_dataset("csv", data_files={"validation": str(args.data_dir / "validation.tsv")}, split="validation",
                       delimiter="\t", quoting=3)
-    texts = [str(t) for t in ds["sentence"]]
-    return texts[:args.predict_size] if args.predict_size else texts
+    n = args.predict_size or len(ds)
+    texts = [str(t) for t in ds["sentence"]][:n]
+    return (texts, [LABELS[int(y)] for y in ds["label"]][:n]) if with_labels else texts
 
 
 def _timed_repeats(fn, repeats: int) -> tuple[list[float], object]:
@@ -298,17 +337,47 @@ def _predict_result(texts, times, labels) -> dict:
 def _predict_ours(args) -> dict:
     import nlp_transfer
 
-    texts = _validation_texts(args)
+    texts, gold = _validation_texts(args, with_labels=True)
     batch = args.predict_batch_size
-    times, preds = _timed_repeats(lambda: nlp_transfer.predict(args.model_dir, texts, batch_size=batch), args.repeats)
-    result = {"end_to_end": _predict_result(texts, times, [p["label"] for p in preds])}
+    # variant="fp32": the saved weights (an optimized/ variant, when there is one, is measured on its own below)
+    times, preds = _timed_repeats(lambda: nlp_transfer.predict(args.model_dir, texts, batch_size=batch, variant="fp32"),
+                                  args.repeats)
+    result = {"end_to_end": _predict_result(texts, times, [p["label"] for p in preds]), "gold": gold}
     for key, dtype in (("reused", None), ("reused_bf16", "bfloat16")):
-        predictor = nlp_transfer.Predictor(args.model_dir, dtype=dtype)
+        predictor = nlp_transfer.Predictor(args.model_dir, dtype=dtype, variant="fp32")
         times, preds = _timed_repeats(lambda: predictor(texts, batch_size=batch), args.repeats)
         result[key] = _predict_result(texts, times, [p["label"] for p in preds])
+        result[key]["first_token_last_layer"] = _first_token(predictor.model)
+    if args.run_optimize == "true":
+        result["optimized"] = _optimized(args, texts, batch)
     result.update(peak_rss_mib=peak_rss_mib(), torch_threads=torch.get_num_threads(), model_dir=str(args.model_dir),
                   batch_size=args.predict_batch_size)
     return result
+
+
+def _first_token(model) -> bool:
+    from nlp_transfer.first_token import first_token_enabled
+
+    return first_token_enabled(model)
+
+
+def _optimized(args, texts: list[str], batch: int) -> dict:
+    """`nlp_transfer.optimize` on a copy of the model (its recipe's validation rows), then its pick, timed like the others."""
+    import shutil
+
+    import nlp_transfer
+
+    folder = shutil.copytree(args.model_dir, args.run_dir / "optimized-model")
+    t0 = time.perf_counter()
+    report = nlp_transfer.optimize(folder, batch_size=batch, repeats=args.repeats)
+    seconds = time.perf_counter() - t0
+    predictor = nlp_transfer.Predictor(folder)
+    times, preds = _timed_repeats(lambda: predictor(texts, batch_size=batch), args.repeats)
+    keep = ("status", "reason", "rows_per_second", "latency_ms", "label_agreement", "metric_delta_points", "within_tolerance")
+    return {**_predict_result(texts, times, [p["label"] for p in preds]), "variant": predictor.variant,
+            "optimize_seconds": round(seconds, 2), "selection": report["selected"], "rows": report["rows"],
+            "variants": {name: {k: r[k] for k in keep if k in r} | {"metrics": r.get("metrics")}
+                         for name, r in report["variants"].items()}}
 
 
 # ----------------------------------------------------------------------------- theirs (plain transformers)
@@ -324,7 +393,7 @@ def _their_data(args, tokenizer):
             validation.map(tokenize, batched=True, remove_columns=["sentence"]))
 
 
-def _train_theirs(args, *, frozen: bool) -> dict:
+def _train_theirs(args, *, frozen: bool, bf16: bool = False) -> dict:
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
                               TrainingArguments, set_seed)
 
@@ -347,7 +416,8 @@ def _train_theirs(args, *, frozen: bool) -> dict:
         output_dir=str(args.run_dir / "trainer"), num_train_epochs=epochs, per_device_train_batch_size=args.batch_size,
         per_device_eval_batch_size=2 * args.batch_size, learning_rate=lr, weight_decay=args.weight_decay,
         warmup_steps=args.warmup_ratio,  # transformers 5: a float below 1 is a ratio of the total steps
-        seed=args.seed, eval_strategy="no", save_strategy="no", logging_strategy="no", report_to="none",
+        seed=args.seed, eval_strategy="no", save_strategy="no", logging_strategy="no", report_to="none", bf16=bf16,
+        use_cpu=bf16 and not torch.cuda.is_available(),  # Trainer's bf16 on a CPU: autocast, once use_cpu says so
     )
     trainer = Trainer(model=model, args=training_args, train_dataset=train_ds,
                       data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer)
@@ -393,9 +463,51 @@ def _predict_theirs(args) -> dict:
     return result
 
 
+def _train_theirs_vision(args) -> dict:
+    """The same tiny ViT from scratch under Trainer: the same image processor, images, batch size, epochs and lr."""
+    from datasets import load_dataset
+    from transformers import (AutoConfig, AutoImageProcessor, AutoModelForImageClassification, DefaultDataCollator, Trainer,
+                              TrainingArguments, set_seed)
+
+    source = _digits(args)
+    t0, c0 = time.perf_counter(), cpu_seconds()
+    set_seed(args.seed)
+    processor = AutoImageProcessor.from_pretrained(str(TINY_VIT))
+    raw = load_dataset("imagefolder", data_dir=str(source))
+    names = raw["train"].features["label"].names
+    config = AutoConfig.from_pretrained(str(TINY_VIT), num_labels=len(names), id2label=dict(enumerate(names)),
+                                        label2id={n: i for i, n in enumerate(names)})
+    model = AutoModelForImageClassification.from_config(config)
+
+    def preprocess(batch):
+        return {"pixel_values": processor([image.convert("RGB") for image in batch["image"]])["pixel_values"],
+                "labels": batch["label"]}
+
+    train_ds, val_ds = (raw[split].map(preprocess, batched=True, remove_columns=["image", "label"]).with_format("torch")
+                        for split in ("train", "validation"))
+    training_args = TrainingArguments(
+        output_dir=str(args.run_dir / "trainer"), num_train_epochs=args.vision_epochs,
+        per_device_train_batch_size=args.vision_batch_size, per_device_eval_batch_size=2 * args.vision_batch_size,
+        learning_rate=args.vision_lr, weight_decay=args.weight_decay, warmup_steps=0.1, seed=args.seed,
+        eval_strategy="no", save_strategy="no", logging_strategy="no", report_to="none")
+    trainer = Trainer(model=model, args=training_args, train_dataset=train_ds, data_collator=DefaultDataCollator())
+    t_train = time.perf_counter()
+    trainer.train()
+    train_seconds = time.perf_counter() - t_train
+    prediction = trainer.predict(val_ds)
+    wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+    accuracy = float((prediction.predictions.argmax(-1) == prediction.label_ids).mean())
+    return {"wall_seconds": round(wall, 2), "cpu_seconds": round(cpu, 2), "peak_rss_mib": peak_rss_mib(),
+            "torch_threads": torch.get_num_threads(), "train_seconds": round(train_seconds, 2),
+            "train_samples_per_second": round(len(train_ds) * args.vision_epochs / train_seconds, 2),
+            "accuracy_last_epoch": accuracy, "accuracy_selected": accuracy, "rows": {"train": len(train_ds), "validation": len(val_ds)}}
+
+
 def run_theirs(args) -> dict:
-    if args.case in ("full", "frozen"):
-        return _train_theirs(args, frozen=args.case == "frozen")
+    if args.case in ("full", "frozen", "bf16"):
+        return _train_theirs(args, frozen=args.case == "frozen", bf16=args.case == "bf16")
+    if args.case == "vision":
+        return _train_theirs_vision(args)
     if args.case == "predict":
         return _predict_theirs(args)
     raise SystemExit(f"--case {args.case} has no 'theirs' side")

@@ -158,7 +158,8 @@ def _context(kind: str, folder: Path, recipe, metrics: dict, task, model_id: str
         "strategy_options": ", ".join(f"{k}={v}" for k, v in options.items()),
         "results": {s: metrics[s] for s in splits}, "metric_names": names, "data_sizes": metrics["data"],
         "results_note": _results_note(metrics, splits),
-        "train": recipe.train, "max_length": recipe.model.max_length, "data_md": _data_md(recipe.data),
+        "train": recipe.train, "precision": _precision(recipe, metrics), "max_length": recipe.model.max_length,
+        "data_md": _data_md(recipe.data),
         "parameters": metrics["parameters"], "run": metrics["train"],
         "hardware": _hardware(metrics.get("num_processes", 1)), "versions": _versions(),
         "intended_uses": recipe.card.intended_uses or _default_intended_uses(recipe, task),
@@ -172,6 +173,14 @@ def _context(kind: str, folder: Path, recipe, metrics: dict, task, model_id: str
         "decode": task.kind.decode_snippet(task),
         "peft_class": task.kind.peft_auto_class,
     }
+
+
+def _precision(recipe, metrics: dict) -> str:
+    """The precision the run trained in, as markdown; ``auto`` says what it resolved to and why."""
+    used = metrics.get("mixed_precision") or {}
+    if used.get("requested") == "auto":
+        return f"`{used['used']}` (`auto`: {used['reason']})"
+    return f"`{used.get('used', recipe.train.mixed_precision)}`"
 
 
 def _files_note(kind: str) -> str:

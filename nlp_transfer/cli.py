@@ -52,7 +52,7 @@ def _validate(args) -> int:
 def _evaluate(args) -> int:
     from .runner import evaluate
 
-    print(json.dumps({args.split: evaluate(args.output_dir, args.split)}, indent=2))
+    print(json.dumps({args.split: evaluate(args.output_dir, args.split, variant=args.variant)}, indent=2))
     return 0
 
 
@@ -64,13 +64,27 @@ def _predict(args) -> int:
         texts += _read_texts(Path(args.file), args.column)
     if not texts:
         raise NlpTransferError("predict: give texts as arguments or --file with one text per row")
-    results = predict(args.output_dir, texts, batch_size=args.batch_size, dtype=args.dtype)
+    results = predict(args.output_dir, texts, batch_size=args.batch_size, dtype=args.dtype, variant=args.variant)
     lines = [json.dumps({"text": t if isinstance(t, str) else list(t), **r}) for t, r in zip(texts, results)]
     if args.out:
         Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
         print(f"wrote {len(lines)} predictions to {args.out}")
     else:
         print("\n".join(lines))
+    return 0
+
+
+def _optimize(args) -> int:
+    from .optimization import optimize
+
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else None
+    report = optimize(args.output_dir, rows=args.rows, file=args.file, tolerance=args.tolerance,
+                      batch_size=args.batch_size, repeats=args.repeats, variants=variants)
+    selected = report["selected"]
+    rows = {name: {k: r[k] for k in ("status", "rows_per_second", "label_agreement", "metric_delta_points", "reason")
+                   if k in r} for name, r in report["variants"].items()}
+    print(json.dumps({"selected": selected["variant"], "metric": selected["metric"], "variants": rows,
+                      "written": str(Path(args.output_dir) / "optimized")}, indent=2))
     return 0
 
 
@@ -105,6 +119,9 @@ def _read_texts(path: Path, columns: list[str] | None) -> list:
     return [row[columns[0]] if len(columns) == 1 else tuple(row[c] for c in columns) for row in rows]
 
 
+_VARIANT_HELP = "auto (default): the optimized variant when `nlp-transfer optimize` wrote one; fp32: the saved weights"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nlp-transfer", description="Transfer learning from YAML recipes.")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
@@ -127,6 +144,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="score a saved output folder on a split of its recipe's data")
     evaluate.add_argument("output_dir")
     evaluate.add_argument("--split", default="validation", choices=["train", "validation", "test"])
+    evaluate.add_argument("--variant", default="auto", choices=["auto", "fp32", "optimized"], help=_VARIANT_HELP)
     evaluate.set_defaults(run=_evaluate)
 
     predict = commands.add_parser("predict", help="predict with a saved output folder")
@@ -137,8 +155,23 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", help="write JSON lines here instead of standard output")
     predict.add_argument("--batch-size", type=int, default=64)
     predict.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
-                         help="inference precision (default: as saved, float32)")
+                         help="inference precision of the fp32 weights (default: as saved, float32)")
+    predict.add_argument("--variant", default="auto", choices=["auto", "fp32", "optimized"], help=_VARIANT_HELP)
     predict.set_defaults(run=_predict)
+
+    optimize = commands.add_parser(
+        "optimize", help="measure inference variants (fp32, bf16, int8, ONNX) and keep the fastest within tolerance",
+        description="Time and score each inference variant this machine runs on the output's validation rows; write "
+                    "the fastest whose metric stays within --tolerance points of fp32 into OUTPUT/optimized/.")
+    optimize.add_argument("output_dir")
+    optimize.add_argument("--rows", type=int, default=1000, help="first N validation rows (0 = all; default 1000)")
+    optimize.add_argument("--file", help="score on this data file (the recipe's input and label columns) instead")
+    optimize.add_argument("--tolerance", type=float, default=0.5,
+                          help="largest metric loss vs fp32 in points (100 x the metric; default 0.5)")
+    optimize.add_argument("--batch-size", type=int, default=64)
+    optimize.add_argument("--repeats", type=int, default=3, help="timed passes after a warm-up (median)")
+    optimize.add_argument("--variants", help="comma-separated subset of fp32,bf16,int8-dynamic,onnx-fp32,onnx-int8")
+    optimize.set_defaults(run=_optimize)
 
     push = commands.add_parser("push", help="push a finished output folder to the Hugging Face Hub",
                                description="Push a finished output folder to the Hub. The token comes from HF_TOKEN or "

@@ -119,7 +119,8 @@ class TrainConfig:
     grad_accum_steps: int = 1
     max_grad_norm: float | None = 1.0
     seed: int = 42
-    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    # auto: bf16 where the hardware has native bf16 (GPU or CPU), fp32 elsewhere (see precision.py)
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
     metrics: list[str] | None = None
     best_metric: str | None = None
     eval_every: int = 0

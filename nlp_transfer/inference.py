@@ -13,8 +13,8 @@ import yaml
 
 from .errors import ModelError
 from .export import find_run_file
-from .models import load_model
 from .tasks import TaskSpec, get_task_type
+from .variants import load_for_prediction
 
 
 class Predictor:
@@ -31,13 +31,16 @@ class Predictor:
         [{'label': 'positive', 'score': 0.97}]
     """
 
-    def __init__(self, output_dir: str | Path, *, device: str | None = None, dtype: str | None = None):
+    def __init__(self, output_dir: str | Path, *, device: str | None = None, dtype: str | None = None,
+                 variant: str = "auto"):
         """Load the folder's model (adapter or plain) and tokenizer (or image processor).
 
         Args:
             output_dir: An output folder (or its ``merged/``).
             device: ``cuda``/``cpu``/...; default: the GPU when there is one.
             dtype: ``float32`` (default, as saved), ``bfloat16`` or ``float16`` weights for inference.
+            variant: ``auto`` (the variant ``nlp-transfer optimize`` selected, when there is one; else
+                ``fp32``), ``fp32`` (the saved weights) or ``optimized``. ``self.variant`` says which runs.
 
         Raises:
             ModelError: The folder is not a model output.
@@ -48,7 +51,8 @@ class Predictor:
         task_type, threshold, self.max_length = _task_settings(self.output_dir)
         self.kind = get_task_type(task_type)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = load_model(self.output_dir).eval().to(self.device, dtype=_torch_dtype(dtype))
+        # where the head reads only the first token, the last layer computes that position alone (first_token.py)
+        self.model, self.variant = load_for_prediction(self.output_dir, variant, self.device, _torch_dtype(dtype))
         self.processor = self.kind.load_processor(str(self.output_dir))  # the tokenizer, or the image processor
         self.id2label = {int(i): name for i, name in self.model.config.id2label.items()}
         self.task = TaskSpec(task_type, self.id2label, threshold)
@@ -72,12 +76,11 @@ class Predictor:
             return np.zeros((0, len(self.id2label)), dtype=np.float32)
         with torch.inference_mode():
             return self.kind.predict_logits(self.model, self.processor, list(texts), batch_size=batch_size,
-                                            max_length=self.max_length)
+                                            max_length=self.max_length, device=self.device)
 
 
-def text_logits(model, tokenizer, texts: list, *, batch_size: int, max_length: int) -> np.ndarray:
-    """Logits for texts (or sentence pairs), tokenized in one pass and run in batches of similar length."""
-    device = next(model.parameters()).device
+def text_logits(model, tokenizer, texts: list, *, batch_size: int, max_length: int, device) -> np.ndarray:
+    """Logits for texts (or sentence pairs), tokenized in one pass and run in batches of similar length on ``device``."""
     pairs = isinstance(texts[0], (tuple, list))
     columns = [[str(t) for t in col] for col in zip(*texts)] if pairs else [[str(t) for t in texts]]
     encoded = tokenizer(*columns, truncation=True, max_length=max_length)
@@ -93,9 +96,9 @@ def text_logits(model, tokenizer, texts: list, *, batch_size: int, max_length: i
 
 
 def predict(output_dir: str | Path, texts: list[str] | list[tuple[str, str]], *, batch_size: int = 64,
-            device: str | None = None, dtype: str | None = None) -> list[dict]:
+            device: str | None = None, dtype: str | None = None, variant: str = "auto") -> list[dict]:
     """Load ``output_dir`` and predict ``texts`` once; use ``Predictor`` to serve many calls."""
-    return Predictor(output_dir, device=device, dtype=dtype)(texts, batch_size=batch_size)
+    return Predictor(output_dir, device=device, dtype=dtype, variant=variant)(texts, batch_size=batch_size)
 
 
 def _torch_dtype(name: str | None) -> torch.dtype | None:

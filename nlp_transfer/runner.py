@@ -27,9 +27,11 @@ from .hub import push_after_run, require_token
 from .loop import LoopResult, evaluate_loader, run_loop
 from .model_files import default_pooling
 from .models import build_task_model, load_model, model_pooling, resolve_model_path
+from .precision import resolve_mixed_precision
 from .recipe import load_recipe
 from .strategies import Strategy, build_strategy
 from .tasks import TaskSpec
+from .variants import selected_variant
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +63,10 @@ def train(recipe: Recipe | str | Path | dict, overrides=None, *, resume: bool = 
         require_token()  # fail before training, not after
     work = partial_dir(out_dir)
     cfg = recipe.train
-    accelerator = start_run(cfg, work, resume, tracker_config=_flat(recipe.to_dict()), run_name=out_dir.name)
+    precision = resolve_mixed_precision(cfg.mixed_precision)
+    logger.info("Mixed precision: %s (train.mixed_precision=%s: %s)", precision.used, precision.requested, precision.reason)
+    accelerator = start_run(cfg, work, resume, mixed_precision=precision.used, tracker_config=_flat(recipe.to_dict()),
+                            run_name=out_dir.name)
     splits, task = load_data(recipe.data, recipe.task, cfg.seed)
     strategy = build_strategy(recipe.strategy, task)
     pooling_unset = recipe.model.pooling is None
@@ -78,6 +83,7 @@ def train(recipe: Recipe | str | Path | dict, overrides=None, *, resume: bool = 
     trained = accelerator.unwrap_model(result.model, keep_fp32_wrapper=False)
     metrics = evaluate_run(recipe, task, strategy, model, trained, result, prepared, processor, accelerator, metric_names,
                            total_params)
+    metrics["mixed_precision"] = precision.as_dict()
     if report:
         metrics["truncation"] = report
     if accelerator.is_main_process:
@@ -91,10 +97,11 @@ def train(recipe: Recipe | str | Path | dict, overrides=None, *, resume: bool = 
 
 
 # ---------------------------------------------------------------------- stages
-def start_run(cfg: TrainConfig, work: Path, resume: bool, *, tracker_config: dict | None = None,
+def start_run(cfg: TrainConfig, work: Path, resume: bool, *, mixed_precision: str = "no", tracker_config: dict | None = None,
               run_name: str = "run") -> Accelerator:
-    """The run's Accelerator, its (emptied, unless resuming) work folder, the seed and the trackers."""
-    accelerator = new_accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum_steps,
+    """The run's Accelerator (``mixed_precision``: resolved, never ``auto``), its (emptied, unless resuming) work folder,
+    the seed and the trackers."""
+    accelerator = new_accelerator(mixed_precision=mixed_precision, gradient_accumulation_steps=cfg.grad_accum_steps,
                                   log_with=cfg.report_to or None, project_dir=str(work))
     if accelerator.is_main_process:
         if work.exists() and not resume:
@@ -213,13 +220,18 @@ def export_run(recipe: Recipe, strategy: Strategy, model, trained, task: TaskSpe
 
 
 # ---------------------------------------------------------------------- evaluate
-def evaluate(output_dir: str | Path, split: str = "validation") -> dict[str, float]:
+def evaluate(output_dir: str | Path, split: str = "validation", variant: str = "auto") -> dict[str, float]:
     """Score a saved output folder on a split of the data its recipe names.
 
     Labels are mapped with the saved model's own ``label2id``, so the scores are those of
-    the folder as published.
+    the folder as published. ``variant``: as ``Predictor``'s (``auto`` scores the optimized
+    variant when ``nlp-transfer optimize`` wrote one).
     """
     output_dir = Path(output_dir)
+    if variant == "optimized" or (variant == "auto" and selected_variant(output_dir) is not None):
+        from .optimization import evaluate_variant
+
+        return evaluate_variant(output_dir, split, variant)
     recipe = load_recipe(find_run_file(output_dir) or output_dir / "recipe.yaml")
     model = load_model(output_dir, recipe.model.trust_remote_code)
     task = TaskSpec(recipe.task.type, {int(i): n for i, n in model.config.id2label.items()}, recipe.task.threshold)

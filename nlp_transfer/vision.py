@@ -152,8 +152,8 @@ def load_image_processor(path: str):
 
 # ------------------------------------------------------------------ prediction
 @torch.inference_mode()
-def image_logits(model, processor, paths: list[str], *, batch_size: int = 64) -> np.ndarray:
-    """Logits of a loaded image classifier for image files, one row per path.
+def image_logits(model, processor, paths: list, *, batch_size: int = 64) -> np.ndarray:
+    """Logits of a loaded image classifier for image files (or PIL images), one row per path.
 
     Raises:
         DataError: An image file is missing or not an image.
@@ -165,6 +165,9 @@ def image_logits(model, processor, paths: list[str], *, batch_size: int = 64) ->
     for start in range(0, len(paths), batch_size):
         images = []
         for path in paths[start:start + batch_size]:
+            if hasattr(path, "convert"):  # already an image (a dataset row), not a path
+                images.append(path.convert("RGB"))
+                continue
             try:
                 with PILImage.open(path) as image:
                     images.append(image.convert("RGB"))

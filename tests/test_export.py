@@ -80,11 +80,11 @@ def test_plain_transformers_and_pipeline_agree_with_predict(trained):
 
 
 def test_predictor_loads_once_and_keeps_input_order(trained, monkeypatch):
-    import nlp_transfer.inference as inference
+    import nlp_transfer.variants as variants
 
     loads = []
-    real_load = inference.load_model
-    monkeypatch.setattr(inference, "load_model", lambda folder: loads.append(folder) or real_load(folder))
+    real_load = variants.load_model
+    monkeypatch.setattr(variants, "load_model", lambda folder: loads.append(folder) or real_load(folder))
     classify = nlp_transfer.Predictor(trained)
     one_by_one = [classify([text])[0] for text in TEXTS]
     batched_small = classify(TEXTS, batch_size=2)  # several length-sorted batches, results back in input order

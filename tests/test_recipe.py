@@ -99,7 +99,7 @@ def test_unknown_strategy_lists_registered_strategies():
 
 @pytest.mark.parametrize("override, expected", [
     ("train.epochs=abc", r"train\.epochs: got 'abc'; expected a number"),
-    ("train.mixed_precision=fp8", r"train\.mixed_precision: got 'fp8'; expected one of: no, fp16, bf16"),
+    ("train.mixed_precision=fp8", r"train\.mixed_precision: got 'fp8'; expected one of: auto, no, fp16, bf16"),
     ("train.batch_size=2.5", r"train\.batch_size: got 2\.5; expected an integer"),
     ("train.group_by_length=maybe", r"train\.group_by_length: got 'maybe'; expected true/false"),
     ("task.type=translation", r"task\.type: got 'translation'; expected one of: text-classification"),

@@ -250,11 +250,16 @@ class TaskType:
         best = int(probs.argmax())
         return {"label": spec.id2label[best], "score": float(probs[best])}
 
-    def predict_logits(self, model, processor, inputs: list, *, batch_size: int, max_length: int):
-        """Logits of a loaded model for raw inputs (texts or sentence pairs), in input order."""
+    def predict_logits(self, model, processor, inputs: list, *, batch_size: int, max_length: int, device):
+        """Logits of a loaded model (on ``device``) for raw inputs (texts or sentence pairs), in input order."""
         from ..inference import text_logits
 
-        return text_logits(model, processor, inputs, batch_size=batch_size, max_length=max_length)
+        return text_logits(model, processor, inputs, batch_size=batch_size, max_length=max_length, device=device)
+
+    def prediction_inputs(self, ds, recipe: Recipe, split: str = "validation") -> list:
+        """What ``Predictor`` takes for the rows of a split of the recipe's data (texts, or sentence pairs)."""
+        columns = [ds[c] for c in recipe.task.text_columns]
+        return list(zip(*columns)) if len(columns) == 2 else list(columns[0])
 
     def predictor(self, model, processor):
         """A callable serving whole predictions, when this type predicts through something other than logits."""

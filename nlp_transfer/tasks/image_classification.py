@@ -77,10 +77,17 @@ class ImageClassification(TaskType):
 
         return image_features(model, batch)
 
-    def predict_logits(self, model, processor, inputs, *, batch_size, max_length):
+    def predict_logits(self, model, processor, inputs, *, batch_size, max_length, device):
         from ..vision import image_logits
 
-        return image_logits(model, processor, [str(p) for p in inputs], batch_size=batch_size)
+        return image_logits(model, processor, list(inputs), batch_size=batch_size)
+
+    def prediction_inputs(self, ds, recipe, split: str = "validation") -> list:
+        from datasets import DatasetDict
+
+        from ..vision import decode_image_columns
+
+        return list(decode_image_columns(DatasetDict({split: ds}), recipe.task.image, recipe.data.files)[split][recipe.task.image])
 
     # -------------------------------------------------------------------- card
     def phrase(self, spec, recipe) -> str:

@@ -140,6 +140,9 @@ class TokenClassification(TaskType):
 
         return tag
 
+    def prediction_inputs(self, ds, recipe, split: str = "validation") -> list:
+        return [" ".join(map(str, words)) for words in ds[recipe.task.tokens]]
+
     # -------------------------------------------------------------------- card
     def phrase(self, spec, recipe) -> str:
         return f"token-classification ({spec.num_labels} tags per word)"
