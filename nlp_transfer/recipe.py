@@ -128,6 +128,8 @@ def _build_recipe(raw: dict, problems: list[str], source: str) -> Recipe:
     recipe = Recipe(**sections, source=source)
     recipe.strategy.complete(recipe)
     recipe.defaults_used = _fill_train_defaults(recipe)
+    if not recipe.output.dir and source != "<dict>":  # a recipe file's runs go to runs/<its name> unless it says
+        recipe.output.dir = recipe.defaults_used["output.dir"] = f"runs/{Path(source).stem}"
     _check_semantics(recipe, problems)
     return recipe
 
@@ -199,6 +201,9 @@ def _check_type(value, hint) -> tuple[bool, Any]:
     if hint is type(None):
         return value is None, value
     if origin is Literal:
+        if isinstance(value, bool):  # YAML 1.1 reads a bare no/off as false and yes/on as true
+            value = next((word for word in (("no", "off", "false") if not value else ("yes", "on", "true"))
+                          if word in args), value)
         return value in args, value
     if origin is list:
         if not isinstance(value, list):
@@ -260,7 +265,8 @@ def _check_semantics(recipe: Recipe, problems: list[str]) -> None:
     problems.extend(_data_problems(recipe, kind))
     problems.extend(_train_problems(train, task.type))
     if not recipe.output.dir:
-        problems.append("output.dir: missing; give the folder the trained model is written to, e.g. output.dir=runs/my-model")
+        problems.append("output.dir: missing; give the folder the trained model is written to, e.g. "
+                        "{'output': {'dir': 'runs/my-model'}} (a recipe file defaults to runs/<its name>)")
     if recipe.output.push_to_hub is not None:
         problems.extend(_push_problems(recipe))
     problems.extend(recipe.strategy.validate(recipe))

@@ -8,6 +8,7 @@ decision that depends on them; nothing here names either.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from dataclasses import dataclass
@@ -224,8 +225,10 @@ def evaluate(output_dir: str | Path, split: str = "validation", variant: str = "
     """Score a saved output folder on a split of the data its recipe names.
 
     Labels are mapped with the saved model's own ``label2id``, so the scores are those of
-    the folder as published. ``variant``: as ``Predictor``'s (``auto`` scores the optimized
-    variant when ``nlp-transfer optimize`` wrote one).
+    the folder as published, computed in the precision the run evaluated in (its ``metrics.json``:
+    bf16 autocast for a ``train.mixed_precision: auto`` run on bf16 hardware) and at its evaluation
+    batch size, so they reproduce the run's own. ``variant``: as ``Predictor``'s (``auto`` scores the
+    optimized variant when ``nlp-transfer optimize`` wrote one).
     """
     output_dir = Path(output_dir)
     if variant == "optimized" or (variant == "auto" and selected_variant(output_dir) is not None):
@@ -241,9 +244,10 @@ def evaluate(output_dir: str | Path, split: str = "validation", variant: str = "
         raise data_lib.DataError(f"--split: the recipe's data has no '{split}' split; it has: {', '.join(splits)}")
     encoded, _ = data_lib.encode_labels(DatasetDict({split: splits[split]}), recipe.task, recipe.data, names=task.label_names)
     inputs, _ = preprocess(recipe, task, processor, encoded, augment=False)
-    accelerator = new_accelerator()
+    accelerator = new_accelerator(mixed_precision=_run_precision(output_dir))
     strategy = Strategy(None, task)
-    loader = data_lib.eval_loader(inputs[split], 2 * recipe.train.batch_size, strategy.collator(processor))
+    batch_size = recipe.train.eval_batch_size or 2 * recipe.train.batch_size
+    loader = data_lib.eval_loader(inputs[split], batch_size, strategy.collator(processor))
     model, loader = accelerator.prepare(model, loader)
     return evaluate_loader(model, strategy, loader, accelerator, task, _metric_names(recipe, task))
 
@@ -263,6 +267,15 @@ def new_accelerator(**kwargs) -> Accelerator:
 
 
 # ---------------------------------------------------------------------- helpers
+def _run_precision(output_dir: Path) -> str:
+    """The precision the run evaluated in (metrics.json), so that ``evaluate`` reproduces its scores; ``no`` when unknown."""
+    metrics_file = find_run_file(output_dir, "metrics.json")
+    if metrics_file is None:
+        return "no"
+    used = json.loads(metrics_file.read_text(encoding="utf-8")).get("mixed_precision", {}).get("used", "no")
+    return used if used in ("no", "bf16", "fp16") else "no"
+
+
 def _metric_names(recipe: Recipe, task: TaskSpec) -> list[str]:
     return recipe.train.metrics or list(task.kind.default_metrics)
 

@@ -28,6 +28,17 @@ def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("NLP_TRANSFER_CACHE", str(tmp_path / "nlp_transfer_cache"))
 
 
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state():
+    """Accelerate keeps the last run's settings (mixed precision: bf16 under ``auto`` on this CPU) process-wide;
+    a test that builds a plain ``Accelerator()`` after a run must get a plain fp32 one, as in a fresh process."""
+    yield
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> str:
     """A tiny random-init BERT (hidden 32, 2 layers) with a word-level vocab, saved as a model folder."""

@@ -327,16 +327,7 @@ def test_other_task_types_train_export_and_predict(toy_recipe, tmp_path, task_ty
         assert a[key] == pytest.approx(m[key], abs=1e-5)
 
 
-@pytest.fixture
-def restore_full_precision():
-    """Accelerate keeps the last run's mixed precision process-wide; later tests build plain Accelerators."""
-    yield
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=False)
-
-
-def test_bf16_mixed_precision(toy_recipe, monkeypatch, restore_full_precision):
+def test_bf16_mixed_precision(toy_recipe, monkeypatch):
     precisions, real_loop = [], runner_lib.run_loop
 
     def spy(model, strategy, train_loader, eval_loader, cfg, accelerator, **kwargs):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from accelerate import Accelerator
 from datasets import Dataset
 from safetensors.torch import load_file
@@ -68,6 +69,24 @@ def test_unset_train_keys_take_the_strategys_defaults(name, lr, head_lr, epochs,
 def test_head_lr_must_be_positive(toy_recipe):
     with pytest.raises(RecipeError, match=r"train.head_lr: got -0.1; expected a positive number"):
         load_recipe({**toy_recipe, "train": {**toy_recipe["train"], "head_lr": -0.1}})
+
+
+def test_a_recipe_file_without_output_dir_writes_to_runs_and_its_name(toy_recipe, tmp_path):
+    recipe_dict = {k: v for k, v in toy_recipe.items() if k != "output"}
+    path = tmp_path / "my-recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe_dict))
+    recipe = load_recipe(path)
+    assert recipe.output.dir == "runs/my-recipe" and recipe.defaults_used["output.dir"] == "runs/my-recipe"
+    with pytest.raises(RecipeError, match=r"output\.dir: missing"):  # a dict has no name to borrow
+        load_recipe(recipe_dict)
+
+
+@pytest.mark.parametrize("typed, meant", [("no", "no"), ("off", "no"), ("bf16", "bf16")])
+def test_yaml_reading_no_as_false_still_means_no(typed, meant, toy_recipe):
+    """YAML 1.1 reads a bare `no` (as typed on the command line: train.mixed_precision=no) as false."""
+    assert load_recipe(toy_recipe, [f"train.mixed_precision={typed}"]).train.mixed_precision == meant
+    with pytest.raises(RecipeError, match=r"train\.mixed_precision: got True; expected one of: auto, no, fp16, bf16"):
+        load_recipe(toy_recipe, ["train.mixed_precision=yes"])
 
 
 def test_pooling_follows_the_model_folder(tiny_model_dir, toy_recipe, tmp_path):
