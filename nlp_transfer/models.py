@@ -223,6 +223,7 @@ def _albert_head(model, seq):
 _CLS_HEADS = {
     "bert": _bert_head, "megatron-bert": _bert_head, "ernie": _bert_head,
     "roberta": _sequence_head, "xlm-roberta": _sequence_head, "camembert": _sequence_head, "electra": _sequence_head,
+    "mpnet": _sequence_head,
     "deberta": _deberta_head, "deberta-v2": _deberta_head,
     "distilbert": _distilbert_head, "albert": _albert_head,
 }
