@@ -223,10 +223,12 @@ def _encode_regression(ds: Dataset, split: str, column: str, data: DataConfig) -
     return ds.map(lambda b: {"labels": [float(v) for v in b[column]]}, batched=True, desc=f"labels {split}")
 
 
-def tokenize_splits(splits: DatasetDict, tokenizer, text_columns: list[str], max_length: int) -> DatasetDict:
+def tokenize_splits(splits: DatasetDict, tokenizer, text_columns: list[str], max_length: int,
+                    carry: tuple[str, ...] = ()) -> DatasetDict:
     """Token ids per split (no padding), plus ``length``; evaluation splits sorted long to short.
 
     Sorting evaluation rows by length makes padded batches tight; metrics do not depend on order.
+    ``carry``: raw columns kept beside the token ids (a strategy reads them, e.g. a teacher with another tokenizer).
     """
     def tokenize(batch):
         texts = [batch[c] for c in text_columns]
@@ -236,13 +238,14 @@ def tokenize_splits(splits: DatasetDict, tokenizer, text_columns: list[str], max
 
     tokenized = DatasetDict()
     for split, ds in splits.items():
-        drop = [c for c in ds.column_names if c != "labels"]
+        drop = [c for c in ds.column_names if c != "labels" and c not in carry]
         out = ds.map(tokenize, batched=True, remove_columns=drop, desc=f"tokenize {split}")
         tokenized[split] = out if split == "train" else out.sort("length", reverse=True).flatten_indices()
     return tokenized
 
 
-def tokenize_for_task(splits: DatasetDict, tokenizer, task: TaskConfig, max_length: int) -> tuple[DatasetDict, dict]:
+def tokenize_for_task(splits: DatasetDict, tokenizer, task: TaskConfig, max_length: int,
+                      carry: tuple[str, ...] = ()) -> tuple[DatasetDict, dict]:
     """``tokenize_splits`` for the task's columns; token tasks also align tags to word pieces.
 
     Returns:
@@ -250,8 +253,8 @@ def tokenize_for_task(splits: DatasetDict, tokenizer, task: TaskConfig, max_leng
         (``token_data.tokenize_and_align``); an empty dict otherwise.
     """
     if task.type == "token-classification":
-        return tokenize_and_align(splits, tokenizer, task, max_length)
-    return tokenize_splits(splits, tokenizer, task.text_columns, max_length), {}
+        return tokenize_and_align(splits, tokenizer, task, max_length, carry)
+    return tokenize_splits(splits, tokenizer, task.text_columns, max_length, carry), {}
 
 
 class LengthGroupedBatchSampler:

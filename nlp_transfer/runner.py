@@ -73,10 +73,12 @@ def train(recipe: Recipe | str | Path | dict, overrides=None, *, resume: bool = 
     model = strategy.build_model(lambda: _build_task_model(recipe, spec, strategy))
     model_path = resolve_model_path(recipe.model.name, recipe.model.revision)
     tokenizer = _load_processor(model_path, recipe)  # an image processor for image tasks
-    tokenized, truncation = _model_inputs(recipe, tokenizer, splits, augment=True)
+    carry = tuple(strategy.raw_columns(recipe.task, tokenizer))  # raw text beside the token ids (cross-tokenizer distill)
+    tokenized, truncation = _model_inputs(recipe, tokenizer, splits, augment=True, carry=carry)
     total_params = sum(p.numel() for p in model.parameters())  # counted before prepare adds adapters or head copies
     trained = strategy.prepare(model)
     prepared = strategy.prepare_data(model, tokenizer, tokenized, accelerator)
+    tokenized = tokenized.remove_columns(list(carry)) if carry else tokenized
     collator = strategy.collator(tokenizer)
     metric_names = cfg.metrics or default_metrics(spec.type)
     eval_batch = cfg.eval_batch_size or 2 * cfg.batch_size
@@ -129,14 +131,16 @@ def _load_processor(path: str, recipe: Recipe):
     return load_tokenizer(path, recipe.model.trust_remote_code)
 
 
-def _model_inputs(recipe: Recipe, processor, splits: DatasetDict, augment: bool) -> tuple[DatasetDict, dict]:
+def _model_inputs(recipe: Recipe, processor, splits: DatasetDict, augment: bool,
+                  carry: tuple[str, ...] = ()) -> tuple[DatasetDict, dict]:
     """What the model reads per split: token ids (tags aligned to word pieces for token tasks), or
-    ``pixel_values`` (training augmented as the recipe asks); plus the token tasks' truncation report."""
+    ``pixel_values`` (training augmented as the recipe asks); plus the token tasks' truncation report.
+    ``carry``: raw text columns kept beside the token ids."""
     if recipe.task.type in IMAGE_TASKS:
         splits = decode_image_columns(splits, recipe.task.image, recipe.data.files)
         return preprocess_images(splits, processor, recipe.task.image, recipe.data.augment if augment else None,
                                  recipe.train.seed), {}
-    return data_lib.tokenize_for_task(splits, processor, recipe.task, recipe.model.max_length)
+    return data_lib.tokenize_for_task(splits, processor, recipe.task, recipe.model.max_length, carry)
 
 
 def new_accelerator(**kwargs) -> Accelerator:

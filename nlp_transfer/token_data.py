@@ -140,8 +140,11 @@ def _where(data: DataConfig, split: str, ds: Dataset | None = None, row: int = 0
     return f"{where}, row {row}, word {word}"
 
 
-def tokenize_and_align(splits: DatasetDict, tokenizer, task: TaskConfig, max_length: int) -> tuple[DatasetDict, dict]:
+def tokenize_and_align(splits: DatasetDict, tokenizer, task: TaskConfig, max_length: int,
+                       carry: tuple[str, ...] = ()) -> tuple[DatasetDict, dict]:
     """Word pieces per split with tags aligned to them, plus ``length``; evaluation splits sorted long to short.
+
+    ``carry``: raw columns kept beside the token ids (e.g. the word lists, for a teacher with another tokenizer).
 
     Returns:
         The tokenized splits and a truncation report per split: sentences cut by ``max_length``
@@ -166,7 +169,8 @@ def tokenize_and_align(splits: DatasetDict, tokenizer, task: TaskConfig, max_len
 
     tokenized, report = DatasetDict(), {}
     for split, ds in splits.items():
-        out = ds.map(tokenize, batched=True, remove_columns=ds.column_names, desc=f"tokenize {split}")
+        out = ds.map(tokenize, batched=True, remove_columns=[c for c in ds.column_names if c not in carry],
+                     desc=f"tokenize {split}")
         cut = out["words_cut"]
         report[split] = {"sentences": len(cut), "sentences_truncated": sum(1 for c in cut if c),
                          "words_cut": int(sum(cut)), "max_length": max_length}

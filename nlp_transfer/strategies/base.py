@@ -51,6 +51,11 @@ class Strategy:
         """The model this strategy trains and exports; ``build()`` makes the recipe's ``model.name`` task model."""
         return build()
 
+    def raw_columns(self, task, processor) -> list[str]:
+        """Raw data columns (``task``: the recipe's task section) to keep beside the token ids for
+        ``prepare_data``, which must drop them from what it returns; none by default."""
+        return []
+
     def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
         """Decide what trains; return the model the loop should train."""
         return model

@@ -2,9 +2,11 @@
 
 Distillation is a few overrides of the plain strategy, not a second trainer:
 
-- ``build_model``: the student is ``model.name`` (any encoder with the teacher's tokenizer) or
-  built from the teacher, DistilBERT-style (embeddings, chosen encoder layers and the head
-  copied; ``strategy.student_layers`` or ``student_num_layers`` evenly spaced).
+- ``build_model``: the student is ``model.name`` (any encoder; its tokenizer may differ from the
+  teacher's) or built from the teacher, DistilBERT-style (embeddings, chosen encoder layers and
+  the head copied; ``strategy.student_layers`` or ``student_num_layers`` evenly spaced).
+- ``raw_columns``: when the two tokenize differently, the raw text stays beside the student's
+  token ids and the teacher reads it through its own tokenizer (``distill_xtok``).
 - ``prepare_data``: the teacher (eval mode, no gradients) runs ONCE over train, validation and
   ``data.files.unlabeled``; its logits (and, with ``hidden_weight``, the first-token states of the
   mapped layers) are cached on disk (``nlp_transfer.cache``, keyed by the teacher's weights,
@@ -37,13 +39,16 @@ from ..data import UNLABELED_SPLIT, batch_collator, row_lengths
 from ..metrics import compute_metrics, greater_is_better
 from ..tasks import IGNORE_INDEX, TaskSpec, compute_loss, concat_rows, logits_to_predictions
 from .base import Strategy, StrategyOptions
+from ..errors import ModelError
+from ..vision import is_image_processor
 from .distill_models import (StudentWithProjections, build_student, check_same_tokenizer, check_teacher_labels,
                              evenly_spaced, first_token_states, hidden_layer_map, load_teacher)
+from .distill_xtok import WORD_IDS, TeacherText, teacher_text
 
 logger = logging.getLogger(__name__)
 
 # Batch columns that are not model inputs.
-_NOT_INPUTS = ("labels", "length", "labeled", "teacher_logits", "teacher_hidden")
+_NOT_INPUTS = ("labels", "length", "labeled", "teacher_logits", "teacher_hidden", WORD_IDS)
 SPEED_BATCH_SIZE = 32
 SPEED_REPEATS = 3
 _CACHE_VERSION = "distill-teacher-v1"
@@ -67,6 +72,9 @@ class DistillOptions(StrategyOptions):
     ``cache_teacher``: compute teacher outputs once and cache them on disk (false: every step).
     ``teacher_batch_size``: batch size of the teacher pass. ``speed_rows``: validation rows the
     speed-up is timed on (0 skips the measurement).
+    ``teacher_max_length``: truncation length of the teacher's own tokenizer when it differs from the
+    student's (default: the ``model.max_length`` the teacher was trained with, from its recipe.yaml,
+    else its tokenizer's limit up to 512).
     """
 
     name: str = "distill"
@@ -80,6 +88,7 @@ class DistillOptions(StrategyOptions):
     cache_teacher: bool = True
     teacher_batch_size: int = 64
     speed_rows: int = 256
+    teacher_max_length: int | None = None
 
     uses_unlabeled: ClassVar[bool] = True
 
@@ -125,6 +134,9 @@ class DistillOptions(StrategyOptions):
                             "and one teacher layer index (0-based) per student layer")
         if self.teacher_batch_size < 1:
             problems.append(f"strategy.teacher_batch_size: got {self.teacher_batch_size}; expected a positive integer")
+        if self.teacher_max_length is not None and self.teacher_max_length < 1:
+            problems.append(f"strategy.teacher_max_length: got {self.teacher_max_length}; expected a positive number of "
+                            "tokens, or null for the teacher's own")
         if self.speed_rows < 0:
             problems.append(f"strategy.speed_rows: got {self.speed_rows}; expected a number of rows >= 0 (0 skips timing)")
         if UNLABELED_SPLIT in recipe.data.files and self.alpha == 1 and self.hidden_weight == 0:
@@ -151,6 +163,8 @@ class DistillStrategy(Strategy):
         self.device = torch.device("cpu")
         self._validation: tuple[np.ndarray, np.ndarray] | None = None  # teacher logits, labels
         self._speed_rows: Dataset | None = None
+        self._teacher_speed_rows: Dataset | None = None  # the same rows in the teacher's tokens (cross-tokenizer)
+        self.text: TeacherText | None = None  # set when teacher and student tokenize differently
         self._tokenizer = None
         self._row_counts: dict[str, int] = {}
 
@@ -184,22 +198,45 @@ class DistillStrategy(Strategy):
         return StudentWithProjections(model, self.teacher.config.hidden_size)
 
     # ------------------------------------------------------------------- data
+    def raw_columns(self, task, processor) -> list[str]:
+        """The text columns, when the teacher tokenizes differently (its outputs are then computed from the text)."""
+        if is_image_processor(processor):
+            return []
+        self.load_teacher()
+        self.text = teacher_text(processor, self.teacher_path, self.options.teacher, task, self.options.teacher_max_length)
+        if self.text is not None and not self.options.cache_teacher:
+            raise ModelError(f"strategy.cache_teacher: false runs the teacher on the student's token ids at every step, but "
+                             f"the teacher ({self.options.teacher}) tokenizes differently from the student "
+                             f"({processor.name_or_path}); set strategy.cache_teacher=true (its outputs are then computed "
+                             "once from the raw text)")
+        return list(self.text.columns) if self.text is not None else []
+
     def prepare_data(self, model, tokenizer, splits: DatasetDict, accelerator) -> DatasetDict:
         teacher = self.load_teacher()
-        check_same_tokenizer(tokenizer, self.teacher_path, self.options.teacher)
+        if self.text is None:
+            check_same_tokenizer(tokenizer, self.teacher_path, self.options.teacher)
         self.device, self._tokenizer = accelerator.device, tokenizer
-        self._speed_rows = _spread(splits["validation"], self.options.speed_rows)
+        speed_rows = _spread(splits["validation"], self.options.speed_rows)
+        self._speed_rows = self._without_text(speed_rows)
+        self._teacher_speed_rows = self.text.inputs(speed_rows) if self.text is not None else None
         fingerprint = cache.weights_fingerprint(teacher) if self.options.cache_teacher else None
         self._row_counts = {s: len(splits[s]) for s in ("train", UNLABELED_SPLIT) if s in splits}
         validation = splits["validation"]
         logits = self._teacher_outputs("validation", validation, fingerprint, accelerator, hidden=False)["teacher_logits"]
-        self._validation = (_stack(logits, 0.0).float().numpy(), _stack(validation["labels"], IGNORE_INDEX).numpy())
+        # NaN: words a cross-tokenizer teacher did not see; scored as all-zero logits (the first class)
+        self._validation = (np.nan_to_num(_stack(logits, 0.0).float().numpy(), nan=0.0),
+                            _stack(validation["labels"], IGNORE_INDEX).numpy())
         train = [self._with_teacher(s, splits[s], fingerprint, accelerator) for s in ("train", UNLABELED_SPLIT) if s in splits]
         prepared = DatasetDict({s: ds for s, ds in splits.items() if s != UNLABELED_SPLIT})
         prepared["train"] = concatenate_datasets([train[0], *(ds.cast(train[0].features) for ds in train[1:])])
         if self.options.cache_teacher and self.device.type != "cpu":
             teacher.to("cpu")  # not needed while training; frees accelerator memory
-        return prepared
+        return DatasetDict({s: self._without_text(ds) for s, ds in prepared.items()})
+
+    def _without_text(self, ds: Dataset) -> Dataset:
+        """``ds`` without the raw text columns kept for the teacher (the student reads token ids only)."""
+        text = [c for c in (self.text.columns if self.text is not None else ()) if c in ds.column_names]
+        return ds.remove_columns(text) if text else ds
 
     def _with_teacher(self, split: str, ds: Dataset, fingerprint, accelerator) -> Dataset:
         """A training split plus its teacher outputs (when cached) and the ``labeled`` mask."""
@@ -212,23 +249,36 @@ class DistillStrategy(Strategy):
     def _teacher_outputs(self, split, ds, fingerprint, accelerator, hidden: bool = True) -> Dataset:
         """Teacher outputs for a split: from the cache, computed and cached, or (cache off) computed."""
         hidden_map = self.hidden_map if hidden else None
-        build = lambda: self._run_teacher(ds, hidden_map)  # noqa: E731
+
+        def build():
+            with accelerator.autocast():  # the run's precision: bf16 makes a big teacher's one pass much faster on CPU
+                if self.text is None:
+                    return self._run_teacher(ds, hidden_map)
+                teacher_inputs = self.text.inputs(ds)
+                align = (lambda rows: self.text.align(rows, teacher_inputs, ds, self._tokenizer)) if self.text.token_task else None
+                return self._run_teacher(teacher_inputs, hidden_map, self.text.tokenizer, align)
+
         if not self.options.cache_teacher:
             self.teacher_cache_hits[split] = False
             return build()
-        key = cache.cache_key(_CACHE_VERSION, fingerprint, ds._fingerprint, self.task.type, hidden_map)
+        key = cache.cache_key(_CACHE_VERSION, fingerprint, ds._fingerprint, self.task.type, hidden_map,
+                              accelerator.mixed_precision, *((self.text.cache_part(),) if self.text is not None else ()))
         with accelerator.main_process_first():
             outputs, self.teacher_cache_hits[split] = cache.cached("teacher", key, build)
         return outputs
 
     @torch.inference_mode()
-    def _run_teacher(self, ds: Dataset, hidden_map: list[int] | None) -> Dataset:
-        """Teacher logits (and mapped first-token states) for every row, batched in length order."""
+    def _run_teacher(self, ds: Dataset, hidden_map: list[int] | None, tokenizer=None, align=None) -> Dataset:
+        """Teacher logits (and mapped first-token states) for every row, batched in length order.
+
+        ``tokenizer``: the one that made ``ds`` (default: the student's). ``align``: maps per-token
+        logits (per row, the teacher's positions) to the student's positions.
+        """
         started = time.perf_counter()
         teacher = self.teacher.to(self.device).eval()
         order = np.argsort(-row_lengths(ds), kind="stable")
         inputs = ds.remove_columns([c for c in ds.column_names if c in _NOT_INPUTS])
-        pad = batch_collator(self._tokenizer)
+        pad = batch_collator(tokenizer or self._tokenizer)
         per_token = self.task.type == "token-classification"
         logits = [None] * len(ds) if per_token else np.zeros((len(ds), self.task.num_labels), dtype=np.float32)
         hidden = np.zeros((len(ds), len(hidden_map), teacher.config.hidden_size), np.float32) if hidden_map else None
@@ -244,6 +294,8 @@ class DistillStrategy(Strategy):
                 logits[rows] = out_logits.float().cpu().numpy()
             if hidden is not None:
                 hidden[rows] = out_hidden.float().cpu().numpy()
+        if align is not None:
+            logits = align(logits)
         columns = {"teacher_logits": logits} | ({"teacher_hidden": hidden} if hidden is not None else {})
         self.teacher_seconds += time.perf_counter() - started
         if per_token:  # rows of different lengths: (positions, labels) arrays
@@ -298,6 +350,8 @@ class DistillStrategy(Strategy):
             "parameters": {"teacher": teacher_params, "student": student_params,
                            "compression_ratio": round(teacher_params / student_params, 4)},
             "student_layers": self.copied_layers,
+            "tokenizers": "shared" if self.text is None else {"teacher": type(self.text.tokenizer).__name__,
+                                                              "teacher_max_length": self.text.max_length},
             "hidden_layers": self.hidden_map,
             "rows": {"labeled": self._row_counts.get("train", 0), "unlabeled": self._row_counts.get(UNLABELED_SPLIT, 0)},
             "teacher_cache": {"enabled": self.options.cache_teacher, "hits": dict(self.teacher_cache_hits),
@@ -312,15 +366,14 @@ class DistillStrategy(Strategy):
         (so drifts in machine load hit both); medians are reported.
         """
         rows = self._speed_rows
-        pad = batch_collator(self._tokenizer)
-        inputs = rows.remove_columns([c for c in rows.column_names if c in _NOT_INPUTS])
-        batches = [{k: v.to(self.device) for k, v in pad([inputs[i] for i in range(s, min(s + SPEED_BATCH_SIZE, len(rows)))]).items()}
-                   for s in range(0, len(rows), SPEED_BATCH_SIZE)]
+        teacher_rows, teacher_tokenizer = ((self._teacher_speed_rows, self.text.tokenizer) if self.text is not None
+                                           else (rows, self._tokenizer))  # each model reads its own tokens
+        batches = {"teacher": self._batches(teacher_rows, teacher_tokenizer), "student": self._batches(rows, self._tokenizer)}
         models = {"teacher": self.teacher.to(self.device).eval(), "student": self.student.eval()}
         times: dict[str, list[float]] = {name: [] for name in models}
         for repeat in range(SPEED_REPEATS + 1):
             for name, model in models.items():
-                seconds = _timed_pass(model, batches, self.device)
+                seconds = _timed_pass(model, batches[name], self.device)
                 if repeat:  # pass 0 is the warm-up
                     times[name].append(seconds)
         teacher_s, student_s = statistics.median(times["teacher"]), statistics.median(times["student"])
@@ -329,6 +382,12 @@ class DistillStrategy(Strategy):
         return {"rows": len(rows), "batch_size": SPEED_BATCH_SIZE, "repeats": SPEED_REPEATS, "device": str(self.device),
                 "threads": torch.get_num_threads(), "teacher_seconds": round(teacher_s, 4),
                 "student_seconds": round(student_s, 4), "speedup": round(teacher_s / student_s, 3)}
+
+    def _batches(self, rows: Dataset, tokenizer) -> list[dict]:
+        pad = batch_collator(tokenizer)
+        inputs = rows.remove_columns([c for c in rows.column_names if c in _NOT_INPUTS])
+        return [{k: v.to(self.device) for k, v in pad([inputs[i] for i in range(s, min(s + SPEED_BATCH_SIZE, len(rows)))]).items()}
+                for s in range(0, len(rows), SPEED_BATCH_SIZE)]
 
 
 # ---------------------------------------------------------------------- losses
@@ -343,6 +402,9 @@ def distillation_loss(student_logits, teacher_logits, labels, labeled, task_type
       so it is 0 at a perfect match), averaged over rows and labels.
     - regression: hard = MSE(student, labels); soft = MSE(student, teacher) (no temperature).
 
+    Teacher rows that are NaN (per-token targets of words a teacher with another tokenizer did not
+    see) add no soft term; the soft average is over the rows that have one.
+
     Args:
         labeled: Boolean per row; rows without labels (``data.files.unlabeled``) add only soft terms.
 
@@ -355,15 +417,19 @@ def distillation_loss(student_logits, teacher_logits, labels, labeled, task_type
         tagged = labels != IGNORE_INDEX
         s, t, labels = s[tagged], t[:, :s.shape[1]][tagged], labels[tagged]
         labeled, task_type = labeled[:, None].expand_as(tagged)[tagged], "text-classification"
-    if task_type == "regression":
-        soft = F.mse_loss(s.squeeze(-1), t.squeeze(-1))
+    known = torch.isfinite(t).all(-1)  # NaN: a word a cross-tokenizer teacher did not see (no soft target)
+    ts, ss = (t, s) if bool(known.all()) else (t[known], s[known])
+    if len(ts) == 0:
+        soft = s.sum() * 0.0
+    elif task_type == "regression":
+        soft = F.mse_loss(ss.squeeze(-1), ts.squeeze(-1))
     elif task_type == "multi-label-classification":
-        target = torch.sigmoid(t / temperature)
-        kl = (F.binary_cross_entropy_with_logits(s / temperature, target, reduction="none")
-              - F.binary_cross_entropy_with_logits(t / temperature, target, reduction="none"))
+        target = torch.sigmoid(ts / temperature)
+        kl = (F.binary_cross_entropy_with_logits(ss / temperature, target, reduction="none")
+              - F.binary_cross_entropy_with_logits(ts / temperature, target, reduction="none"))
         soft = kl.mean() * temperature ** 2
     else:
-        soft = F.kl_div(F.log_softmax(s / temperature, -1), F.log_softmax(t / temperature, -1),
+        soft = F.kl_div(F.log_softmax(ss / temperature, -1), F.log_softmax(ts / temperature, -1),
                         log_target=True, reduction="batchmean") * temperature ** 2
     if labeled.any():
         hard = compute_loss(s[labeled], labels[labeled], TaskSpec(task_type))
