@@ -221,6 +221,10 @@ def build_results(runs: dict, machine: dict, config: dict, cases: list[str], ski
         rows += distill_rows(runs)
     if "predict" in cases:
         rows += predict_rows(runs)
+    if "distill-big" in cases:
+        import distill_big  # benchmarks/ is on sys.path (run.py)
+
+        rows += distill_big.rows(runs)
     checks = {}
     for case in ("full", "frozen"):
         o, t = _get(runs, f"{case}-ours"), _get(runs, f"{case}-theirs")
@@ -295,6 +299,10 @@ def markdown(results: dict, png_name: str | None) -> str:
         f"(first N after a shuffle with seed {c['seed']}), {c['epochs']:g} epoch(s), batch {c['batch_size']}, lr {c['lr']:g}, "
         f"weight decay {c['weight_decay']:g}, warmup ratio {c['warmup_ratio']:g}, max_length {c['max_length']}, seed {c['seed']}; "
         f"frozen: {c['frozen_epochs']:g} epochs at lr {c['frozen_lr']:g}; predict batch {c['predict_batch_size']}.",
+        *([f"**distill-big**: teacher {c.get('big_teacher')} (lr {c.get('big_teacher_lr'):g}), student {c.get('big_student')} "
+           f"(lr {c.get('big_student_lr'):g}); {c.get('big_train_size'):,} labelled SST-2 rows, {c.get('big_unlabeled_size'):,} "
+           f"unlabelled, {c.get('big_epochs'):g} epochs, train.mixed_precision {c.get('big_precision')}; "
+           f"{c.get('big_eval_size') or 'all 872'} validation rows; see benchmarks/distill_big.py."] if "distill-big" in results["cases"] else []),
         f"**Command**: `{results['command']}` ({results['total_seconds'] / 60:.1f} min in all).",
         "",
         markdown_table(results),

@@ -36,11 +36,11 @@ from datasets import Array2D, Dataset, DatasetDict, Features, concatenate_datase
 
 from .. import cache
 from ..data import UNLABELED_SPLIT, batch_collator, row_lengths
+from ..errors import ModelError
 from ..metrics import compute_metrics, greater_is_better
 from ..tasks import IGNORE_INDEX, TaskSpec, compute_loss, concat_rows, logits_to_predictions
-from .base import Strategy, StrategyOptions
-from ..errors import ModelError
 from ..vision import is_image_processor
+from .base import Strategy, StrategyOptions
 from .distill_models import (StudentWithProjections, build_student, check_same_tokenizer, check_teacher_labels,
                              evenly_spaced, first_token_states, hidden_layer_map, load_teacher)
 from .distill_xtok import WORD_IDS, TeacherText, teacher_text
@@ -121,7 +121,7 @@ class DistillOptions(StrategyOptions):
                             "strategy.student_num_layers=null and "
                             f"strategy.student_layers=null to distill into {name!r}")
         if not name and not self.copies_teacher:
-            problems.append("strategy: no student; give model.name (an encoder with the teacher's tokenizer) or build "
+            problems.append("strategy: no student; give model.name (any encoder; its tokenizer may differ from the teacher's) or build "
                             "it from the teacher with strategy.student_num_layers (e.g. 3) or strategy.student_layers")
         if self.temperature <= 0:
             problems.append(f"strategy.temperature: got {self.temperature}; expected a positive number, e.g. 2.0")
