@@ -59,7 +59,8 @@ def main_snapshot(cache_dir: Path, repo_id: str) -> tuple[str, Path] | None:
     return revision, snapshot
 
 
-def write_snapshot(cache_dir: Path, repo_id: str, revision: str, files: Iterable[tuple[str, Opener]]) -> Path:
+def write_snapshot(cache_dir: Path, repo_id: str, revision: str, files: Iterable[tuple[str, Opener]],
+                   replace: bool = False) -> Path:
     """Store ``files`` (relative POSIX path, opener) as snapshot ``revision`` of ``repo_id`` and point ``refs/main`` at it.
 
     Args:
@@ -68,6 +69,8 @@ def write_snapshot(cache_dir: Path, repo_id: str, revision: str, files: Iterable
         revision: The snapshot's name (40 hex digits, like a commit hash).
         files: Every file of the model folder. An opener may raise (a corrupt archive member):
             then nothing of this call stays behind and the exception propagates.
+        replace: Write even when the cache already holds this revision whole (else that copy is kept:
+            another process, e.g. a second rank of a multi-process run, wrote it while this one waited).
 
     Returns:
         The snapshot folder.
@@ -77,6 +80,8 @@ def write_snapshot(cache_dir: Path, repo_id: str, revision: str, files: Iterable
     lock_dir.mkdir(parents=True, exist_ok=True)
     with FileLock(str(lock_dir / "nlp-transfer-fetch.lock")):
         final = repo / "snapshots" / revision
+        if not replace and main_snapshot(cache_dir, repo_id) == (revision, final):
+            return final
         # Same depth as snapshots/<revision>, so the relative links ../../blobs/<hash> stay valid after the rename.
         work = repo / f".partial-{uuid.uuid4().hex[:12]}"
         stage = work / revision

@@ -237,7 +237,7 @@ def fetch_model(repo_id: str, cache_dir: str | Path | None = None, force: bool =
     try:
         files = source.verified_files(repo_id)
         logger.info("Writing %s (%d files) into the Hugging Face cache at %s", repo_id, len(files), cache)
-        path = hub_cache.write_snapshot(cache, repo_id, revision, files)
+        path = hub_cache.write_snapshot(cache, repo_id, revision, files, replace=force)
     except zipfile.BadZipFile as exc:  # the parts passed their hashes, so only a wrong table entry gets here
         raise ModelError(f"{repo_id}: the archive cannot be read ({exc}); nothing was written to {cache}. "
                          f"Reinstall the copy: `{source.install_line()}`") from None

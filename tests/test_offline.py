@@ -263,3 +263,17 @@ def test_minilm_fetch_lets_peft_load_a_lora_adapter_by_its_hub_id(hf_cache, tmp_
     batch = tokenizer(["a gorgeous, witty movie", "a dull mess"], padding=True, return_tensors="pt")
     with torch.inference_mode():
         torch.testing.assert_close(loaded(**batch).logits, model(**batch).logits, atol=1e-5, rtol=0)
+
+
+def test_a_writer_that_waited_for_the_lock_keeps_the_copy_another_process_wrote(tmp_path):
+    """Two ranks of a multi-process run fetch at once: the second finds the snapshot whole and writes nothing."""
+    files = [("config.json", lambda: io.BytesIO(b"{}"))]
+    first = hub_cache.write_snapshot(tmp_path, REPO_ID, "a" * 40, files)
+
+    def must_not_open():
+        raise AssertionError("the snapshot was written again")
+
+    assert hub_cache.write_snapshot(tmp_path, REPO_ID, "a" * 40, [("config.json", must_not_open)]) == first
+    with pytest.raises(AssertionError, match="written again"):  # replace=True (models fetch --force) does write
+        hub_cache.write_snapshot(tmp_path, REPO_ID, "a" * 40, [("config.json", must_not_open)], replace=True)
+    assert (first / "config.json").read_bytes() == b"{}"  # the failed rewrite left the old snapshot in place
