@@ -202,7 +202,7 @@ class OfflineModel:
     """One row of ``list_models``: a model this machine can load without the Hub, or a known copy it could install."""
 
     repo_id: str
-    status: str  # cached | installed | not installed
+    status: str  # cached | incomplete (refs/main names no whole snapshot) | installed | not installed
     source: str  # where the bytes come from
     path: str | None = None
     revision: str | None = None
@@ -288,15 +288,16 @@ def list_models(cache_dir: str | Path | None = None) -> list[OfflineModel]:
         present = hub_cache.main_snapshot(cache, repo.repo_id)
         known = KNOWN_COPIES.get(repo.repo_id)
         ours = known is not None and present is not None and present[0] == known.revision(repo.repo_id)
+        hint = None
+        if not present:
+            hint = f"nlp-transfer models fetch {repo.repo_id} --force" if known else "download it again with network access"
         rows.append(OfflineModel(repo.repo_id, "cached" if present else "incomplete",
                                  f"offline copy ({known.kind})" if ours else "Hugging Face cache",
                                  str(present[1]) if present else str(repo.repo_path),
-                                 present[0] if present else None, repo.size_on_disk,
-                                 None if present else f"no complete snapshot for refs/main; nlp-transfer models fetch {repo.repo_id} --force"
-                                 if known else None))
-    cached = {r.repo_id for r in rows if r.status == "cached"}
+                                 present[0] if present else None, repo.size_on_disk, hint))
+    listed = {r.repo_id for r in rows}
     for repo_id, source in sorted(KNOWN_COPIES.items()):
-        if repo_id in cached:
+        if repo_id in listed:
             continue
         if source.installed():
             hint = f"nlp-transfer models fetch {repo_id}" + (" (nlp-transfer uses it in place already)"
