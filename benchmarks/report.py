@@ -297,6 +297,10 @@ def build_results(runs: dict, machine: dict, config: dict, cases: list[str], ski
         rows += predict_rows(runs)
     if "vision" in cases:
         rows += vision_rows(runs, config)
+    if "distill-big" in cases:
+        import distill_big  # benchmarks/ is on sys.path (run.py)
+
+        rows += distill_big.rows(runs)
     checks = {}
     for case in ("full", "bf16", "frozen"):
         o, t = _get(runs, f"{case}-ours"), _get(runs, f"{case}-theirs")
@@ -365,14 +369,20 @@ def markdown(results: dict, png_name: str | None) -> str:
         f"peft {m.get('peft')}, nlp_transfer {m.get('nlp_transfer')}, Python {m.get('python')}.",
         f"**fp32 matmul peak**: {mm.get('peak_gflops', '?')} GFLOP/s (torch.matmul {mm.get('size')}x{mm.get('size')}, best of "
         f"{mm.get('repeats')}; median {mm.get('median_gflops')} GFLOP/s); bf16 matmul peak {mm.get('bf16_peak_gflops', 'n/a')} GFLOP/s.",
-        f"**Model**: {model.get('name')} ({model.get('layers')} layers, hidden {model.get('hidden')}, "
-        f"{model.get('non_embedding_params', 0):,} non-embedding / {model.get('total_params', 0):,} parameters).",
-        f"**Settings** ({c['mode']} mode): SST-2, {c['train_size'] or 'all'} train rows, {c['eval_size'] or 'all'} validation rows "
-        f"(first N after a shuffle with seed {c['seed']}), {c['epochs']:g} epoch(s), batch {c['batch_size']}, lr {c['lr']:g}, "
-        f"weight decay {c['weight_decay']:g}, warmup ratio {c['warmup_ratio']:g}, max_length {c['max_length']}, seed {c['seed']}; "
-        f"frozen: {c['frozen_epochs']:g} epochs at lr {c['frozen_lr']:g}; predict batch {c['predict_batch_size']}"
-        + (f"; vision: {c['vision_epochs']:g} epochs, batch {c['vision_batch_size']}, lr {c['vision_lr']:g}" if "vision_epochs" in c else "")
-        + ".",
+        # the MiniLM comparisons' model and settings, when any of them ran
+        *([f"**Model**: {model.get('name')} ({model.get('layers')} layers, hidden {model.get('hidden')}, "
+           f"{model.get('non_embedding_params', 0):,} non-embedding / {model.get('total_params', 0):,} parameters).",
+           f"**Settings** ({c['mode']} mode): SST-2, {c['train_size'] or 'all'} train rows, {c['eval_size'] or 'all'} validation "
+           f"rows (first N after a shuffle with seed {c['seed']}), {c['epochs']:g} epoch(s), batch {c['batch_size']}, lr {c['lr']:g}, "
+           f"weight decay {c['weight_decay']:g}, warmup ratio {c['warmup_ratio']:g}, max_length {c['max_length']}, seed {c['seed']}; "
+           f"frozen: {c['frozen_epochs']:g} epochs at lr {c['frozen_lr']:g}; predict batch {c['predict_batch_size']}"
+           + (f"; vision: {c['vision_epochs']:g} epochs, batch {c['vision_batch_size']}, lr {c['vision_lr']:g}" if "vision_epochs" in c else "")
+           + "."]
+          if set(results["cases"]) - {"distill-big"} else []),
+        *([f"**distill-big**: teacher {c.get('big_teacher')} (lr {c.get('big_teacher_lr'):g}), student {c.get('big_student')} "
+           f"(lr {c.get('big_student_lr'):g}); {c.get('big_train_size'):,} labelled SST-2 rows, {c.get('big_unlabeled_size'):,} "
+           f"unlabelled, {c.get('big_epochs'):g} epochs, train.mixed_precision {c.get('big_precision')}; "
+           f"{c.get('big_eval_size') or 'all 872'} validation rows; see benchmarks/distill_big.py."] if "distill-big" in results["cases"] else []),
         f"**Command**: `{results['command']}` ({results['total_seconds'] / 60:.1f} min in all).",
         "",
         markdown_table(results),
@@ -434,6 +444,10 @@ NOTES = [
     "processor, images (preprocessed once with `datasets.map` on both sides), batch size, epochs, lr and warmup.",
     "lora and distill compare our strategies with our own `full` run at the same rows, epochs and batch size; their "
     "strategy options and lr come from recipes/sst2/lora.yaml / distill.yaml when present.",
+    "distill-big: all runs are ours (no Trainer side). Accuracy is each published model's (best epoch) on the validation "
+    "rows; the distilled students use temperature and alpha from recipes/sst2/distill.yaml, the same lr, epochs and "
+    "batch size as MiniLM alone; the unlabelled run shares the first student's teacher cache. Speed-up: the `predict` "
+    "case (Predictor built once, median of the repeats) on the teacher's and the student's folders.",
 ]
 
 

@@ -26,7 +26,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-CASES = ("full", "bf16", "frozen", "lora", "distill", "predict", "vision")
+CASES = ("full", "bf16", "frozen", "lora", "distill", "predict", "vision", "distill-big")
+DEFAULT_CASES = CASES[:-1]  # distill-big trains a 110M-parameter teacher: asked for by name
 MODES = {  # scale knobs per mode; any flag given on the command line wins
     "quick": {"train_size": 2000, "eval_size": 300, "epochs": 2.0, "predict_size": 0},
     "full": {"train_size": 4000, "eval_size": 0, "epochs": 2.0, "predict_size": 0},
@@ -36,7 +37,7 @@ MODES = {  # scale knobs per mode; any flag given on the command line wins
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small subsets, 2 epochs (about 20 minutes on 2 cores)")
-    p.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of: {', '.join(CASES)}")
+    p.add_argument("--cases", default=",".join(DEFAULT_CASES), help=f"comma-separated subset of: {', '.join(CASES)}")
     scale = p.add_argument_group("scale (defaults depend on --quick)")
     scale.add_argument("--train-size", type=int, help="training rows, first N after a seeded shuffle (0 = all 67,349)")
     scale.add_argument("--eval-size", type=int, help="validation rows, same rule (0 = all 872)")
@@ -73,7 +74,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     out.add_argument("--work-dir", type=Path, help="where runs write models and logs (default: a temp dir, deleted)")
     out.add_argument("--keep-work", action="store_true", help="keep the work dir (models, per-run logs)")
     child = p.add_argument_group("one measured run (used by the harness itself)")
-    child.add_argument("--case", choices=(*CASES, "machine"))
+    child.add_argument("--case", choices=(*DEFAULT_CASES, "machine", "big-full", "big-distill"))
     child.add_argument("--side", choices=("ours", "theirs"), default="ours")
     child.add_argument("--run-dir", type=Path)
     child.add_argument("--result", type=Path)
@@ -82,6 +83,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     child.add_argument("--pooling", choices=("cls", "mean"), default="cls")
     child.add_argument("--cache-teacher", choices=("true", "false"), default="true")
     child.add_argument("--run-optimize", choices=("true", "false"), default="false")
+    sys.path.insert(0, str(HERE))
+    import distill_big
+
+    distill_big.add_arguments(p)
     args = p.parse_args(argv)
     mode = "quick" if args.quick else "full"
     for key, value in MODES[mode].items():
@@ -120,8 +125,9 @@ class Harness:
         self.work.mkdir(parents=True, exist_ok=True)
         self.runs: dict[str, dict] = {}
 
-    def run(self, run_id: str, case: str, side: str = "ours", **extra) -> dict | None:
-        """One measured run in a fresh process with fresh caches; None (and an error entry) if it failed."""
+    def run(self, run_id: str, case: str, side: str = "ours", env_overrides: dict | None = None, **extra) -> dict | None:
+        """One measured run in a fresh process with fresh caches (unless ``env_overrides`` names shared ones);
+        None (and an error entry) if it failed."""
         run_dir = self.work / run_id
         shutil.rmtree(run_dir, ignore_errors=True)
         run_dir.mkdir(parents=True)
@@ -132,7 +138,8 @@ class Harness:
             cmd += [f"--{key.replace('_', '-')}", str(value)]
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                # fresh, empty caches per run: nothing computed by an earlier run is reused
-               "HF_DATASETS_CACHE": str(run_dir / "hf_datasets_cache"), "NLP_TRANSFER_CACHE": str(run_dir / "nlp_transfer_cache")}
+               "HF_DATASETS_CACHE": str(run_dir / "hf_datasets_cache"), "NLP_TRANSFER_CACHE": str(run_dir / "nlp_transfer_cache"),
+               **(env_overrides or {})}
         print(f"[{time.strftime('%H:%M:%S')}] {run_id}: {case} / {side} ...", flush=True)
         started = time.perf_counter()
         with open(run_dir / "log.txt", "w") as log:
@@ -214,6 +221,10 @@ def orchestrate(args) -> int:
                 h.run("distill-predict-student", "predict", "ours", model_dir=student)
         else:
             skipped["distill"] = "no teacher: the full/ours run failed"
+    if "distill-big" in active:
+        import distill_big
+
+        distill_big.orchestrate(h, args)
     if "predict" in active:
         if model_dir:
             h.run("predict-ours", "predict", "ours", model_dir=model_dir, run_optimize="true")

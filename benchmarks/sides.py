@@ -232,6 +232,10 @@ def run_ours(args) -> dict:
         return _run_distill(args, out_dir)
     if args.case == "predict":
         return _predict_ours(args)
+    if args.case.startswith("big-"):
+        import distill_big
+
+        return distill_big.run(args)
     raise SystemExit(f"--case {args.case} has no 'ours' side")
 
 

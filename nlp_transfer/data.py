@@ -157,23 +157,27 @@ def sample_fraction(ds: Dataset, fraction: float, seed: int, strata: list | None
     return ds.select(sorted(keep)).flatten_indices()
 
 
-def tokenize_splits(splits: DatasetDict, tokenizer, text_columns: list[str], max_length: int) -> DatasetDict:
+def tokenize_splits(splits: DatasetDict, tokenizer, text_columns: list[str], max_length: int,
+                    carry: tuple[str, ...] = ()) -> DatasetDict:
     """Token ids per split (no padding), plus ``length``; evaluation splits sorted long to short.
 
     Sorting evaluation rows by length makes padded batches tight; metrics do not depend on order.
+    ``carry``: raw columns kept beside the token ids (a strategy reads them, e.g. a teacher with another tokenizer).
     """
-    def tokenize(batch):
-        texts = [batch[c] for c in text_columns]
-        encoded = tokenizer(*[[str(t) for t in col] for col in texts], truncation=True, max_length=max_length)
-        encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
-        return encoded
-
     tokenized = DatasetDict()
     for split, ds in splits.items():
-        drop = [c for c in ds.column_names if c != "labels"]
-        out = ds.map(tokenize, batched=True, remove_columns=drop, desc=f"tokenize {split}")
+        drop = [c for c in ds.column_names if c != "labels" and c not in carry]
+        out = ds.map(lambda batch: tokenize_texts(tokenizer, batch, text_columns, max_length), batched=True,
+                     remove_columns=drop, desc=f"tokenize {split}")
         tokenized[split] = out if split == "train" else out.sort("length", reverse=True).flatten_indices()
     return tokenized
+
+
+def tokenize_texts(tokenizer, batch: dict, text_columns: list[str], max_length: int):
+    """Token ids of a batch of rows (one text column, or two for sentence pairs), truncated, plus ``length``."""
+    encoded = tokenizer(*[[str(t) for t in batch[c]] for c in text_columns], truncation=True, max_length=max_length)
+    encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
+    return encoded
 
 
 class LengthGroupedBatchSampler:

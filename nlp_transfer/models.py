@@ -20,7 +20,7 @@ from .errors import ModelError
 from .image_models import image_head_logits, is_image_model
 from .mean_pooling import MODEL_TYPE as MEAN_POOLING_MODEL_TYPE
 from .mean_pooling import MeanPoolingForSequenceClassification, encoder_config_from_dict
-from .model_files import MEAN_POOLING_CLASS, OFFLINE_COPIES, resolve_model_path  # noqa: F401 (re-exported)
+from .model_files import MEAN_POOLING_CLASS, resolve_model_path  # noqa: F401 (re-exported)
 from .tasks import TaskSpec
 
 logger = logging.getLogger(__name__)
@@ -371,6 +371,7 @@ def _albert_head(model, seq):
 _CLS_HEADS = {
     "bert": _bert_head, "megatron-bert": _bert_head, "ernie": _bert_head,
     "roberta": _sequence_head, "xlm-roberta": _sequence_head, "camembert": _sequence_head, "electra": _sequence_head,
+    "mpnet": _sequence_head,
     "deberta": _deberta_head, "deberta-v2": _deberta_head,
     "distilbert": _distilbert_head, "albert": _albert_head,
 }

@@ -77,8 +77,10 @@ def train(recipe: Recipe | str | Path | dict, overrides=None, *, resume: bool = 
     if recipe.defaults_used:
         logger.info("Unset keys resolved (also in recipe.yaml): %s",
                     ", ".join(f"{key}={value}" for key, value in recipe.defaults_used.items()))
-    inputs, report = preprocess(recipe, task, processor, splits)
+    carry = tuple(strategy.raw_columns(recipe.task, processor))  # raw inputs the strategy reads (a teacher's own tokenizer)
+    inputs, report = preprocess(recipe, task, processor, splits, carry=carry)
     trained, prepared, total_params = prepare(strategy, model, processor, inputs, accelerator)
+    inputs = inputs.remove_columns(list(carry)) if carry else inputs
     metric_names = cfg.metrics or list(task.kind.default_metrics)
     result = fit(trained, strategy, prepared, processor, cfg, accelerator, task, metric_names, work, resume)
     trained = accelerator.unwrap_model(result.model, keep_fp32_wrapper=False)
@@ -147,9 +149,13 @@ def build_run_model(model_cfg: ModelConfig, task: TaskSpec, strategy: Strategy):
     return model, task.kind.load_processor(path, model_cfg.trust_remote_code)
 
 
-def preprocess(recipe: Recipe, task: TaskSpec, processor, splits: DatasetDict, *, augment: bool = True):
-    """What the model reads per split (token ids, or pixel values), and the task type's report (truncation)."""
-    return task.kind.preprocess(splits, processor, recipe, augment=augment)
+def preprocess(recipe: Recipe, task: TaskSpec, processor, splits: DatasetDict, *, augment: bool = True,
+               carry: tuple[str, ...] = ()):
+    """What the model reads per split (token ids, or pixel values), and the task type's report (truncation).
+
+    ``carry``: raw columns kept beside the model inputs (``Strategy.raw_columns``).
+    """
+    return task.kind.preprocess(splits, processor, recipe, augment=augment, carry=carry)
 
 
 def prepare(strategy: Strategy, model, processor, inputs: DatasetDict, accelerator: Accelerator):

@@ -20,6 +20,8 @@ from .tasks import IGNORE_INDEX, TaskSpec
 
 logger = logging.getLogger(__name__)
 
+NO_WORD = -1  # word id of a special token (``word_ids_column``)
+
 CONLL_TOKENS, CONLL_TAGS = "tokens", "tags"  # the columns read_conll writes (renamed to task.tokens / task.tags)
 _LINE = "line"  # CoNLL rows remember the file line of their first word, for error messages
 _DOCSTART = "-DOCSTART-"
@@ -140,8 +142,11 @@ def _where(data: DataConfig, split: str, ds: Dataset | None = None, row: int = 0
     return f"{where}, row {row}, word {word}"
 
 
-def tokenize_and_align(splits: DatasetDict, tokenizer, task: TaskConfig, max_length: int) -> tuple[DatasetDict, dict]:
+def tokenize_and_align(splits: DatasetDict, tokenizer, task: TaskConfig, max_length: int,
+                       carry: tuple[str, ...] = ()) -> tuple[DatasetDict, dict]:
     """Word pieces per split with tags aligned to them, plus ``length``; evaluation splits sorted long to short.
+
+    ``carry``: raw columns kept beside the token ids (e.g. the word lists, for a teacher with another tokenizer).
 
     Returns:
         The tokenized splits and a truncation report per split: sentences cut by ``max_length``
@@ -152,8 +157,7 @@ def tokenize_and_align(splits: DatasetDict, tokenizer, task: TaskConfig, max_len
                         f"{type(tokenizer).__name__} is not one. Use a model whose tokenizer has a fast version")
 
     def tokenize(batch):
-        encoded = tokenizer([[str(w) for w in words] for words in batch[task.tokens]], is_split_into_words=True,
-                            truncation=True, max_length=max_length)
+        encoded = tokenize_words(tokenizer, batch[task.tokens], max_length)
         labels, cut = [], []
         for i, tags in enumerate(batch["labels"]):
             word_ids = encoded.word_ids(i)
@@ -166,7 +170,8 @@ def tokenize_and_align(splits: DatasetDict, tokenizer, task: TaskConfig, max_len
 
     tokenized, report = DatasetDict(), {}
     for split, ds in splits.items():
-        out = ds.map(tokenize, batched=True, remove_columns=ds.column_names, desc=f"tokenize {split}")
+        out = ds.map(tokenize, batched=True, remove_columns=[c for c in ds.column_names if c not in carry],
+                     desc=f"tokenize {split}")
         cut = out["words_cut"]
         report[split] = {"sentences": len(cut), "sentences_truncated": sum(1 for c in cut if c),
                          "words_cut": int(sum(cut)), "max_length": max_length}
@@ -177,6 +182,13 @@ def tokenize_and_align(splits: DatasetDict, tokenizer, task: TaskConfig, max_len
         out = out.remove_columns("words_cut")
         tokenized[split] = out if split == "train" else out.sort("length", reverse=True).flatten_indices()
     return tokenized, report
+
+
+def tokenize_words(tokenizer, sentences: list[list], max_length: int):
+    """Word pieces of sentences given as word lists, truncated at ``max_length``; ``.word_ids(i)`` maps
+    the pieces of sentence ``i`` to its words."""
+    return tokenizer([[str(w) for w in words] for words in sentences], is_split_into_words=True, truncation=True,
+                     max_length=max_length)
 
 
 def align_labels(word_ids: list[int | None], tags: list[int], label_all_subtokens: bool = False) -> list[int]:
@@ -195,3 +207,49 @@ def align_labels(word_ids: list[int | None], tags: list[int], label_all_subtoken
             labels.append(IGNORE_INDEX)
         previous = word
     return labels
+
+
+def word_ids_column(encoded) -> list[list[int]]:
+    """Per sentence of ``encoded`` (``tokenize_words``), the word of each piece; ``NO_WORD`` for special tokens."""
+    return [[NO_WORD if w is None else w for w in encoded.word_ids(i)] for i in range(len(encoded["input_ids"]))]
+
+
+def align_word_targets(targets: list, target_word_ids: list[list[int]], sentences: list[list], input_ids: list[list[int]],
+                       tokenizer) -> list:
+    """Per-piece targets of one tokenization (a teacher's) moved to the pieces of another (the student's), through the words.
+
+    Args:
+        targets: Per sentence, one row per piece of the first tokenization, (pieces, labels).
+        target_word_ids: Per sentence, the word of each of those pieces (``word_ids_column``).
+        sentences: The word lists.
+        input_ids: Per sentence, the other tokenization's ids, made by ``tokenizer`` from the same words.
+        tokenizer: The tokenizer of ``input_ids``.
+
+    Returns:
+        Per sentence, (pieces of ``input_ids``, labels): the target at the first piece of each word on every
+        piece of that word; NaN on special tokens and on words the first tokenization did not reach (truncated).
+    """
+    import numpy as np
+
+    aligned = []
+    for row, row_words, words, ids in zip(targets, target_word_ids, sentences, input_ids):
+        row = np.asarray(row, dtype=np.float32)
+        per_word = np.full((len(words), row.shape[-1]), np.nan, dtype=np.float32)
+        for position in reversed(range(len(row_words))):  # reversed: the first piece of a word wins
+            if row_words[position] != NO_WORD:
+                per_word[row_words[position]] = row[position]
+        piece_words = _piece_words(tokenizer, words, ids)
+        out = np.full((len(ids), row.shape[-1]), np.nan, dtype=np.float32)
+        known = [i for i, w in enumerate(piece_words) if w is not None]
+        out[known] = per_word[[piece_words[i] for i in known]]
+        aligned.append(out)
+    return aligned
+
+
+def _piece_words(tokenizer, words: list, input_ids: list[int]) -> list[int | None]:
+    """The word of each piece of ``input_ids``, by tokenizing ``words`` again exactly as they were."""
+    encoded = tokenize_words(tokenizer, [words], len(input_ids))
+    if encoded["input_ids"][0] != list(input_ids):
+        raise DataError(f"tokenizing the words {list(words)[:8]} again gave other token ids than the rows hold; "
+                        "aligning per word needs a deterministic tokenizer")
+    return encoded.word_ids(0)

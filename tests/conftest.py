@@ -326,3 +326,38 @@ def tiny_multilabel_teacher_dir(tmp_path_factory) -> str:
 def tiny_regression_teacher_dir(tmp_path_factory) -> str:
     """A tiny random-init 4-layer BERT regressor (one output): a distill teacher."""
     return _tiny_sequence_teacher(tmp_path_factory.mktemp("tiny-reg-teacher"), 4, num_labels=1, problem_type="regression")
+
+
+# ------------------------------------------------------------------ MPNet (another family, another tokenizer)
+# The same words as VOCAB in another order, with MPNet's special tokens, and "superb"/"boring" split into
+# word pieces: a tokenizer that differs from the BERT fixtures' in ids, special tokens and word splitting.
+MPNET_VOCAB = ["<s>", "<pad>", "</s>", "[UNK]", "<mask>", *NEUTRAL[::-1], *[w for w in NEGATIVE if w != "boring"],
+               *[w for w in POSITIVE if w != "superb"], "super", "##b", "bor", "##ing"]
+
+
+def save_mpnet_tokenizer(folder) -> None:
+    from transformers import MPNetTokenizer
+
+    MPNetTokenizer(vocab={word: i for i, word in enumerate(MPNET_VOCAB)}).save_pretrained(folder)
+
+
+def tiny_mpnet_config(**extra):
+    from transformers import MPNetConfig
+
+    # max_position_embeddings: MPNet's positions start after the padding index (2 + max_length)
+    settings = dict(vocab_size=len(MPNET_VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                    intermediate_size=64, max_position_embeddings=66)
+    return MPNetConfig(**{**settings, **extra})
+
+
+@pytest.fixture(scope="session")
+def tiny_mpnet_dir(tmp_path_factory) -> str:
+    """A tiny random-init MPNet encoder (hidden 32, 2 layers) with ``MPNET_VOCAB``, saved as a model folder."""
+    import torch
+    from transformers import MPNetModel
+
+    folder = tmp_path_factory.mktemp("tiny-mpnet")
+    save_mpnet_tokenizer(folder)
+    torch.manual_seed(0)
+    MPNetModel(tiny_mpnet_config()).save_pretrained(folder)
+    return str(folder)

@@ -13,8 +13,9 @@ import nlp_transfer
 from nlp_transfer import ModelError, RecipeError, load_recipe
 from nlp_transfer.strategies import STRATEGIES, distill_models
 from nlp_transfer.strategies.distill import DistillStrategy, distillation_loss, hidden_loss
-from nlp_transfer.strategies.distill_models import (build_student, encoder_layers_path, evenly_spaced, hidden_layer_map,
-                                                    load_teacher)
+from nlp_transfer.models import load_tokenizer
+from nlp_transfer.strategies.distill_models import (build_student, check_same_tokenizer, encoder_layers_path, evenly_spaced,
+                                                    hidden_layer_map, load_teacher)
 
 from conftest import MINILM, SHARED_DATA, VOCAB, toy_sentences, write_csv
 
@@ -331,14 +332,16 @@ def test_teacher_labels_must_match_the_data(toy_recipe, tiny_teacher_dir):
         nlp_transfer.train(recipe)
 
 
-def test_student_needs_the_teachers_tokenizer(toy_recipe, tiny_teacher_dir, tmp_path):
+def test_a_student_with_another_vocabulary_reads_the_raw_text_beside_its_token_ids(toy_recipe, tiny_teacher_dir, tmp_path):
     other = tmp_path / "other-vocab"
     BertTokenizerFast(vocab={w: i for i, w in enumerate(reversed(VOCAB))}, do_lower_case=True).save_pretrained(other)
-    BertForSequenceClassification(BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                             intermediate_size=32, max_position_embeddings=64)).bert.save_pretrained(other)
-    recipe = distill_recipe({**toy_recipe, "model": {"name": str(other), "max_length": 32}}, tiny_teacher_dir)
+    recipe = load_recipe(distill_recipe({**toy_recipe, "model": {"name": str(other), "max_length": 32}}, tiny_teacher_dir))
+    strategy = DistillStrategy(recipe.strategy, _binary())
+    assert strategy.raw_columns(recipe.task, load_tokenizer(str(other))) == ["text"]  # cross-tokenizer: see test_distill_xtok.py
+    assert strategy.text.max_length == 512  # the teacher has no recipe.yaml: its tokenizer's limit, capped
+    assert strategy.raw_columns(recipe.task, load_tokenizer(tiny_teacher_dir)) == [] and strategy.text is None
     with pytest.raises(ModelError, match=r"student's tokenizer .*other-vocab.* differs from the teacher's"):
-        nlp_transfer.train(recipe)
+        check_same_tokenizer(load_tokenizer(str(other)), tiny_teacher_dir, tiny_teacher_dir)  # the shared-ids path still checks
 
 
 def test_missing_or_bare_teachers_fail_clearly(toy_recipe, tiny_model_dir, tmp_path):

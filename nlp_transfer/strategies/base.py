@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from .._lazy import lazy
 
 if TYPE_CHECKING:
-    from ..config import Recipe
+    from ..config import Recipe, TaskConfig
     from ..tasks import TaskSpec
 
 torch = lazy("torch")
@@ -105,6 +105,11 @@ class Strategy:
     def build_model(self, build):
         """The model this strategy trains and exports; ``build()`` makes the recipe's ``model.name`` task model."""
         return build()
+
+    def raw_columns(self, task: TaskConfig, processor) -> list[str]:
+        """Raw data columns (``task``: the recipe's task section) that preprocessing keeps beside the
+        model inputs for ``prepare_data``, which must drop them from what it returns; none by default."""
+        return []
 
     def prepare(self, model):
         """Decide what trains; return the model the loop should train."""

@@ -2,9 +2,11 @@
 
 Distillation is a few overrides of the plain strategy, not a second trainer:
 
-- ``build_model``: the student is ``model.name`` (any encoder with the teacher's tokenizer) or
-  built from the teacher, DistilBERT-style (embeddings, chosen encoder layers and the head
-  copied; ``strategy.student_layers`` or ``student_num_layers`` evenly spaced).
+- ``build_model``: the student is ``model.name`` (any encoder; its tokenizer may differ from the
+  teacher's) or built from the teacher, DistilBERT-style (embeddings, chosen encoder layers and
+  the head copied; ``strategy.student_layers`` or ``student_num_layers`` evenly spaced).
+- ``raw_columns``: when the two tokenize differently, the raw text stays beside the student's
+  token ids and the teacher reads it through its own tokenizer (``distill_xtok``).
 - ``prepare_data``: the teacher (eval mode, no gradients) runs ONCE over train, validation and
   ``data.files.unlabeled``; its logits (and, with ``hidden_weight``, the first-token states of the
   mapped layers) are cached on disk (``nlp_transfer.cache``, keyed by the teacher's weights,
@@ -25,25 +27,32 @@ import logging
 import statistics
 import time
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from .. import cache
 from .._lazy import lazy
 from ..config import UNLABELED_SPLIT
+from ..errors import ModelError
 from ..metrics import greater_is_better
-from ..tasks import IGNORE_INDEX, concat_rows, get_task_type
+from ..tasks import IGNORE_INDEX, WORD_IDS, concat_rows, get_task_type
 from .base import Strategy, StrategyOptions
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+    from .distill_xtok import TeacherText
 
 np = lazy("numpy")
 torch = lazy("torch")
 F = lazy("torch.nn.functional")
 datasets = lazy("datasets")
 models = lazy("nlp_transfer.strategies.distill_models")
+xtok = lazy("nlp_transfer.strategies.distill_xtok")
 
 logger = logging.getLogger(__name__)
 
 # Batch columns that are not model inputs.
-_NOT_INPUTS = ("labels", "length", "labeled", "teacher_logits", "teacher_hidden")
+_NOT_INPUTS = ("labels", "length", "labeled", "teacher_logits", "teacher_hidden", WORD_IDS)
 SPEED_BATCH_SIZE = 32
 SPEED_REPEATS = 3
 _CACHE_VERSION = "distill-teacher-v1"
@@ -67,6 +76,9 @@ class DistillOptions(StrategyOptions):
     ``cache_teacher``: compute teacher outputs once and cache them on disk (false: every step).
     ``teacher_batch_size``: batch size of the teacher pass. ``speed_rows``: validation rows the
     speed-up is timed on (0 skips the measurement).
+    ``teacher_max_length``: truncation length of the teacher's own tokenizer when it differs from the
+    student's (default: the ``model.max_length`` the teacher was trained with, from its recipe.yaml,
+    else its tokenizer's limit up to 512).
     """
 
     name: str = "distill"
@@ -80,6 +92,7 @@ class DistillOptions(StrategyOptions):
     cache_teacher: bool = True
     teacher_batch_size: int = 64
     speed_rows: int = 256
+    teacher_max_length: int | None = None
 
     uses_unlabeled: ClassVar[bool] = True
     summary = "a student trained on the softened outputs of the teacher `{teacher}` (temperature {temperature}) and, with weight {alpha}, on the labels"
@@ -120,7 +133,7 @@ class DistillOptions(StrategyOptions):
                             "strategy.student_num_layers=null and "
                             f"strategy.student_layers=null to distill into {name!r}")
         if not name and not self.copies_teacher:
-            problems.append("strategy: no student; give model.name (an encoder with the teacher's tokenizer) or build "
+            problems.append("strategy: no student; give model.name (any encoder; its tokenizer may differ from the teacher's) or build "
                             "it from the teacher with strategy.student_num_layers (e.g. 3) or strategy.student_layers")
         if self.temperature <= 0:
             problems.append(f"strategy.temperature: got {self.temperature}; expected a positive number, e.g. 2.0")
@@ -133,6 +146,9 @@ class DistillOptions(StrategyOptions):
                             "and one teacher layer index (0-based) per student layer")
         if self.teacher_batch_size < 1:
             problems.append(f"strategy.teacher_batch_size: got {self.teacher_batch_size}; expected a positive integer")
+        if self.teacher_max_length is not None and self.teacher_max_length < 1:
+            problems.append(f"strategy.teacher_max_length: got {self.teacher_max_length}; expected a positive number of "
+                            "tokens, or null for the teacher's own")
         if self.speed_rows < 0:
             problems.append(f"strategy.speed_rows: got {self.speed_rows}; expected a number of rows >= 0 (0 skips timing)")
         if recipe.data.augment is not None and self.cache_teacher:
@@ -162,6 +178,8 @@ class DistillStrategy(Strategy):
         self.device = torch.device("cpu")
         self._validation: tuple[np.ndarray, np.ndarray] | None = None  # teacher logits, labels
         self._speed_rows: Dataset | None = None
+        self._teacher_speed_rows: Dataset | None = None  # the same rows in the teacher's tokens (cross-tokenizer)
+        self.text: TeacherText | None = None  # set when teacher and student tokenize differently
         self._tokenizer = None
         self._row_counts: dict[str, int] = {}
 
@@ -195,22 +213,46 @@ class DistillStrategy(Strategy):
         return models.StudentWithProjections(model, self.teacher.config.hidden_size)
 
     # ------------------------------------------------------------------- data
+    def raw_columns(self, task, processor) -> list[str]:
+        """The text columns, when the teacher tokenizes differently (its outputs are then computed from the text)."""
+        if self.task.kind.modality != "text":
+            return []
+        self.load_teacher()
+        self.text = xtok.teacher_text(processor, self.teacher_path, self.options.teacher, self.task.kind,
+                                      self.task.kind.input_columns(task), self.options.teacher_max_length)
+        if self.text is not None and not self.options.cache_teacher:
+            raise ModelError(f"strategy.cache_teacher: false runs the teacher on the student's token ids at every step, but "
+                             f"the teacher ({self.options.teacher}) tokenizes differently from the student "
+                             f"({processor.name_or_path}); set strategy.cache_teacher=true (its outputs are then computed "
+                             "once from the raw text)")
+        return list(self.text.columns) if self.text is not None else []
+
     def prepare_data(self, model, tokenizer, splits, accelerator):
         teacher = self.load_teacher()
-        models.check_same_tokenizer(tokenizer, self.teacher_path, self.options.teacher)
+        if self.text is None:
+            models.check_same_tokenizer(tokenizer, self.teacher_path, self.options.teacher)
         self.device, self._tokenizer = accelerator.device, tokenizer
-        self._speed_rows = _spread(splits["validation"], self.options.speed_rows)
+        speed_rows = _spread(splits["validation"], self.options.speed_rows)
+        self._speed_rows = self._without_text(speed_rows)
+        self._teacher_speed_rows = self.text.inputs(speed_rows) if self.text is not None else None
         fingerprint = cache.weights_fingerprint(teacher) if self.options.cache_teacher else None
         self._row_counts = {s: len(splits[s]) for s in ("train", UNLABELED_SPLIT) if s in splits}
         validation = splits["validation"]
         logits = self._teacher_outputs("validation", validation, fingerprint, accelerator, hidden=False)["teacher_logits"]
-        self._validation = (_stack(logits, 0.0).float().numpy(), _stack(validation["labels"], IGNORE_INDEX).numpy())
+        # NaN: words a cross-tokenizer teacher did not see; scored as all-zero logits (the first class)
+        self._validation = (np.nan_to_num(_stack(logits, 0.0).float().numpy(), nan=0.0),
+                            _stack(validation["labels"], IGNORE_INDEX).numpy())
         train = [self._with_teacher(s, splits[s], fingerprint, accelerator) for s in ("train", UNLABELED_SPLIT) if s in splits]
         prepared = datasets.DatasetDict({s: ds for s, ds in splits.items() if s != UNLABELED_SPLIT})
         prepared["train"] = datasets.concatenate_datasets([train[0], *(ds.cast(train[0].features) for ds in train[1:])])
         if self.options.cache_teacher and self.device.type != "cpu":
             teacher.to("cpu")  # not needed while training; frees accelerator memory
-        return prepared
+        return datasets.DatasetDict({s: self._without_text(ds) for s, ds in prepared.items()})
+
+    def _without_text(self, ds):
+        """``ds`` without the raw text columns kept for the teacher (the student reads token ids only)."""
+        text = [c for c in (self.text.columns if self.text is not None else ()) if c in ds.column_names]
+        return ds.remove_columns(text) if text else ds
 
     def _with_teacher(self, split: str, ds, fingerprint, accelerator):
         """A training split plus its teacher outputs (when cached) and the ``labeled`` mask."""
@@ -223,28 +265,41 @@ class DistillStrategy(Strategy):
     def _teacher_outputs(self, split, ds, fingerprint, accelerator, hidden: bool = True):
         """Teacher outputs for a split: from the cache, computed and cached, or (cache off) computed."""
         hidden_map = self.hidden_map if hidden else None
-        build = lambda: self._run_teacher(ds, hidden_map)  # noqa: E731
+
+        def build():
+            with accelerator.autocast():  # the run's precision: bf16 makes a big teacher's one pass much faster on CPU
+                if self.text is None:
+                    return self._run_teacher(ds, hidden_map)
+                teacher_inputs = self.text.inputs(ds)
+                align = lambda rows: self.text.align(rows, teacher_inputs, ds, self._tokenizer)  # noqa: E731
+                return self._run_teacher(teacher_inputs, hidden_map, self.text.tokenizer, align)
+
         if not self.options.cache_teacher:
             self.teacher_cache_hits[split] = False
             return build()
-        key = cache.cache_key(_CACHE_VERSION, fingerprint, ds._fingerprint, self.task.type, hidden_map)
+        key = cache.cache_key(_CACHE_VERSION, fingerprint, ds._fingerprint, self.task.type, hidden_map,
+                              accelerator.mixed_precision, *((self.text.cache_part(),) if self.text is not None else ()))
         with accelerator.main_process_first():
             outputs, self.teacher_cache_hits[split] = cache.cached("teacher", key, build)
         return outputs
 
-    def _run_teacher(self, ds, hidden_map: list[int] | None):
-        """Teacher logits (and mapped first-token states) for every row, batched in length order."""
-        with torch.inference_mode():
-            return self._teacher_pass(ds, hidden_map)
+    def _run_teacher(self, ds, hidden_map: list[int] | None, tokenizer=None, align=None):
+        """Teacher logits (and mapped first-token states) for every row, batched in length order.
 
-    def _teacher_pass(self, ds, hidden_map: list[int] | None):
+        ``tokenizer``: the one that made ``ds`` (default: the student's). ``align``: maps the per-row
+        logits (the teacher's positions) to the student's rows (``TaskType.align_targets``).
+        """
+        with torch.inference_mode():
+            return self._teacher_pass(ds, hidden_map, tokenizer, align)
+
+    def _teacher_pass(self, ds, hidden_map: list[int] | None, tokenizer=None, align=None):
         from ..data import row_lengths
 
         started = time.perf_counter()
         teacher = self.teacher.to(self.device).eval()
         order = np.argsort(-row_lengths(ds), kind="stable")
         inputs = ds.remove_columns([c for c in ds.column_names if c in _NOT_INPUTS])
-        pad = self.task.kind.collator(self._tokenizer)
+        pad = self.task.kind.collator(tokenizer or self._tokenizer)
         per_token = self.task.kind.per_token
         logits = [None] * len(ds) if per_token else np.zeros((len(ds), self.task.num_labels), dtype=np.float32)
         hidden = np.zeros((len(ds), len(hidden_map), teacher.config.hidden_size), np.float32) if hidden_map else None
@@ -260,6 +315,8 @@ class DistillStrategy(Strategy):
                 logits[rows] = out_logits.float().cpu().numpy()
             if hidden is not None:
                 hidden[rows] = out_hidden.float().cpu().numpy()
+        if align is not None:
+            logits = align(logits)
         columns = {"teacher_logits": logits} | ({"teacher_hidden": hidden} if hidden is not None else {})
         self.teacher_seconds += time.perf_counter() - started
         if per_token:  # rows of different lengths: (positions, labels) arrays
@@ -314,6 +371,8 @@ class DistillStrategy(Strategy):
             "parameters": {"teacher": teacher_params, "student": student_params,
                            "compression_ratio": round(teacher_params / student_params, 4)},
             "student_layers": self.copied_layers,
+            "tokenizers": "shared" if self.text is None else {"teacher": type(self.text.tokenizer).__name__,
+                                                              "teacher_max_length": self.text.max_length},
             "hidden_layers": self.hidden_map,
             "rows": {"labeled": self._row_counts.get("train", 0), "unlabeled": self._row_counts.get(UNLABELED_SPLIT, 0)},
             "teacher_cache": {"enabled": self.options.cache_teacher, "hits": dict(self.teacher_cache_hits),
@@ -328,15 +387,14 @@ class DistillStrategy(Strategy):
         (so drifts in machine load hit both); medians are reported.
         """
         rows = self._speed_rows
-        pad = self.task.kind.collator(self._tokenizer)
-        inputs = rows.remove_columns([c for c in rows.column_names if c in _NOT_INPUTS])
-        batches = [{k: v.to(self.device) for k, v in pad([inputs[i] for i in range(s, min(s + SPEED_BATCH_SIZE, len(rows)))]).items()}
-                   for s in range(0, len(rows), SPEED_BATCH_SIZE)]
+        teacher_rows, teacher_tokenizer = ((self._teacher_speed_rows, self.text.tokenizer) if self.text is not None
+                                           else (rows, self._tokenizer))  # each model reads its own tokens
+        batches = {"teacher": self._batches(teacher_rows, teacher_tokenizer), "student": self._batches(rows, self._tokenizer)}
         models = {"teacher": self.teacher.to(self.device).eval(), "student": self.student.eval()}
         times: dict[str, list[float]] = {name: [] for name in models}
         for repeat in range(SPEED_REPEATS + 1):
             for name, model in models.items():
-                seconds = _timed_pass(model, batches, self.device)
+                seconds = _timed_pass(model, batches[name], self.device)
                 if repeat:  # pass 0 is the warm-up
                     times[name].append(seconds)
         teacher_s, student_s = statistics.median(times["teacher"]), statistics.median(times["student"])
@@ -345,6 +403,12 @@ class DistillStrategy(Strategy):
         return {"rows": len(rows), "batch_size": SPEED_BATCH_SIZE, "repeats": SPEED_REPEATS, "device": str(self.device),
                 "threads": torch.get_num_threads(), "teacher_seconds": round(teacher_s, 4),
                 "student_seconds": round(student_s, 4), "speedup": round(teacher_s / student_s, 3)}
+
+    def _batches(self, rows, tokenizer) -> list[dict]:
+        pad = self.task.kind.collator(tokenizer)
+        inputs = rows.remove_columns([c for c in rows.column_names if c in _NOT_INPUTS])
+        return [{k: v.to(self.device) for k, v in pad([inputs[i] for i in range(s, min(s + SPEED_BATCH_SIZE, len(rows)))]).items()}
+                for s in range(0, len(rows), SPEED_BATCH_SIZE)]
 
 
 # ---------------------------------------------------------------------- losses
@@ -357,6 +421,9 @@ def distillation_loss(student_logits, teacher_logits, labels, labeled, task_type
     gradients comparable across T); multi-label: BCE and the per-label Bernoulli KL; regression: MSE
     to the labels and MSE to the teacher. Token tasks count every tagged word as one example.
 
+    Teacher rows that are NaN (per-token targets of words a teacher with another tokenizer did not
+    see) add no soft term; the soft average is over the rows that have one.
+
     Args:
         labeled: Boolean per row; rows without labels (``data.files.unlabeled``) add only soft terms.
 
@@ -366,7 +433,11 @@ def distillation_loss(student_logits, teacher_logits, labels, labeled, task_type
     kind = get_task_type(task_type)
     s, t = student_logits.float(), teacher_logits.float().to(student_logits.device)
     s, t, labels, labeled = kind.distill_rows(s, t, labels, labeled.to(s.device))
-    soft = kind.soft_loss(s, t, temperature)
+    known = torch.isfinite(t).all(-1)  # NaN: a word a cross-tokenizer teacher did not see (no soft target)
+    if bool(known.all()):
+        soft = kind.soft_loss(s, t, temperature)
+    else:
+        soft = kind.soft_loss(s[known], t[known], temperature) if known.any() else s.sum() * 0.0
     hard = kind.loss(s[labeled], labels[labeled], None) if labeled.any() else s.new_zeros(())
     return alpha * hard + (1 - alpha) * soft, {"loss_hard": hard.detach(), "loss_soft": soft.detach()}
 

@@ -175,17 +175,26 @@ def check_same_tokenizer(tokenizer, teacher_path: str, teacher_name: str) -> Non
     if is_image_processor(tokenizer):
         _check_same_image_processor(tokenizer, teacher_path, teacher_name)
         return
-    try:
-        teacher_tok = load_tokenizer(teacher_path)
-    except ModelError:
-        teacher_tok = None
-    same = teacher_tok is not None and teacher_tok.get_vocab() == tokenizer.get_vocab() and \
-        teacher_tok(_PROBE)["input_ids"] == tokenizer(_PROBE)["input_ids"]
-    if not same:
+    if not same_tokenizer(tokenizer, teacher_path):
+        teacher_tok = _teacher_tokenizer(teacher_path)
         sizes = f"{len(tokenizer)} tokens vs {len(teacher_tok) if teacher_tok is not None else 'no tokenizer'}"
         raise ModelError(f"strategy.teacher: the student's tokenizer ({tokenizer.name_or_path}) differs from the teacher's "
                          f"({teacher_name}; {sizes}); distillation feeds the same token ids to both. Choose a student "
                          "with the teacher's tokenizer, or build it from the teacher with strategy.student_num_layers")
+
+
+def same_tokenizer(tokenizer, teacher_path: str) -> bool:
+    """Whether the teacher folder's tokenizer gives the same ids as ``tokenizer`` (same vocabulary and splitting)."""
+    teacher_tok = _teacher_tokenizer(teacher_path)
+    return teacher_tok is not None and teacher_tok.get_vocab() == tokenizer.get_vocab() and \
+        teacher_tok(_PROBE)["input_ids"] == tokenizer(_PROBE)["input_ids"]
+
+
+def _teacher_tokenizer(teacher_path: str):
+    try:
+        return load_tokenizer(teacher_path)
+    except ModelError:
+        return None
 
 
 def _check_same_image_processor(processor, teacher_path: str, teacher_name: str) -> None:

@@ -34,6 +34,7 @@ DEFAULT_TARGET_MODULES: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(("vit", "deit", "beit", "dinov2", "vit_msn", "vit_mae"), ("q_proj", "v_proj")),
     "data2vec-vision": ("query", "value"),
     "distilbert": ("q_lin", "k_lin", "v_lin"),
+    "mpnet": ("q", "k", "v"),  # peft's table has no MPNet entry
     "deberta-v2": ("query_proj", "key_proj", "value_proj"),
     "deberta": ("in_proj",),
 }

@@ -6,7 +6,7 @@ that depends on what the head predicts (see ``base.py``).
 
 from __future__ import annotations
 
-from .base import IGNORE_INDEX, TaskSpec, TaskType, concat_rows
+from .base import IGNORE_INDEX, WORD_IDS, TaskSpec, TaskType, concat_rows
 from .image_classification import ImageClassification
 from .multi_label import MultiLabelClassification
 from .regression import Regression
@@ -39,5 +39,5 @@ def logits_to_predictions(logits, task: TaskSpec):
     return task.kind.predictions(logits, task)
 
 
-__all__ = ["IGNORE_INDEX", "TASK_TYPES", "TaskSpec", "TaskType", "compute_loss", "concat_rows", "get_task_type",
+__all__ = ["IGNORE_INDEX", "TASK_TYPES", "WORD_IDS", "TaskSpec", "TaskType", "compute_loss", "concat_rows", "get_task_type",
            "logits_to_predictions"]

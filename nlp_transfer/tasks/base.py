@@ -25,6 +25,7 @@ torch = lazy("torch")
 F = lazy("torch.nn.functional")
 
 IGNORE_INDEX = -100  # label of positions without a target (token tasks: special tokens, later word pieces, padding)
+WORD_IDS = "word_ids"  # a column ``tokenize_rows`` of word-level types adds: the word of each piece (not a model input)
 EXAMPLE_TEXT = "This was a pleasant surprise."
 EXAMPLE_PAIR = ("A man is playing a guitar.", "Someone plays an instrument.")
 
@@ -170,11 +171,26 @@ class TaskType:
 
         return load_tokenizer(path, trust_remote_code)
 
-    def preprocess(self, splits, processor, recipe: Recipe, *, augment: bool = True):
-        """What the model reads per split (token ids and ``length``); plus a report dict (empty here)."""
+    def preprocess(self, splits, processor, recipe: Recipe, *, augment: bool = True, carry: tuple[str, ...] = ()):
+        """What the model reads per split (token ids and ``length``); plus a report dict (empty here).
+
+        ``carry``: raw columns kept beside the model inputs (a strategy reads them, e.g. a teacher with its own tokenizer).
+        """
         from ..data import tokenize_splits
 
-        return tokenize_splits(splits, processor, recipe.task.text_columns, recipe.model.max_length), {}
+        return tokenize_splits(splits, processor, recipe.task.text_columns, recipe.model.max_length, carry), {}
+
+    def tokenize_rows(self, tokenizer, batch: dict, columns: list[str], max_length: int) -> dict:
+        """Model inputs and ``length`` for a batch of raw rows (``columns``: ``input_columns``), row order kept:
+        how another tokenizer reads the same rows (distillation from a teacher that tokenizes differently)."""
+        from ..data import tokenize_texts
+
+        return dict(tokenize_texts(tokenizer, batch, columns, max_length))
+
+    def align_targets(self, targets, other_rows, rows, tokenizer, columns: list[str]):
+        """Per-row targets computed on ``tokenize_rows(other tokenizer)`` (``other_rows``), for the rows as
+        ``tokenizer`` made them (``rows``). Sequence-level targets belong to the row: unchanged."""
+        return targets
 
     def collator(self, processor):
         """How rows become a batch: dynamic padding."""

@@ -53,8 +53,9 @@ class ImageClassification(TaskType):
 
         return load_image_processor(path)
 
-    def preprocess(self, splits, processor, recipe, *, augment: bool = True):
-        """``pixel_values`` per split; the training split augmented on the fly as ``data.augment`` asks."""
+    def preprocess(self, splits, processor, recipe, *, augment: bool = True, carry: tuple[str, ...] = ()):
+        """``pixel_values`` per split; the training split augmented on the fly as ``data.augment`` asks (no raw columns
+        to ``carry``: strategies read raw text only)."""
         from ..vision import decode_image_columns, preprocess_images
 
         splits = decode_image_columns(splits, recipe.task.image, recipe.data.files)

@@ -8,7 +8,7 @@ word-piece alignment are in ``token_data.py``. Logits and labels are per positio
 from __future__ import annotations
 
 from .._lazy import lazy
-from .base import IGNORE_INDEX, TaskType
+from .base import IGNORE_INDEX, WORD_IDS, TaskType
 
 np = lazy("numpy")
 F = lazy("torch.nn.functional")
@@ -62,10 +62,26 @@ class TokenClassification(TaskType):
     def stratify_by(self, ds):
         return None
 
-    def preprocess(self, splits, processor, recipe, *, augment: bool = True):
+    def preprocess(self, splits, processor, recipe, *, augment: bool = True, carry: tuple[str, ...] = ()):
         from ..token_data import tokenize_and_align
 
-        return tokenize_and_align(splits, processor, recipe.task, recipe.model.max_length)
+        return tokenize_and_align(splits, processor, recipe.task, recipe.model.max_length, carry)
+
+    def tokenize_rows(self, tokenizer, batch, columns, max_length) -> dict:
+        """Word pieces of the word lists, ``length`` and ``WORD_IDS`` (the word of each piece; -1: a special token)."""
+        from ..token_data import tokenize_words, word_ids_column
+
+        encoded = tokenize_words(tokenizer, batch[columns[0]], max_length)
+        encoded[WORD_IDS] = word_ids_column(encoded)
+        encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
+        return dict(encoded)
+
+    def align_targets(self, targets, other_rows, rows, tokenizer, columns):
+        """Per-piece targets aligned per word: the other tokenization's target at a word's first piece goes on
+        every piece of that word here (the loss reads the tagged ones, as the labels do); NaN where it has none."""
+        from ..token_data import align_word_targets
+
+        return align_word_targets(targets, other_rows[WORD_IDS], rows[columns[0]], rows["input_ids"], tokenizer)
 
     def collator(self, processor):
         from transformers import DataCollatorForTokenClassification
