@@ -46,10 +46,10 @@ class GradualOptions(LayerwiseOptions):
     def validate(self, recipe) -> list[str]:
         problems = super().validate(recipe)
         if not self.unfreeze_every > 0:
-            problems.append(f"strategy.unfreeze_every: got {self.unfreeze_every}; expected a positive number of "
+            problems.append(f"strategy.unfreeze_every: got {self.unfreeze_every:g}; expected a positive number of "
                             f"{self.unfreeze_unit} between two unfreezings, e.g. 1")
         elif self.unfreeze_unit == "steps" and not float(self.unfreeze_every).is_integer():
-            problems.append(f"strategy.unfreeze_every: got {self.unfreeze_every} steps; expected a whole number of steps")
+            problems.append(f"strategy.unfreeze_every: got {self.unfreeze_every:g} steps; expected a whole number of steps")
         if self.stop_at is not None and self.stop_at < 0:
             problems.append(f"strategy.stop_at: got {self.stop_at}; expected the lowest encoder layer to unfreeze "
                             "(0-based), or null to unfreeze down to the embeddings")
