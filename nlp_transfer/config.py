@@ -106,6 +106,8 @@ class TrainConfig:
 
     ``lr``, ``head_lr``, ``epochs``, ``weight_decay`` and ``warmup_ratio`` left unset take the
     strategy's defaults (``head_lr``: the learning rate of the new task head; it has the most to learn).
+    ``scheduler: slanted_triangular`` is ULMFiT's: a rise over the first ``cut_frac`` of the steps from
+    ``lr / ratio`` to ``lr``, then a linear decay back to ``lr / ratio`` (it replaces ``warmup_ratio``).
     """
 
     epochs: float | None = None
@@ -115,7 +117,9 @@ class TrainConfig:
     head_lr: float | None = None
     weight_decay: float | None = None
     warmup_ratio: float | None = None
-    scheduler: Literal["linear", "cosine", "constant"] = "linear"
+    scheduler: Literal["linear", "cosine", "constant", "slanted_triangular"] = "linear"
+    cut_frac: float = 0.1  # slanted_triangular: share of the steps spent rising (the paper's 0.1)
+    ratio: float = 32.0  # slanted_triangular: peak lr / lowest lr (the paper's 32)
     grad_accum_steps: int = 1
     max_grad_norm: float | None = 1.0
     seed: int = 42

@@ -24,11 +24,11 @@ import torch
 from accelerate import Accelerator
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
-from transformers import get_scheduler
 
 from .config import TrainConfig
 from .errors import TrainingError
 from .metrics import greater_is_better
+from .schedules import build_scheduler
 from .strategies.base import StepContext
 from .tasks import IGNORE_INDEX, TaskSpec, concat_rows
 
@@ -85,17 +85,18 @@ def run_loop(model, strategy, train_loader, eval_loader, cfg: TrainConfig, accel
     # fused AdamW: one kernel for all parameters; on CPU about 2-3x faster than the default per-tensor loop
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
     may_train = [p for g in groups for p in g["params"]]
+    if strategy.changes_trainable:
+        _wrap_all_that_may_train(accelerator, may_train)
     model, optimizer, train_loader, eval_loader = accelerator.prepare(model, optimizer, train_loader, eval_loader)
     updates_per_epoch = math.ceil(len(train_loader) / cfg.grad_accum_steps)
     total_steps = max(1, math.ceil(cfg.epochs * updates_per_epoch))
-    scheduler = get_scheduler("constant_with_warmup" if cfg.scheduler == "constant" else cfg.scheduler, optimizer,
-                              num_warmup_steps=int(cfg.warmup_ratio * total_steps), num_training_steps=total_steps)
+    scheduler = build_scheduler(optimizer, cfg, total_steps, strategy.lr_factors(groups, updates_per_epoch, total_steps))
     accelerator.register_for_checkpointing(scheduler)
     state = _resume(accelerator, work_dir) if resume else LoopState()
     selector = _Selector(cfg, metric_names, _names_of(accelerator.unwrap_model(model), may_train))
     log = _JsonlLog(work_dir / "train_log.jsonl", accelerator)
     evaluate = lambda: evaluate_loader(model, strategy, eval_loader, accelerator, task, metric_names)  # noqa: E731
-    context = lambda: StepContext(state.global_step, total_steps, state.epoch)  # noqa: E731
+    context = lambda: StepContext(state.global_step, total_steps, state.epoch, updates_per_epoch)  # noqa: E731
     bar = tqdm(total=total_steps, initial=state.global_step, desc="train", disable=not accelerator.is_local_main_process)
     stopped_early = False
     while state.global_step < total_steps and not stopped_early:
@@ -138,6 +139,17 @@ def run_loop(model, strategy, train_loader, eval_loader, cfg: TrainConfig, accel
     bar.close()
     best = selector.restore_best(state, model, accelerator, work_dir)
     return LoopResult(model, state, best, stopped_early, total_steps)
+
+
+def _wrap_all_that_may_train(accelerator: Accelerator, may_train: list) -> None:
+    """Before a schedule's first freeze: DDP syncs only the parameters that require grad when it wraps the model,
+    and a frozen group finds no gradient in some steps. ``on_epoch`` applies the schedule right after."""
+    for param in may_train:
+        param.requires_grad_(True)
+    if accelerator.num_processes > 1 and accelerator.ddp_handler is None:
+        from accelerate.utils import DistributedDataParallelKwargs
+
+        accelerator.ddp_handler = DistributedDataParallelKwargs(find_unused_parameters=True)
 
 
 def batch_rows(batch: dict) -> int:

@@ -33,8 +33,10 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 TASK_CONFIG = "task_config.json"
 _HEADS = ("ForSequenceClassification", "ForTokenClassification", "ForImageClassification")
 # Where encoder layers live inside ``getattr(model, model.base_model_prefix)``: BERT / RoBERTa / ELECTRA / DeBERTa /
-# MiniLM, DistilBERT, ViT-family image models (transformers 5), then the stages of convolutional backbones.
-LAYER_LISTS = ("encoder.layer", "transformer.layer", "layers", "encoder.layers", "encoder.stages")
+# MPNet / MiniLM, DistilBERT, ViT-family image models (transformers 5), the stages of convolutional backbones
+# (ResNet, ConvNeXt), then ALBERT's layer groups (one group usually serves every layer: its weights are shared).
+LAYER_LISTS = ("encoder.layer", "transformer.layer", "layers", "encoder.layers", "encoder.stages",
+               "encoder.albert_layer_groups")
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False):
@@ -242,13 +244,20 @@ def model_pooling(model) -> str:
 
 def encoder_layers(model) -> torch.nn.ModuleList | None:
     """The encoder's list of layers (or a convolutional backbone's stages), or None when the layout is unknown."""
+    found = encoder_layers_at(model)
+    return found[1] if found else None
+
+
+def encoder_layers_at(model) -> tuple[str, torch.nn.ModuleList] | None:
+    """The dotted path (in ``model``) and the module of the encoder's layer list, or None when the layout is unknown."""
     for path in LAYER_LISTS:
+        name = f"{model.base_model_prefix}.{path}"
         try:
-            layers = model.get_submodule(f"{model.base_model_prefix}.{path}")
+            layers = model.get_submodule(name)
         except AttributeError:
             continue
         if isinstance(layers, torch.nn.ModuleList):
-            return layers
+            return name, layers
     return None
 
 
@@ -267,14 +276,22 @@ def layer_groups(model) -> list[LayerGroup]:
     backbone's pooler and final norms) and ``head`` (the new head), both at depth layers + 1.
 
     Derived from the model (its encoder layer list and its head), not from parameter names, so it
-    works for every family with a known layer list. ``model`` may be a training wrapper.
+    works for every family with a known layer list: BERT, RoBERTa, DistilBERT, ELECTRA, DeBERTa, MPNet,
+    ALBERT (its shared layer groups), ViT / DeiT layers and ResNet / ConvNeXt stages. ``embeddings``
+    holds everything the first layer depends on: the embeddings, ELECTRA's and ALBERT's projections, and
+    the tables every layer reads (DeBERTa's relative embeddings and convolution, MPNet's relative
+    attention bias), which sit in the encoder beside the layers. ``model`` may be a training wrapper.
     """
     task_model = unwrap(model)
-    layers = encoder_layers(task_model)
-    layer_of = {id(p): i for i, layer in enumerate(layers or []) for p in layer.parameters()}
+    found = encoder_layers_at(task_model)
+    layers = found[1] if found else []
+    # the module holding the layer list (BERT's ``encoder``): what else it holds is shared by every layer
+    holder = task_model.get_submodule(found[0].rsplit(".", 1)[0]) if found else None
+    shared = set() if holder is None or holder is base_encoder(task_model) else {id(p) for p in holder.parameters()}
+    layer_of = {id(p): i for i, layer in enumerate(layers) for p in layer.parameters()}
     head = {id(p) for m in new_head_modules(task_model) for p in m.parameters()}
     encoder = {id(p) for p in base_encoder(task_model).parameters()}
-    count = len(layers or [])
+    count = len(layers)
     groups: dict[str, LayerGroup] = {"embeddings": LayerGroup("embeddings", 0, [])}
     groups.update({f"layer.{i}": LayerGroup(f"layer.{i}", i + 1, []) for i in range(count)})
     groups["top"] = LayerGroup("top", count + 1, [])
@@ -287,6 +304,8 @@ def layer_groups(model) -> list[LayerGroup]:
             seen_layer = True
         elif key in head or key not in encoder:  # the new head, and modules a wrapper adds (projections)
             groups["head"].params.append(param)
+        elif key in shared:  # relative position tables, embedding projections: every layer reads them
+            groups["embeddings"].params.append(param)
         else:  # the backbone's own parameters outside its layers: below them (embeddings) or above (pooler, norms)
             groups["top" if seen_layer and "embed" not in name else "embeddings"].params.append(param)
     return [g for g in groups.values() if g.params]

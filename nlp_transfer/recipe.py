@@ -310,6 +310,12 @@ def _train_problems(train: TrainConfig, task_type: str) -> list[str]:
             problems.append(f"train.{key}: got {value}; expected a positive number")
     if isinstance(train.warmup_ratio, (int, float)) and not 0 <= train.warmup_ratio < 1:
         problems.append(f"train.warmup_ratio: got {train.warmup_ratio}; expected a fraction in [0, 1)")
+    if not 0 < train.cut_frac < 1:
+        problems.append(f"train.cut_frac: got {train.cut_frac}; expected the share of steps the slanted triangular "
+                        "schedule spends rising, in (0, 1), e.g. 0.1")
+    if train.ratio < 1:
+        problems.append(f"train.ratio: got {train.ratio}; expected how many times the peak lr exceeds the lowest, "
+                        "a number >= 1, e.g. 32")
     if isinstance(train.weight_decay, (int, float)) and train.weight_decay < 0:
         problems.append(f"train.weight_decay: got {train.weight_decay}; expected a number >= 0")
     if train.patience is not None and train.patience < 1:

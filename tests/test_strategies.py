@@ -36,6 +36,12 @@ EXPECTATIONS: dict[str, list[tuple[str, dict, list[str]]]] = {
                r"bert\.pooler\.dense\.lora_[AB]\.default\.weight", r"classifier\.modules_to_save\.default\..*"])],
     # the whole student (here model.name) trains; the teacher (TINY_TEACHER: the tiny_teacher_dir fixture) never does
     "distill": [("distill", {"name": "distill", "teacher": "TINY_TEACHER", "speed_rows": 0}, [r".*"])],
+    # the top layer, the pooler and the head; trained from the cached output of layer 0 (and, uncached, through it)
+    "partial": [("partial", {"name": "partial", "train_top_layers": 1}, [r"bert\.encoder\.layer\.1\..*", r"bert\.pooler\..*", r"classifier\..*"]),
+                ("partial-uncached", {"name": "partial", "train_top_layers": 1, "cache_bottom": False},
+                 [r"bert\.encoder\.layer\.1\..*", r"bert\.pooler\..*", r"classifier\..*"])],
+    # the first step trains the head and the backbone's top (the pooler); lower groups unfreeze later
+    "gradual": [("gradual", {"name": "gradual", "lr_divisor": 2.6}, [r"bert\.pooler\..*", r"classifier\..*"])],
 }
 CASES = [pytest.param(name, variant, id=variant[0]) for name in sorted(STRATEGIES)
          for variant in EXPECTATIONS.get(name, [(name, None, None)])]
@@ -47,6 +53,8 @@ TOKEN_EXPECTATIONS: dict[str, tuple[dict, list[str]]] = {
              [r"bert\.encoder\.layer\.\d+\.attention\.self\.(query|key|value)\.lora_[AB]\.default\.weight",
               r"classifier\.modules_to_save\.default\..*"]),
     "distill": ({"name": "distill", "teacher": "TINY_TOKEN_TEACHER", "speed_rows": 0}, [r".*"]),
+    "partial": ({"name": "partial", "train_top_layers": 1}, [r"bert\.encoder\.layer\.1\..*", r"classifier\..*"]),
+    "gradual": ({"name": "gradual"}, [r"classifier\..*"]),
 }
 _TEACHERS = {"TINY_TEACHER": "tiny_teacher_dir", "TINY_TOKEN_TEACHER": "tiny_token_teacher_dir"}
 
@@ -63,6 +71,13 @@ VISION_EXPECTATIONS: dict[str, list[tuple[str, str, dict, list[str]]]] = {
     # a student built from the teacher's layers 0 and 3 (the whole student trains)
     "distill": [("vit-distill", "tiny_vit_teacher_dir",
                  {"name": "distill", "teacher": "BACKBONE", "student_layers": [0, 3], "speed_rows": 0}, [r".*"])],
+    # the last layer, the final norm and the head (the ResNet: its last stage and the head), from a cached bottom
+    "partial": [("vit-partial", "tiny_vit_dir", {"name": "partial", "train_top_layers": 1},
+                 [r"vit\.layers\.1\..*", r"vit\.layernorm\..*", r"classifier\..*"]),
+                ("resnet-partial", "tiny_resnet_dir", {"name": "partial", "train_top_layers": 1},
+                 [r"resnet\.encoder\.stages\.1\..*", r"classifier\..*"])],
+    "gradual": [("vit-gradual", "tiny_vit_dir", {"name": "gradual"}, [r"vit\.layernorm\..*", r"classifier\..*"]),
+                ("resnet-gradual", "tiny_resnet_dir", {"name": "gradual"}, [r"classifier\..*"])],
 }
 VISION_CASES = [pytest.param(name, variant, id=variant[0]) for name in sorted(STRATEGIES)
                 for variant in VISION_EXPECTATIONS.get(name, [(name, None, None, None)])]

@@ -6,9 +6,12 @@ from .base import StepContext, Strategy, StrategyOptions
 from .distill import DistillStrategy
 from .frozen import FrozenStrategy
 from .full import FullStrategy
+from .gradual import GradualStrategy
 from .lora import LoraStrategy
+from .partial import PartialStrategy
 
-STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (FullStrategy, FrozenStrategy, LoraStrategy, DistillStrategy)}
+STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (FullStrategy, FrozenStrategy, LoraStrategy, DistillStrategy,
+                                                                    PartialStrategy, GradualStrategy)}
 DEFAULT_STRATEGY = FullStrategy.name  # a recipe without strategy.name fine-tunes every weight
 
 

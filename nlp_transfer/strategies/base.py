@@ -79,12 +79,14 @@ class StepContext:
         step: Optimizer steps done so far.
         total_steps: Optimizer steps the run will take.
         epoch: The current epoch, 0-based.
+        steps_per_epoch: Optimizer steps in one epoch (a schedule counted in epochs converts with it).
         progress: ``step / total_steps`` in [0, 1] (e.g. the gradient-reversal warm-up of domain adaptation).
     """
 
     step: int
     total_steps: int
     epoch: int
+    steps_per_epoch: int = 1
 
     @property
     def progress(self) -> float:
@@ -96,6 +98,9 @@ class Strategy:
 
     name: ClassVar[str]
     Options: ClassVar[type[StrategyOptions]] = StrategyOptions
+    # Whether what trains changes during the run (``on_epoch`` / ``on_step`` freeze and unfreeze parameters):
+    # the loop then hands every parameter of ``param_groups`` to a multi-process wrapper as trainable.
+    changes_trainable: ClassVar[bool] = False
 
     def __init__(self, options: StrategyOptions, task: TaskSpec):
         self.options = options
@@ -132,6 +137,14 @@ class Strategy:
             groups.setdefault(key, {"params": [], "lr": head_lr if key[0] else lr,
                                     "weight_decay": weight_decay if key[1] else 0.0})["params"].append(param)
         return list(groups.values())
+
+    def lr_factors(self, groups: list[dict], steps_per_epoch: int, total_steps: int) -> list | None:
+        """Per optimizer group, a function of the step that multiplies ``train.scheduler``'s rate, or None (all 1).
+
+        E.g. 0 until a schedule unfreezes the group, then a re-warm-up ramp. Each must be a pure function
+        of the step (picklable, e.g. a ``functools.partial``), so that ``--resume`` continues it exactly.
+        """
+        return None
 
     # ------------------------------------------------------------------- data
     def prepare_data(self, model, processor, splits, accelerator):

@@ -47,7 +47,9 @@ class LoraOptions(StrategyOptions):
     ``r``: adapter rank; ``alpha``: scale numerator (scale = alpha / r, or alpha / sqrt(r) with
     ``use_rslora``); ``dropout``: on the adapter input; ``target_modules``: linear layer names
     to adapt (null: the family's attention projections); ``bias``: which biases train;
-    ``use_dora``: weight-decomposed LoRA; ``merge``: also export the merged model in ``merged/``.
+    ``use_dora``: weight-decomposed LoRA; ``merge``: also export the merged model in ``merged/``;
+    ``train_top_layers``: adapters only on the encoder's last N layers (peft's ``layers_to_transform``;
+    the pretrained pooler then gets none and stays frozen), null: on every layer.
     """
 
     name: str = "lora"
@@ -59,6 +61,7 @@ class LoraOptions(StrategyOptions):
     use_rslora: bool = False
     use_dora: bool = False
     merge: bool = True
+    train_top_layers: int | None = None
 
     push_choices = ("both", "adapter", "merged")
     summary = ("rank-{r} LoRA adapters (alpha {alpha}) on the {targets} layers and the new task head (in full) trained; "
@@ -88,6 +91,9 @@ class LoraOptions(StrategyOptions):
         if self.target_modules is not None and (not self.target_modules or not all(t.strip() for t in self.target_modules)):
             problems.append(f"strategy.target_modules: got {self.target_modules!r}; expected a non-empty list of linear "
                             "layer names, e.g. [query, value], or null for the backbone family's default")
+        if self.train_top_layers is not None and self.train_top_layers < 1:
+            problems.append(f"strategy.train_top_layers: got {self.train_top_layers}; expected how many of the encoder's "
+                            "last layers get adapters, at least 1, or null for all of them")
         return problems
 
 
@@ -105,13 +111,16 @@ class LoraStrategy(Strategy):
         _check_has_attention(model)
         targets = list(self.options.target_modules or default_target_modules(model))
         _check_targets(model, targets)
-        targets += pretrained_pooler_layers(model)
+        layers = _top_layers(model, self.options.train_top_layers)
+        if layers is None:
+            targets += pretrained_pooler_layers(model)
         alpha = self.options.alpha
         config = peft.LoraConfig(
             task_type=self.task.kind.peft_task_type, r=self.options.r,
             lora_alpha=int(alpha) if float(alpha).is_integer() else alpha,
             lora_dropout=self.options.dropout, target_modules=targets, bias=self.options.bias,
             use_rslora=self.options.use_rslora, use_dora=self.options.use_dora,
+            **(layers or {}),
             # The head is new: it trains in full and ships with the adapter.
             modules_to_save=new_head_module_names(model),
         )
@@ -152,6 +161,20 @@ class LoraStrategy(Strategy):
             "modules_to_save": sorted(set(config.modules_to_save or ())) if config else None,
             "merged_dir": MERGED if self.options.merge else None,
         }
+
+
+def _top_layers(model, count: int | None) -> dict | None:
+    """peft's ``layers_to_transform`` and ``layers_pattern`` for adapters on the last ``count`` encoder layers."""
+    if count is None:
+        return None
+    from ..models import encoder_layers_at
+
+    found = encoder_layers_at(model)
+    depth = len(found[1]) if found else 0
+    if count > depth:
+        raise ModelError(f"strategy.train_top_layers: got {count}, but {type(model).__name__} has {depth} encoder layers; "
+                         f"pick 1 to {depth}, or null for adapters on every layer")
+    return {"layers_to_transform": list(range(depth - count, depth)), "layers_pattern": found[0].rsplit(".", 1)[-1]}
 
 
 def default_target_modules(model) -> list[str]:
