@@ -30,7 +30,9 @@ def sst2_recipe(tmp_path, strategy: dict, train: dict) -> dict:
 def test_full_fine_tuning_learns_sst2(tmp_path):
     out = nlp_transfer.train(sst2_recipe(tmp_path, {"name": "full"}, {"epochs": 2, "lr": 6e-5, "batch_size": 16}))
     assert out.metrics["validation"]["accuracy"] >= 0.75
-    classifier = pipeline("text-classification", model=str(out.output_dir))
+    # MiniLM's folder says mean pooling, so the output is a mean-pooling head: its class ships beside the weights
+    assert json.loads((out.output_dir / "config.json").read_text())["model_type"] == "nlp_transfer_mean_pooling"
+    classifier = pipeline("text-classification", model=str(out.output_dir), trust_remote_code=True)
     assert classifier("a gorgeous, witty, seductive movie.")[0]["label"] == "positive"
     assert classifier("the plot is a tedious, joyless mess.")[0]["label"] == "negative"
 

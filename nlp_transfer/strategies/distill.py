@@ -401,8 +401,8 @@ class DistillStrategy(Strategy):
         if self.options.cache_teacher and self.device.type != "cpu":
             self.teacher.to("cpu")
         return {"rows": len(rows), "batch_size": SPEED_BATCH_SIZE, "repeats": SPEED_REPEATS, "device": str(self.device),
-                "threads": torch.get_num_threads(), "teacher_seconds": round(teacher_s, 4),
-                "student_seconds": round(student_s, 4), "speedup": round(teacher_s / student_s, 3)}
+                "threads": torch.get_num_threads(), "teacher_seconds": round(teacher_s, 6),
+                "student_seconds": round(student_s, 6), "speedup": round(teacher_s / student_s, 3)}
 
     def _batches(self, rows, tokenizer) -> list[dict]:
         pad = self.task.kind.collator(tokenizer)
