@@ -113,7 +113,8 @@ def compare(recipe: str | Path | dict, overrides=None, *, out: str | Path, strat
     if backbones:
         from .logme import rank_backbones
 
-        rankings = rank_backbones(base, pool, [base.model.name, *backbones], grid.out / "features", results)
+        rankings = rank_backbones(base, pool, [base.model.name, *backbones], grid.out / "features", results,
+                                 grid.strategies[0])
     report = write_report(grid.out, base, grid, pool, results, rankings=rankings, failures=failures, figures=figures)
     if card is not None:
         write_card_section(Path(card), report)
@@ -199,6 +200,10 @@ def write_pool(base, grid: Grid) -> dict:
     folder = grid.out / "data"
     manifest_file = folder / "manifest.json"
     manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {"subsets": {}}
+    source = _data_fingerprint(base)
+    if manifest.get("source", source) != source:
+        raise CompareError(f"--out {grid.out}: its data/ was made from another recipe's data, task or seed "
+                           f"({manifest['source']}); a resumed grid must keep them. Use a new --out for this recipe")
     if "splits" not in manifest:
         raw = data_lib.load_splits(base.data, base.train.seed)
         raw = type(raw)({s: ds for s, ds in raw.items() if s != "unlabeled"})
@@ -210,7 +215,7 @@ def write_pool(base, grid: Grid) -> dict:
             ds.to_parquet(splits[split])
         strata = spec.kind.stratify_by(encoded["train"])
         (folder / "strata.json").write_text(json.dumps(list(strata) if strata is not None else None, default=str))
-        manifest = {"splits": splits, "rows": {s: len(ds) for s, ds in raw.items()}, "subsets": {},
+        manifest = {"source": source, "splits": splits, "rows": {s: len(ds) for s, ds in raw.items()}, "subsets": {},
                     "labels": list(spec.label_names) if spec.kind.named_outputs and base.task.type != "regression" else None}
     strata = json.loads((folder / "strata.json").read_text())
     train = None
@@ -230,6 +235,7 @@ def write_pool(base, grid: Grid) -> dict:
             path = folder / f"train-s{seed}-f{fraction:g}.{DATA_FORMAT}"
             train.select(rows).to_parquet(str(path))
             manifest["subsets"][key] = {"file": str(path), "rows": rows}
+    manifest["source"] = source
     _write_json(manifest_file, manifest)
     return manifest
 
@@ -296,8 +302,7 @@ def _run_cells(out: Path, cells: list[Cell], jobs: int) -> dict[str, str]:
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
         started = time.perf_counter()
         with (folder / "log.txt").open("w") as log:
-            code = subprocess.call([sys.executable, "-m", "nlp_transfer.compare_cell", str(folder), "--threads", str(threads)],
-                                   stdout=log, stderr=subprocess.STDOUT, env=env)
+            code = _launch(folder, threads, env, log)
         if code != 0 or not (folder / "result.json").is_file():
             failures[cell.name] = str(folder / "log.txt")
             logger.warning("compare: cell %s failed (exit %d); log: %s", cell.name, code, folder / "log.txt")
@@ -309,7 +314,22 @@ def _run_cells(out: Path, cells: list[Cell], jobs: int) -> dict[str, str]:
     return failures
 
 
+def _launch(folder: Path, threads: int, env: dict, log) -> int:
+    """Run one cell in a fresh Python process; its exit code."""
+    return subprocess.call([sys.executable, "-m", "nlp_transfer.compare_cell", str(folder), "--threads", str(threads)],
+                           stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
 # ---------------------------------------------------------------------- helpers
+def _data_fingerprint(base) -> str:
+    """What fixes the pool: the data and task sections and the base seed."""
+    import hashlib
+
+    key = json.dumps({"data": base.to_dict()["data"], "task": base.to_dict()["task"], "seed": base.train.seed},
+                     sort_keys=True, default=str)
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
 def _set_dotted(raw: dict, key: str, value) -> None:
     node = raw
     *parents, last = key.split(".")
