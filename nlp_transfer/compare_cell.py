@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import resource
 import shutil
 import sys
@@ -30,6 +31,7 @@ def run_cell(folder: Path, threads: int | None = None) -> dict:
     if threads:
         torch.set_num_threads(threads)
     spec = json.loads((folder / "cell.json").read_text())
+    load_start = os.getloadavg()[0]
     recipe = load_recipe(folder / "recipe.yaml")
     out = train(recipe, overwrite=True)
     metrics = out.metrics
@@ -44,6 +46,8 @@ def run_cell(folder: Path, threads: int | None = None) -> dict:
         "latency_ms_per_row": _latency(out.output_dir, recipe),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),  # Linux: KiB
         "threads": torch.get_num_threads(),
+        "cpu_seconds": round(sum(resource.getrusage(resource.RUSAGE_SELF)[:2]), 1),  # user + system, the whole cell
+        "load_average": [round(load_start, 2), round(os.getloadavg()[0], 2)],  # 1-minute, at start and end: contention
     }
     if not spec.get("keep_model"):
         shutil.rmtree(out.output_dir, ignore_errors=True)

@@ -151,6 +151,8 @@ def write_report(out: Path, base, grid, pool: dict, results: list[dict], *, rank
         "seeds": grid.seeds, "pool_rows": pool["rows"], "cells": len(results), "failed": failures or {},
         "tables": {m: {s: {f"{f:g}": row for f, row in rows.items()} for s, rows in t.items()} for m, t in tables.items()},
         "judgments": _json_keys(verdict), "backbones": rankings, "figures": [],
+        "max_load_average": max((max(r["load_average"]) for r in results if r.get("load_average")), default=None),
+        "threads": max((r.get("threads") or 0 for r in results), default=None),
     }
     if figures and tables[primary]:
         report["figures"] = _draw(out, tables, primary, split)
@@ -165,7 +167,13 @@ def render_markdown(report: dict) -> str:
              f"Task `{report['task']}`; scores on **{report['split']}** ({report['pool_rows'].get(report['split'])} rows), "
              f"in points; pool of {report['pool_rows']['train']} training rows; fractions "
              f"{', '.join(_pct(f) for f in report['fractions'])}; seeds {', '.join(map(str, report['seeds']))}; "
-             f"{report['cells']} cells.", "", "## Judgments", ""]
+             f"{report['cells']} cells.", ""]
+    load, threads = report.get("max_load_average"), report.get("threads")
+    if load is not None and threads and load > threads:
+        lines += [f"Note: the machine's 1-minute load average reached {load:.1f} during the cells, above the {threads} "
+                  "thread(s) a cell used: other processes competed for the cores, so times are inflated "
+                  "(the scores are not affected).", ""]
+    lines += ["## Judgments", ""]
     lines += [f"- {s}" for s in report["judgments"].get("sentences", [])]
     lines += ["", f"## {primary} (mean ± std over seeds)", "", _score_table(report["tables"][primary]), ""]
     lines += ["## Cost per cell (means over seeds)", "", _cost_table(report["tables"][primary]), ""]

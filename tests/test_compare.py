@@ -194,3 +194,13 @@ def test_logme_matches_the_reference_implementation():
     assert logme(features, labels) == pytest.approx(REFERENCE_LOGME, abs=1e-4)
     shuffled = np.random.default_rng(0).permutation(labels)
     assert logme(features, shuffled) < logme(features, labels)  # features that predict the labels score higher
+
+
+def test_cli_reports_bad_input_with_exit_2(grid_recipe, tmp_path, capsys):
+    from nlp_transfer.cli import main
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(grid_recipe))
+    code = main(["compare", str(recipe), "--out", str(tmp_path / "cmp"), "--fractions", "0.5,2", "--strategies", "full,nope"])
+    err = capsys.readouterr().err
+    assert code == 2 and "2 is outside (0, 1]" in err and "unknown 'nope'" in err  # every problem at once
