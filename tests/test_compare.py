@@ -204,3 +204,26 @@ def test_cli_reports_bad_input_with_exit_2(grid_recipe, tmp_path, capsys):
     code = main(["compare", str(recipe), "--out", str(tmp_path / "cmp"), "--fractions", "0.5,2", "--strategies", "full,nope"])
     err = capsys.readouterr().err
     assert code == 2 and "2 is outside (0, 1]" in err and "unknown 'nope'" in err  # every problem at once
+
+
+def test_jobs_run_cells_side_by_side_with_the_threads_split(tmp_path, monkeypatch):
+    import os
+    import threading
+
+    from nlp_transfer.compare_grid import Cell, _run_cells
+
+    barrier, seen = threading.Barrier(2, timeout=10), []
+
+    def launch(folder, threads, env, log):
+        barrier.wait()  # both cells must be running at once, or this times out
+        seen.append((threads, env["OMP_NUM_THREADS"]))
+        (Path(folder) / "result.json").write_text("{}")
+        return 0
+
+    monkeypatch.setattr(compare_grid, "_launch", launch)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    cells = [Cell("full", 1.0, 1), Cell("frozen", 1.0, 1)]
+    for cell in cells:
+        (tmp_path / "cells" / cell.name).mkdir(parents=True)
+    assert _run_cells(tmp_path, cells, jobs=2) == {}
+    assert seen == [(2, "2"), (2, "2")]
