@@ -157,6 +157,7 @@ def plan_grid(base, out: Path, strategies, fractions, seeds: int, baseline: str,
             problems.append(f"--set {entry!r}: {target!r} is not one of the compared strategies ({', '.join([*strategies, SCRATCH])})")
     if problems:
         raise CompareError("compare: " + "; ".join(problems))
+    _check_cell_recipes(base, strategies, cell_overrides)
     if baseline == SCRATCH:
         _check_baseline(base, cell_overrides)
     fractions = sorted(set(parsed))
@@ -165,6 +166,21 @@ def plan_grid(base, out: Path, strategies, fractions, seeds: int, baseline: str,
     cells = [Cell(s, f, seed) for seed in seed_values for f in fractions for s in runs]
     cells += [Cell(strategies[0], 1.0, seed, bb) for bb in backbones for seed in seed_values]
     return Grid(out.expanduser().resolve(), strategies, fractions, seed_values, baseline, cells)
+
+
+def _check_cell_recipes(base, strategies, cell_overrides) -> None:
+    """Every strategy's cell recipe must validate (distill needs its teacher, ...): all problems now, not mid-grid."""
+    from .recipe import load_recipe
+
+    problems = []
+    for strategy in strategies:
+        try:
+            load_recipe(_cell_dict(base, Cell(strategy, 1.0, base.train.seed), cell_overrides))
+        except RecipeError as exc:
+            problems += [f"{strategy}: {p}" for p in exc.problems]
+    if problems:
+        raise CompareError("compare: the cells' recipes are invalid (set what a strategy needs with "
+                           "--set STRATEGY:KEY=VALUE): " + "; ".join(problems))
 
 
 def _check_baseline(base, cell_overrides) -> None:

@@ -227,3 +227,9 @@ def test_jobs_run_cells_side_by_side_with_the_threads_split(tmp_path, monkeypatc
         (tmp_path / "cells" / cell.name).mkdir(parents=True)
     assert _run_cells(tmp_path, cells, jobs=2) == {}
     assert seen == [(2, "2"), (2, "2")]
+
+
+def test_a_strategy_missing_what_it_needs_fails_before_any_cell(grid_recipe, tmp_path):
+    with pytest.raises(CompareError, match=r"distill: strategy\.teacher.*--set STRATEGY:KEY=VALUE"):
+        compare(grid_recipe, out=tmp_path / "cmp", strategies="full,distill", figures=False)
+    assert not (tmp_path / "cmp").exists()
