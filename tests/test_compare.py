@@ -233,3 +233,14 @@ def test_a_strategy_missing_what_it_needs_fails_before_any_cell(grid_recipe, tmp
     with pytest.raises(CompareError, match=r"distill: strategy\.teacher.*--set STRATEGY:KEY=VALUE"):
         compare(grid_recipe, out=tmp_path / "cmp", strategies="full,distill", figures=False)
     assert not (tmp_path / "cmp").exists()
+
+
+def test_image_task_grid(image_recipe, tmp_path, monkeypatch):
+    calls: list = []
+    monkeypatch.setattr(compare_grid, "_launch", _in_process(calls))
+    image_recipe["train"]["epochs"] = 1
+    report = compare(image_recipe, out=tmp_path / "cmp", strategies="frozen", fractions="0.5,1", seeds=1, figures=False)
+    assert sorted(calls) == ["frozen-f0.5-s7", "frozen-f1-s7", "scratch-f0.5-s7", "scratch-f1-s7"]
+    table = report["tables"]["accuracy"]
+    assert table["frozen"]["0.5"]["train_rows"] == 12 and table["scratch"]["1"]["train_rows"] == 24
+    assert table["frozen"]["1"]["trainable"] < table["scratch"]["1"]["trainable"]
