@@ -230,7 +230,7 @@ def test_jobs_run_cells_side_by_side_with_the_threads_split(tmp_path, monkeypatc
 
 
 def test_a_strategy_missing_what_it_needs_fails_before_any_cell(grid_recipe, tmp_path):
-    with pytest.raises(CompareError, match=r"distill: strategy\.teacher.*--set STRATEGY:KEY=VALUE"):
+    with pytest.raises(CompareError, match=r"--set STRATEGY:KEY=VALUE\): distill: strategy\.teacher: missing"):
         compare(grid_recipe, out=tmp_path / "cmp", strategies="full,distill", figures=False)
     assert not (tmp_path / "cmp").exists()
 
