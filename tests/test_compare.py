@@ -244,3 +244,26 @@ def test_image_task_grid(image_recipe, tmp_path, monkeypatch):
     table = report["tables"]["accuracy"]
     assert table["frozen"]["0.5"]["train_rows"] == 12 and table["scratch"]["1"]["train_rows"] == 24
     assert table["frozen"]["1"]["trainable"] < table["scratch"]["1"]["trainable"]
+
+
+def test_backbones_ranked_by_logme_beside_their_fine_tuned_scores(grid_recipe, tiny_model_dir, tmp_path, monkeypatch):
+    import shutil
+
+    import torch
+    from transformers import BertConfig, BertModel
+
+    other = tmp_path / "other-bert"
+    shutil.copytree(tiny_model_dir, other)
+    torch.manual_seed(1)
+    BertModel(BertConfig.from_pretrained(other)).save_pretrained(other)
+    calls: list = []
+    monkeypatch.setattr(compare_grid, "_launch", _in_process(calls))
+    report = compare(grid_recipe, out=tmp_path / "cmp", strategies="frozen", fractions="1", seeds=1, baseline="none",
+                     backbones=[str(other)], figures=False)
+    assert sorted(calls) == [f"bb-{compare_grid._slug(str(other))}-frozen-f1-s7", "frozen-f1-s7"]
+    rows = {r["backbone"]: r for r in report["backbones"]["rows"]}
+    assert set(rows) == {tiny_model_dir, str(other)}
+    assert all(np.isfinite(r["logme"]) and r["fine_tuned"] is not None for r in rows.values())
+    assert sorted(r["logme_rank"] for r in rows.values()) == [1, 2]
+    assert "LogME" in (tmp_path / "cmp" / "report.md").read_text()
+    assert list((tmp_path / "cmp" / "features").glob("*.npy"))  # cached: a rerun reads them
