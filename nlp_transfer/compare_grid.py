@@ -261,8 +261,7 @@ def _cell_dir(out: Path, cell: Cell) -> Path:
     return out / "cells" / cell.name
 
 
-def _cell_dict(base, cell: Cell, cell_overrides, pool: dict | None = None, run_dir: Path | None = None,
-               keep_models: bool = False) -> dict:
+def _cell_dict(base, cell: Cell, cell_overrides, pool: dict | None = None, run_dir: Path | None = None) -> dict:
     """The cell's recipe: the base recipe on the cell's data, strategy, seed and (for the baseline) random weights."""
     raw = copy.deepcopy(base.to_dict())
     strategy = SCRATCH if cell.strategy == SCRATCH else cell.strategy
@@ -299,7 +298,7 @@ def _cell_dict(base, cell: Cell, cell_overrides, pool: dict | None = None, run_d
 def _write_cell_recipe(base, grid: Grid, pool: dict, cell: Cell, keep_models: bool, cell_overrides) -> None:
     folder = _cell_dir(grid.out, cell)
     folder.mkdir(parents=True, exist_ok=True)
-    raw = _cell_dict(base, cell, cell_overrides, pool, folder / "model", keep_models)
+    raw = _cell_dict(base, cell, cell_overrides, pool, folder / "model")
     spec = {"cell": {"name": cell.name, "strategy": cell.strategy, "fraction": cell.fraction, "seed": cell.seed,
                      "backbone": cell.backbone, "train_rows": len(pool["subsets"][f"{cell.seed}/{cell.fraction:g}"]["rows"])},
             "keep_model": keep_models}
