@@ -18,12 +18,12 @@ from .errors import DataError, ExportError, HubError, ModelError, NlpTransferErr
 
 _LAZY = {
     "push_to_hub": "hub", "Predictor": "inference", "predict": "inference", "load_model": "models", "optimize": "optimization",
-    "Recipe": "config", "load_recipe": "recipe", "TrainOutput": "runner", "evaluate": "runner", "train": "runner",
+    "Recipe": "config", "compare": "compare_grid", "load_recipe": "recipe", "TrainOutput": "runner", "evaluate": "runner", "train": "runner",
 }
 
 __all__ = [
     "DataError", "ExportError", "HubError", "ModelError", "NlpTransferError", "Predictor", "Recipe", "RecipeError", "TrainOutput",
-    "TrainingError", "evaluate", "load_model", "load_recipe", "optimize", "predict", "push_to_hub", "train",
+    "TrainingError", "compare", "evaluate", "load_model", "load_recipe", "optimize", "predict", "push_to_hub", "train",
 ]
 __version__ = "0.1.0"
 

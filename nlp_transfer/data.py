@@ -145,8 +145,15 @@ def sample_fraction(ds: Dataset, fraction: float, seed: int, strata: list | None
     """
     if fraction >= 1:
         return ds
+    return ds.select(fraction_indices(len(ds), fraction, seed, strata)).flatten_indices()
+
+
+def fraction_indices(n_rows: int, fraction: float, seed: int, strata: list | None = None) -> list[int]:
+    """The sorted row indices ``sample_fraction`` keeps (all rows for a fraction of 1 or more)."""
+    if fraction >= 1:
+        return list(range(n_rows))
     rng = np.random.default_rng(seed)
-    keys = strata if strata is not None else [0] * len(ds)
+    keys = strata if strata is not None else [0] * n_rows
     groups: dict = {}
     for row, key in enumerate(keys):
         groups.setdefault(key, []).append(row)
@@ -154,7 +161,7 @@ def sample_fraction(ds: Dataset, fraction: float, seed: int, strata: list | None
     for key in sorted(groups, key=str):
         rows = np.asarray(groups[key])[rng.permutation(len(groups[key]))]
         keep.extend(rows[:max(1, math.ceil(fraction * len(rows)))].tolist())
-    return ds.select(sorted(keep)).flatten_indices()
+    return sorted(keep)
 
 
 def tokenize_splits(splits: DatasetDict, tokenizer, text_columns: list[str], max_length: int,

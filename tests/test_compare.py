@@ -1,0 +1,269 @@
+"""nlp-transfer compare: identical nested subsets, resume, the judgments, bad input, LogME, the card section."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from nlp_transfer import compare_grid
+from nlp_transfer.compare_grid import CompareError, compare, plan_grid, write_pool
+from nlp_transfer.compare_report import judge, write_card_section
+from nlp_transfer.errors import NlpTransferError
+from nlp_transfer.recipe import load_recipe
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# thuml/LogME's LogME().fit (the fixed-point version of You et al. 2021) on _fixed_features(), computed once with it
+REFERENCE_LOGME = -0.4331189308979511
+
+
+@pytest.fixture
+def grid_recipe(toy_recipe) -> dict:
+    toy_recipe["train"].update(epochs=1, batch_size=32)
+    return toy_recipe
+
+
+def _in_process(calls: list):
+    """Run a cell in this process (what the child process does), counting the runs."""
+    from nlp_transfer.compare_cell import run_cell
+
+    def launch(folder, threads, env, log):
+        calls.append(Path(folder).name)
+        run_cell(Path(folder))
+        return 0
+
+    return launch
+
+
+def test_subsets_identical_across_strategies_nested_across_fractions(grid_recipe, tmp_path):
+    base = load_recipe(grid_recipe)
+    grid = plan_grid(base, tmp_path / "cmp", "frozen,full,lora", "0.25,0.5,1", 2, "scratch", [], [])
+    pool = write_pool(base, grid)
+    for cell in grid.cells:
+        compare_grid._write_cell_recipe(base, grid, pool, cell, False, [])
+    recipes = {c.name: yaml.safe_load((tmp_path / "cmp" / "cells" / c.name / "recipe.yaml").read_text()) for c in grid.cells}
+    for seed in grid.seeds:
+        for fraction in grid.fractions:
+            same = {recipes[f"{s}-f{fraction:g}-s{seed}"]["data"]["files"]["train"] for s in ("frozen", "full", "lora", "scratch")}
+            assert len(same) == 1  # every strategy (and scratch) reads the same training file
+        rows = [set(pool["subsets"][f"{seed}/{f:g}"]["rows"]) for f in grid.fractions]
+        assert rows[0] < rows[1] < rows[2] and len(rows[2]) == 96  # nested, and 1 is the whole pool
+        assert len(rows[0]) == 24
+    assert pool["subsets"]["7/0.25"]["rows"] != pool["subsets"]["8/0.25"]["rows"]  # the seed draws the subset
+    train = __import__("datasets").Dataset.from_parquet(pool["subsets"]["7/0.25"]["file"])
+    assert sorted(set(train["label"])) == ["negative", "positive"] and train["label"].count("positive") == 12  # stratified
+    assert len({json.dumps(r["data"]["files"]["validation"]) for r in recipes.values()}) == 1
+    scratch = recipes["scratch-f0.25-s7"]
+    assert scratch["model"]["from_scratch"] is True and scratch["strategy"]["name"] == "full"
+    assert recipes["lora-f1-s8"]["train"]["lr"] is None and recipes["lora-f1-s8"]["train"]["seed"] == 8
+    assert all(r["task"]["labels"] == ["negative", "positive"] for r in recipes.values())
+
+
+def test_grid_report_and_resume(grid_recipe, tmp_path, monkeypatch):
+    calls: list = []
+    monkeypatch.setattr(compare_grid, "_launch", _in_process(calls))
+    out = tmp_path / "cmp"
+    report = compare(grid_recipe, out=out, strategies="frozen,full", fractions="0.5,1", seeds=1)
+    assert len(calls) == 6
+    for name in ("report.md", "report.json", "learning_curve_accuracy.png", "learning_curve_f1.png", "cost.png"):
+        assert (out / name).is_file(), name
+    for png in out.glob("*.png"):
+        assert png.read_bytes()[:8] == PNG_SIGNATURE
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["tables"]["accuracy"]["scratch"]["1"]["train_rows"] == 96 and report["primary_metric"] == "accuracy"
+    cell = json.loads((out / "cells" / "full-f1-s7" / "result.json").read_text())
+    assert cell["parameters"]["trainable"] == cell["parameters"]["total"] > 0
+    assert cell["train_rows"] == 96 and cell["peak_rss_mb"] > 0 and cell["model_mb"] > 0 and cell["latency_ms_per_row"] > 0
+    assert not (out / "cells" / "full-f1-s7" / "model").exists()  # metrics only unless keep_models
+    assert "Recommendation at 50%" in (out / "report.md").read_text()
+
+    calls.clear()
+    compare(grid_recipe, out=out, strategies="frozen,full", fractions="0.5,1", seeds=1)
+    assert calls == []  # every cell finished: nothing reruns
+    (out / "cells" / "frozen-f0.5-s7" / "result.json").unlink()  # as if killed during that cell
+    compare(grid_recipe, out=out, strategies="frozen,full", fractions="0.5,1", seeds=1)
+    assert calls == ["frozen-f0.5-s7"]
+
+    changed = {**grid_recipe, "train": {**grid_recipe["train"], "seed": 1}}
+    with pytest.raises(CompareError, match="another recipe's data"):
+        compare(changed, out=out, strategies="frozen,full", fractions="0.5,1", seeds=1)
+
+
+def test_cell_runs_in_its_own_process(grid_recipe, tmp_path):
+    report = compare(grid_recipe, out=tmp_path / "cmp", strategies="frozen", fractions="1", seeds=1, baseline="none",
+                     figures=False)
+    assert report["cells"] == 1 and not report["failed"]
+    cell = json.loads((tmp_path / "cmp" / "cells" / "frozen-f1-s7" / "result.json").read_text())
+    assert cell["strategy"] == "frozen" and cell["parameters"]["trainable"] < cell["parameters"]["total"]
+
+
+def _results(strategy: str, scores: dict, seconds: float = 10.0, trainable: int = 100) -> list[dict]:
+    """Constructed cell results: ``scores`` maps fraction -> one accuracy per seed."""
+    return [{"strategy": strategy, "fraction": f, "seed": 42 + i, "train_rows": int(1000 * f), "validation": {"accuracy": a},
+             "train_seconds": seconds, "parameters": {"trainable": trainable, "total": 1000}}
+            for f, accs in scores.items() for i, a in enumerate(accs)]
+
+
+def _verdict(results):
+    from nlp_transfer.compare_report import summarize
+
+    return judge(summarize(results, "accuracy", "validation"), "scratch")
+
+
+def test_negative_transfer_is_flagged_and_positive_is_not():
+    scratch = _results("scratch", {0.1: [0.70, 0.71, 0.69], 1.0: [0.80, 0.81, 0.79]}, seconds=20, trainable=1000)
+    # a source whose features hurt (as one trained on shuffled labels): well below scratch at both fractions
+    bad = _results("frozen", {0.1: [0.55, 0.56, 0.54], 1.0: [0.60, 0.62, 0.61]}, seconds=2)
+    good = _results("full", {0.1: [0.82, 0.83, 0.81], 1.0: [0.88, 0.87, 0.89]}, seconds=20, trainable=1000)
+    verdict = _verdict(scratch + bad + good)
+    flagged = {(n["strategy"], n["fraction"]) for n in verdict["negative_transfer"]}
+    assert flagged == {("frozen", 0.1), ("frozen", 1.0)}
+    assert verdict["gain"]["full"][0.1]["gain"] == pytest.approx(12.0)
+    assert verdict["gain"]["frozen"][1.0]["gain"] == pytest.approx(-19.0)
+    assert verdict["sample_efficiency"]["full"] == {"fraction": 0.1, "train_rows": 100}
+    assert verdict["sample_efficiency"]["frozen"] is None
+    assert verdict["recommendation"][1.0]["strategy"] == "full"
+    assert any("Negative transfer" in s and "frozen" in s for s in verdict["sentences"])
+
+
+def test_a_drop_within_seed_noise_is_not_negative_transfer_and_the_cheaper_close_strategy_is_recommended():
+    scratch = _results("scratch", {1.0: [0.80, 0.70, 0.75]}, seconds=20)
+    close = _results("frozen", {1.0: [0.74, 0.76, 0.72]}, seconds=1)  # 1 point below on average, seeds spread 5 points
+    verdict = _verdict(scratch + close)
+    assert verdict["negative_transfer"] == []
+    assert verdict["recommendation"][1.0]["strategy"] == "frozen"  # within 1 point of scratch, 20x cheaper
+    assert "No negative transfer" in " ".join(verdict["sentences"])
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"fractions": "0,0.5"}, r"0 is outside \(0, 1\]"),
+    ({"fractions": "1.5"}, r"1.5 is outside \(0, 1\]"),
+    ({"fractions": "half"}, "'half' is not a number"),
+    ({"strategies": "full,transfusion"}, "unknown 'transfusion'; registered: full, frozen, lora"),
+    ({"baseline": "imagenet"}, "'imagenet' is not a baseline; use one of: scratch, none"),
+    ({"seeds": 0}, "--seeds"),
+    ({"cell_overrides": ["scratch:strategy.name=lora"]}, "cannot build its from-scratch baseline.*from_scratch"),
+])
+def test_bad_input_is_a_clear_error(grid_recipe, tmp_path, kwargs, match):
+    with pytest.raises(CompareError, match=match):
+        compare(grid_recipe, out=tmp_path / "cmp", figures=False, **{"strategies": "full", **kwargs})
+    assert not (tmp_path / "cmp").exists()  # nothing ran
+
+
+def test_a_baseline_without_an_architecture_is_a_clear_error(grid_recipe, tmp_path):
+    (tmp_path / "weights-only").mkdir()
+    grid_recipe["model"]["name"] = str(tmp_path / "weights-only")
+    with pytest.raises(CompareError, match="cannot read the architecture.*--baseline none"):
+        compare(grid_recipe, out=tmp_path / "cmp", strategies="full", figures=False)
+
+
+def test_missing_matplotlib_names_the_install(grid_recipe, tmp_path, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)
+    with pytest.raises(NlpTransferError, match=r"pip install 'nlp-transfer\[compare\]'.*--no-figures"):
+        compare(grid_recipe, out=tmp_path / "cmp", strategies="full")
+
+
+def test_card_section_is_added_once(tmp_path):
+    (tmp_path / "README.md").write_text("# model\n\nSome text.\n")
+    report = {"primary_metric": "accuracy", "split": "validation", "seeds": [42], "pool_rows": {"train": 100},
+              "tables": {"accuracy": {"full": {"1": {"mean": 80.0, "std": 0.0, "train_rows": 100}}}},
+              "judgments": {"sentences": ["Recommendation at 100%: **full**."]}}
+    write_card_section(tmp_path, report)
+    report["tables"]["accuracy"]["full"]["1"]["mean"] = 81.0
+    text = write_card_section(tmp_path, report).read_text()
+    assert text.count("## How this compares") == 1 and "81.0 ± 0.0" in text and "80.0" not in text
+    assert text.startswith("# model\n\nSome text.")
+    with pytest.raises(NlpTransferError, match="no model card"):
+        write_card_section(tmp_path / "nothing", report)
+
+
+def _fixed_features() -> tuple[np.ndarray, np.ndarray]:
+    i, j = np.meshgrid(np.arange(40), np.arange(6), indexing="ij")
+    features = np.sin(0.7 * i + 1.3 * j) + 0.1 * j
+    labels = np.arange(40) % 3
+    features[:, 0] += labels  # one informative feature
+    return features, labels
+
+
+def test_logme_matches_the_reference_implementation():
+    from nlp_transfer.logme import logme
+
+    features, labels = _fixed_features()
+    # thuml/LogME (LogME().fit, the fixed-point version of You et al. 2021) on the same matrix and labels
+    assert logme(features, labels) == pytest.approx(REFERENCE_LOGME, abs=1e-4)
+    shuffled = np.random.default_rng(0).permutation(labels)
+    assert logme(features, shuffled) < logme(features, labels)  # features that predict the labels score higher
+
+
+def test_cli_reports_bad_input_with_exit_2(grid_recipe, tmp_path, capsys):
+    from nlp_transfer.cli import main
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(grid_recipe))
+    code = main(["compare", str(recipe), "--out", str(tmp_path / "cmp"), "--fractions", "0.5,2", "--strategies", "full,nope"])
+    err = capsys.readouterr().err
+    assert code == 2 and "2 is outside (0, 1]" in err and "unknown 'nope'" in err  # every problem at once
+
+
+def test_jobs_run_cells_side_by_side_with_the_threads_split(tmp_path, monkeypatch):
+    import os
+    import threading
+
+    from nlp_transfer.compare_grid import Cell, _run_cells
+
+    barrier, seen = threading.Barrier(2, timeout=10), []
+
+    def launch(folder, threads, env, log):
+        barrier.wait()  # both cells must be running at once, or this times out
+        seen.append((threads, env["OMP_NUM_THREADS"]))
+        (Path(folder) / "result.json").write_text("{}")
+        return 0
+
+    monkeypatch.setattr(compare_grid, "_launch", launch)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    cells = [Cell("full", 1.0, 1), Cell("frozen", 1.0, 1)]
+    for cell in cells:
+        (tmp_path / "cells" / cell.name).mkdir(parents=True)
+    assert _run_cells(tmp_path, cells, jobs=2) == {}
+    assert seen == [(2, "2"), (2, "2")]
+
+
+def test_a_strategy_missing_what_it_needs_fails_before_any_cell(grid_recipe, tmp_path):
+    with pytest.raises(CompareError, match=r"--set STRATEGY:KEY=VALUE\): distill: strategy\.teacher: missing"):
+        compare(grid_recipe, out=tmp_path / "cmp", strategies="full,distill", figures=False)
+    assert not (tmp_path / "cmp").exists()
+
+
+def test_image_task_grid(image_recipe, tmp_path, monkeypatch):
+    calls: list = []
+    monkeypatch.setattr(compare_grid, "_launch", _in_process(calls))
+    image_recipe["train"]["epochs"] = 1
+    report = compare(image_recipe, out=tmp_path / "cmp", strategies="frozen", fractions="0.5,1", seeds=1, figures=False)
+    assert sorted(calls) == ["frozen-f0.5-s7", "frozen-f1-s7", "scratch-f0.5-s7", "scratch-f1-s7"]
+    table = report["tables"]["accuracy"]
+    assert table["frozen"]["0.5"]["train_rows"] == 12 and table["scratch"]["1"]["train_rows"] == 24
+    assert table["frozen"]["1"]["trainable"] < table["scratch"]["1"]["trainable"]
+
+
+def test_backbones_ranked_by_logme_beside_their_fine_tuned_scores(grid_recipe, tiny_model_dir, tmp_path, monkeypatch):
+    import shutil
+
+    import torch
+    from transformers import BertConfig, BertModel
+
+    other = tmp_path / "other-bert"
+    shutil.copytree(tiny_model_dir, other)
+    torch.manual_seed(1)
+    BertModel(BertConfig.from_pretrained(other)).save_pretrained(other)
+    calls: list = []
+    monkeypatch.setattr(compare_grid, "_launch", _in_process(calls))
+    report = compare(grid_recipe, out=tmp_path / "cmp", strategies="frozen", fractions="1", seeds=1, baseline="none",
+                     backbones=[str(other)], figures=False)
+    assert sorted(calls) == [f"bb-{compare_grid._slug(str(other))}-frozen-f1-s7", "frozen-f1-s7"]
+    rows = {r["backbone"]: r for r in report["backbones"]["rows"]}
+    assert set(rows) == {tiny_model_dir, str(other)}
+    assert all(np.isfinite(r["logme"]) and r["fine_tuned"] is not None for r in rows.values())
+    assert sorted(r["logme_rank"] for r in rows.values()) == [1, 2]
+    assert "LogME" in (tmp_path / "cmp" / "report.md").read_text()
+    assert list((tmp_path / "cmp" / "features").glob("*.npy"))  # cached: a rerun reads them
