@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
         return USAGE_ERROR
     except NlpTransferError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return USAGE_ERROR if not isinstance(exc, RuntimeError) else 1
+        # bad input (ValueError kinds: data, model, output.dir...) is exit 2; a failure while running is exit 1
+        return USAGE_ERROR if isinstance(exc, ValueError) or not isinstance(exc, RuntimeError) else 1
 
 
 def _train(args) -> int:

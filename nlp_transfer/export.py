@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import uuid
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from .errors import ExportError
+from .errors import ExportError, OutputDirError
 from .models import load_model
 
 logger = logging.getLogger(__name__)
@@ -25,15 +26,23 @@ def partial_dir(out_dir: Path) -> Path:
 
 
 def check_output_dir(out_dir: Path, overwrite: bool, resume: bool) -> None:
-    """Refuse to clobber a finished output or silently discard a resumable run."""
+    """Refuse to clobber a finished output or silently discard a resumable run.
+
+    Raises:
+        OutputDirError: ``output.dir`` is a file, or not empty (without ``overwrite``), or an earlier run left
+            checkpoints there (without ``resume`` or ``overwrite``).
+    """
     if out_dir.exists() and not out_dir.is_dir():
-        raise ExportError(f"output.dir: '{out_dir}' exists and is a file; choose a folder path")
+        raise OutputDirError(f"output.dir: '{out_dir}' exists and is a file; choose a folder path")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise ExportError(f"output.dir: '{out_dir}' already exists and is not empty; pass --overwrite "
+        if resume:
+            raise OutputDirError(f"output.dir: '{out_dir}' already holds a finished output, so there is nothing to resume; "
+                                 "pass --overwrite (without --resume) to train it again, or choose another output.dir")
+        raise OutputDirError(f"output.dir: '{out_dir}' already exists and is not empty; pass --overwrite "
                           "(or output.overwrite=true) to replace it, or choose another output.dir")
     work = partial_dir(out_dir)
     if work.is_dir() and not resume and not overwrite and any((work / "checkpoints").glob("step-*")):
-        raise ExportError(f"an earlier run of this output left checkpoints in '{work}'; pass --resume to continue it, "
+        raise OutputDirError(f"an earlier run of this output left checkpoints in '{work}'; pass --resume to continue it, "
                           "or --overwrite to discard them and start over")
 
 
@@ -47,10 +56,30 @@ def publish(stage: Path, out_dir: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def write_run_files(stage: Path, recipe_dict: dict, metrics: dict) -> None:
-    """The resolved recipe and the metrics, next to the weights."""
+def write_run_files(stage: Path, recipe_dict: dict, metrics: dict, relative_to: Path | None = None) -> None:
+    """The resolved recipe and the metrics, next to the weights.
+
+    Args:
+        relative_to: The folder the output will be published as. The data paths (``data.files``, ``data.dir``)
+            are written relative to it and ``output.dir`` as its name, so ``recipe.yaml`` carries no absolute
+            data path of this machine and still resolves (``evaluate``) while the output keeps its place.
+    """
+    if relative_to is not None:
+        data = portable_paths(recipe_dict["data"], Path(relative_to))
+        recipe_dict = {**recipe_dict, "data": data, "output": {**recipe_dict["output"], "dir": Path(relative_to).name}}
     (stage / "recipe.yaml").write_text(yaml.safe_dump(recipe_dict, sort_keys=False), encoding="utf-8")
     (stage / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+
+
+def portable_paths(value, base: Path):
+    """``value`` (a recipe dict) with every absolute path of an existing file or folder made relative to ``base``."""
+    if isinstance(value, dict):
+        return {k: portable_paths(v, base) for k, v in value.items()}
+    if isinstance(value, list):
+        return [portable_paths(v, base) for v in value]
+    if isinstance(value, str) and os.path.isabs(value) and os.path.exists(value):
+        return Path(os.path.relpath(value, base)).as_posix()
+    return value
 
 
 def verify_reload(stage: Path, trained, strategy, tokenizer, raw_rows, prepared_rows, atol: float = 1e-4) -> dict:

@@ -9,6 +9,7 @@ decision that depends on them; nothing here names either.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import set_seed
 from datasets import DatasetDict
 
+from . import checkpoints as ckpt
 from . import data as data_lib
 from .cards import write_model_card
 from .config import DataConfig, ModelConfig, Recipe, TaskConfig, TrainConfig
@@ -29,6 +31,7 @@ from .model_files import default_pooling
 from .models import build_task_model, load_model, model_pooling, resolve_model_path
 from .precision import resolve_mixed_precision
 from .recipe import load_recipe
+from .runlock import RunLock
 from .strategies import Strategy, build_strategy
 from .tasks import TaskSpec
 from .variants import selected_variant
@@ -55,13 +58,43 @@ def train(recipe: Recipe | str | Path | dict, overrides=None, *, resume: bool = 
 
     Returns:
         The output folder and the metrics written to its ``metrics.json``.
+
+    Raises:
+        OutputDirError: ``output.dir`` is unusable or another run holds it (before any work).
+        RecipeError: ``--resume`` with keys that change the training trajectory (before any work).
+
+    A run that fails removes its work folder (``.<output>.partial``) unless it holds complete
+    checkpoints; then only those are kept, for ``--resume``.
     """
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, overrides)
     out_dir = Path(recipe.output.dir).expanduser().resolve()
+    lock = RunLock(out_dir) if _is_main_launch() else None
+    if lock is not None:
+        lock.acquire()  # before anything touches the output or its work folder
+    try:
+        return _train_locked(recipe, out_dir, resume=resume, overwrite=overwrite)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train_locked(recipe: Recipe, out_dir: Path, *, resume: bool, overwrite: bool) -> TrainOutput:
     check_output_dir(out_dir, overwrite or recipe.output.overwrite, resume)
     if recipe.output.push_to_hub is not None:
         require_token()  # fail before training, not after
     work = partial_dir(out_dir)
+    if resume:
+        ckpt.check_resume(work, recipe.to_dict(), _launched_processes())
+    run_info = ckpt.run_info(recipe.to_dict(), _launched_processes())
+    try:
+        return _run(recipe, out_dir, work, resume, run_info)
+    except BaseException:
+        if _is_main_launch():
+            _clean_after_failure(work)
+        raise
+
+
+def _run(recipe: Recipe, out_dir: Path, work: Path, resume: bool, run_info: dict) -> TrainOutput:
     cfg = recipe.train
     precision = resolve_mixed_precision(cfg.mixed_precision)
     logger.info("Mixed precision: %s (train.mixed_precision=%s: %s)", precision.used, precision.requested, precision.reason)
@@ -79,7 +112,7 @@ def train(recipe: Recipe | str | Path | dict, overrides=None, *, resume: bool = 
     inputs, report = preprocess(recipe, task, processor, splits)
     trained, prepared, total_params = prepare(strategy, model, processor, inputs, accelerator)
     metric_names = cfg.metrics or list(task.kind.default_metrics)
-    result = fit(trained, strategy, prepared, processor, cfg, accelerator, task, metric_names, work, resume)
+    result = fit(trained, strategy, prepared, processor, cfg, accelerator, task, metric_names, work, resume, run_info)
     trained = accelerator.unwrap_model(result.model, keep_fp32_wrapper=False)
     metrics = evaluate_run(recipe, task, strategy, model, trained, result, prepared, processor, accelerator, metric_names,
                            total_params)
@@ -160,14 +193,14 @@ def prepare(strategy: Strategy, model, processor, inputs: DatasetDict, accelerat
 
 
 def fit(trained, strategy: Strategy, prepared: DatasetDict, processor, cfg: TrainConfig, accelerator: Accelerator,
-        task: TaskSpec, metric_names: list[str], work: Path, resume: bool = False) -> LoopResult:
+        task: TaskSpec, metric_names: list[str], work: Path, resume: bool = False, run_info: dict | None = None) -> LoopResult:
     """The one loop over the strategy's batches, evaluating on validation; the best weights restored."""
     collator = strategy.collator(processor)
     batches = strategy.train_batches(prepared["train"], batch_size=cfg.batch_size, seed=cfg.seed,
                                      group_by_length=cfg.group_by_length, collator=collator)
     evaluation = data_lib.eval_loader(prepared["validation"], cfg.eval_batch_size or 2 * cfg.batch_size, collator)
     return run_loop(trained, strategy, batches, evaluation, cfg, accelerator, task=task, metric_names=metric_names,
-                    work_dir=work, resume=resume)
+                    work_dir=work, resume=resume, run_info=run_info)
 
 
 def evaluate_run(recipe: Recipe, task: TaskSpec, strategy: Strategy, model, trained, result: LoopResult,
@@ -211,7 +244,7 @@ def export_run(recipe: Recipe, strategy: Strategy, model, trained, task: TaskSpe
         metrics[strategy.name] = extra
     if saves_model:
         metrics["reload_check"] = verify_reload(stage, trained, strategy, processor, inputs["validation"], prepared["validation"])
-    write_run_files(stage, recipe.to_dict(), metrics)
+    write_run_files(stage, recipe.to_dict(), metrics, relative_to=out_dir)
     if saves_model:
         write_model_card(stage, recipe, metrics, task)
     shutil.copyfile(work / "train_log.jsonl", stage / "train_log.jsonl")
@@ -263,6 +296,33 @@ def new_accelerator(**kwargs) -> Accelerator:
 
 
 # ---------------------------------------------------------------------- helpers
+def _is_main_launch() -> bool:
+    """Whether this is the process that owns the output folder: the only one, or rank 0 of a launch."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _launched_processes() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _clean_after_failure(work: Path) -> None:
+    """A failed run leaves nothing but complete checkpoints (for ``--resume``), and says so."""
+    if not work.exists():
+        return
+    kept = ckpt.complete_checkpoints(work)
+    if not kept:
+        shutil.rmtree(work, ignore_errors=True)
+        return
+    for item in work.iterdir():
+        if item.name != ckpt.CHECKPOINTS:
+            shutil.rmtree(item, ignore_errors=True) if item.is_dir() else item.unlink(missing_ok=True)
+    for item in (work / ckpt.CHECKPOINTS).iterdir():
+        if item.name.startswith("."):  # an interrupted checkpoint write
+            shutil.rmtree(item, ignore_errors=True)
+    logger.warning("The run failed; its checkpoints are kept in %s (newest: %s). Fix the cause and rerun the same "
+                   "command with --resume to continue, or with --overwrite to start over", work / ckpt.CHECKPOINTS, kept[-1].name)
+
+
 def _metric_names(recipe: Recipe, task: TaskSpec) -> list[str]:
     return recipe.train.metrics or list(task.kind.default_metrics)
 

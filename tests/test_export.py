@@ -54,8 +54,12 @@ def test_output_folder_contents(trained):
     assert metrics["reload_check"]["passed"] is True
     assert metrics["train"]["steps"] == 36
     recipe = yaml.safe_load((trained / "recipe.yaml").read_text())
-    assert recipe["train"]["epochs"] == 6 and recipe["output"]["dir"] == str(trained)
-    assert nlp_transfer.load_recipe(trained / "recipe.yaml").to_dict() == recipe  # the saved recipe reruns as is
+    assert recipe["train"]["epochs"] == 6 and recipe["output"]["dir"] == "out"
+    # no absolute local data path (safe to publish), and the saved recipe still finds the data it names
+    assert recipe["data"]["files"] == {"train": "../train.csv", "validation": "../validation.csv"}
+    loaded = nlp_transfer.load_recipe(trained / "recipe.yaml").to_dict()
+    assert loaded["data"]["files"] == {split: str(trained.parent / f"{split}.csv") for split in ("train", "validation")}
+    assert {k: v for k, v in loaded.items() if k != "data"} == {k: v for k, v in recipe.items() if k != "data"}
     card = (trained / "README.md").read_text()
     assert card.startswith("---") and "nlp-transfer" in card and "accuracy" in card
     assert (trained / "train_log.jsonl").read_text().count('"validation"') == 6
