@@ -24,12 +24,15 @@ from . import checkpoints as ckpt
 from . import data as data_lib
 from .cards import write_model_card
 from .config import DataConfig, ModelConfig, Recipe, TaskConfig, TrainConfig
+from .errors import ModelError
 from .export import check_output_dir, find_run_file, partial_dir, publish, verify_reload, write_run_files
 from .hub import push_after_run, require_token
 from .loop import LoopResult, evaluate_loader, run_loop
+from .metrics import preload_metrics
 from .model_files import default_pooling
 from .models import build_task_model, load_model, model_pooling, resolve_model_path
 from .precision import resolve_mixed_precision
+from .preflight import check_max_length
 from .recipe import load_recipe
 from .runlock import RunLock
 from .strategies import Strategy, build_strategy
@@ -83,6 +86,8 @@ def _train_locked(recipe: Recipe, out_dir: Path, *, resume: bool, overwrite: boo
     if recipe.output.push_to_hub is not None:
         require_token()  # fail before training, not after
     work = partial_dir(out_dir)
+    preload_metrics(recipe.train.metrics or [], recipe.task.type)
+    check_max_length(recipe)
     if resume:
         ckpt.check_resume(work, recipe.to_dict(), _launched_processes())
     run_info = ckpt.run_info(recipe.to_dict(), _launched_processes())
@@ -149,7 +154,7 @@ def start_run(cfg: TrainConfig, work: Path, resume: bool, *, mixed_precision: st
 
 def load_data(data: DataConfig, task: TaskConfig, seed: int) -> tuple[DatasetDict, TaskSpec]:
     """Raw splits with a numeric ``labels`` column, train cut to ``data.fraction``; and the task's label maps."""
-    splits = data_lib.load_splits(data, seed)
+    splits = data_lib.load_splits(data, seed, task)
     splits, spec = data_lib.encode_labels(splits, task, data)
     if data.fraction is not None and data.fraction < 1:
         full = len(splits["train"])
@@ -261,6 +266,9 @@ def evaluate(output_dir: str | Path, split: str = "validation", variant: str = "
     variant when ``nlp-transfer optimize`` wrote one).
     """
     output_dir = Path(output_dir)
+    if not output_dir.is_dir() or find_run_file(output_dir) is None:
+        raise ModelError(f"'{output_dir}' is not an output folder of `nlp-transfer train` (" + (
+            "no recipe.yaml in it" if output_dir.is_dir() else "no such folder") + "); give the output.dir of a finished run")
     if variant == "optimized" or (variant == "auto" and selected_variant(output_dir) is not None):
         from .optimization import evaluate_variant
 
