@@ -13,13 +13,26 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# The real datasets of the integration tests (sst2/train.tsv, validation.tsv; conll2003/train.txt, ...): one setting
+SHARED_DATA = Path(os.environ.get("NLP_TRANSFER_TEST_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
 POSITIVE = ["good", "great", "fine", "lovely", "superb", "nice", "happy", "excellent"]
 NEGATIVE = ["bad", "awful", "poor", "ugly", "terrible", "sad", "boring", "broken"]
 NEUTRAL = ["the", "a", "movie", "food", "service", "was", "really", "quite", "and", "it", "very", "today"]
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *POSITIVE, *NEGATIVE, *NEUTRAL]
+
+
+def shared_data(name: str) -> Path:
+    """``SHARED_DATA / name``, or one failure that says how to provide it (tests never download)."""
+    folder = SHARED_DATA / name
+    if not folder.is_dir():
+        pytest.fail(f"test data not found: {folder}. The integration tests read real datasets from one folder, "
+                    "NLP_TRANSFER_TEST_DATA (default: ../shared/data beside the repository) holding sst2/ (train.tsv, "
+                    "validation.tsv: sentence<TAB>label) and conll2003/ (train.txt, validation.txt, test.txt). Set "
+                    "NLP_TRANSFER_TEST_DATA=/path/to/data, or run the fast part alone: pytest -m 'not integration'",
+                    pytrace=False)
+    return folder
 
 
 @pytest.fixture(autouse=True)
