@@ -30,9 +30,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _train(args) -> int:
-    from .runner import train
+    from .runner import close_processes, train
 
     out = train(args.recipe, args.overrides, resume=args.resume, overwrite=args.overwrite)
+    # only after success: a failed rank exits at once (no barrier its peers might never reach), and torchrun stops the rest
+    close_processes()
     print(json.dumps({"output_dir": str(out.output_dir), "validation": out.metrics["validation"],
                       "train_seconds": out.metrics["train"]["seconds"]}, indent=2))
     return 0

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from .config import IMAGEFOLDER, UNLABELED_SPLIT, DataConfig, TaskConfig
-from .data_checks import check_cells, undecodable
+from .data_checks import check_cells, json_problem, undecodable
 from .errors import DataError
 from .tasks import TaskSpec, get_task_type
 from .token_data import read_conll
@@ -60,6 +60,11 @@ def load_splits(data: DataConfig, seed: int, task: TaskConfig | None = None) -> 
     if task is not None:  # before any shuffle, so that row numbers are the file's
         check_cells(splits, task, data)
     if "validation" not in splits:
+        rows = len(splits["train"])
+        if math.floor((1 - data.validation_fraction) * rows) < 1:  # as datasets' train_test_split counts
+            raise DataError(f"data split 'train' ({where(data, 'train')}) has {rows} row{'s' if rows != 1 else ''}: too few "
+                            f"to hold out data.validation_fraction={data.validation_fraction:g} of them for validation; "
+                            "give data.files.validation, or more training rows")
         held_out = splits["train"].train_test_split(test_size=data.validation_fraction, seed=seed)
         splits["train"], splits["validation"] = held_out["train"], held_out["test"]
         logger.info("No validation split given: holding out %.0f%% of train (%d rows)",
@@ -84,6 +89,8 @@ def _load_file(split: str, path: str, fmt: str | None, tag_column: int = -1) -> 
         raise DataError(f"data.files.{split}: cannot tell the format of '{file}' (suffix {file.suffix!r}); "
                         f"use one of .{', .'.join([*_BUILDERS, *_READERS])} or set data.format")
     options = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if fmt == "tsv" else {}
+    if fmt in ("json", "jsonl") and (bad := undecodable(file) or json_problem(file)):
+        raise DataError(f"data.files.{split}: cannot read '{file}' as {fmt}: {bad}")
     try:
         return load_dataset(_BUILDERS[fmt], data_files={split: str(file)}, split=split, **options)
     except Exception as exc:

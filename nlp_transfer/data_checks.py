@@ -77,3 +77,30 @@ def undecodable(file: Path) -> str | None:
         line = raw.count(b"\n", 0, exc.start) + 1
         return (f"byte 0x{raw[exc.start]:02x} at offset {exc.start} (line {line}) is not UTF-8; save the file as UTF-8 "
                 "(e.g. `iconv -f latin1 -t utf-8 in.csv > out.csv`)")
+
+
+def json_problem(file: Path) -> str | None:
+    """Why a .json/.jsonl file is not rows of JSON objects (line and reason), or None.
+
+    Checked with Python's parser before ``datasets`` reads the file: its Arrow JSON reader reports
+    malformed input poorly, and on some inputs crashes the process.
+    """
+    text = Path(file).read_bytes().decode("utf-8", errors="replace")
+    import json
+
+    try:  # one JSON document: a list of objects, or an object of columns
+        document = json.loads(text)
+        if isinstance(document, (list, dict)) and (not isinstance(document, list) or all(isinstance(r, dict) for r in document)):
+            return None
+    except ValueError:
+        pass
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            return f"line {number} is not valid JSON ({exc.msg} at column {exc.colno}): {line[:80]!r}"
+        if not isinstance(row, dict):
+            return f"line {number} is not a JSON object with one key per column: {line[:80]!r}"
+    return None

@@ -155,7 +155,9 @@ def _section(raw: dict, name: str, problems: list[str]) -> dict:
 
 def _build_strategy(raw: dict, problems: list[str]):
     name = raw.get("name", DEFAULT_STRATEGY)
-    if name not in STRATEGIES:
+    if name is None:  # strategy.name=null: not set
+        name = DEFAULT_STRATEGY
+    if not isinstance(name, str) or name not in STRATEGIES:
         problems.append(f"strategy.name: unknown strategy {name!r}; registered strategies: {', '.join(sorted(STRATEGIES))}")
         return StrategyOptions()
     options_cls = STRATEGIES[name].Options

@@ -24,7 +24,7 @@ from . import checkpoints as ckpt
 from . import data as data_lib
 from .cards import write_model_card
 from .config import DataConfig, ModelConfig, Recipe, TaskConfig, TrainConfig
-from .errors import ModelError
+from .errors import ExportError, ModelError
 from .export import check_output_dir, find_run_file, partial_dir, publish, verify_reload, write_run_files
 from .hub import push_after_run, require_token
 from .loop import LoopResult, evaluate_loader, run_loop
@@ -124,10 +124,17 @@ def _run(recipe: Recipe, out_dir: Path, work: Path, resume: bool, run_info: dict
     metrics["mixed_precision"] = precision.as_dict()
     if report:
         metrics["truncation"] = report
+    failure = None
     if accelerator.is_main_process:
-        export_run(recipe, strategy, model, trained, task, processor, inputs, prepared, metrics, metric_names, work, out_dir)
-        accelerator.print(f"Saved {out_dir}  validation: {_short(metrics['validation'])}")
-    accelerator.wait_for_everyone()
+        try:
+            export_run(recipe, strategy, model, trained, task, processor, inputs, prepared, metrics, metric_names, work, out_dir)
+            accelerator.print(f"Saved {out_dir}  validation: {_short(metrics['validation'])}")
+        except Exception as exc:  # the other processes wait for the export: tell them before raising
+            failure = exc
+    if _any_process(accelerator, failure is not None):
+        if failure is not None:
+            raise failure
+        raise ExportError("the main process failed to export the output; its error says why")
     accelerator.end_training()
     if recipe.output.push_to_hub is not None and accelerator.is_main_process:
         push_after_run(out_dir, recipe.output.push_to_hub)
@@ -307,6 +314,28 @@ def new_accelerator(**kwargs) -> Accelerator:
 def _is_main_launch() -> bool:
     """Whether this is the process that owns the output folder: the only one, or rank 0 of a launch."""
     return os.environ.get("RANK", "0") == "0"
+
+
+def _any_process(accelerator: Accelerator, flag: bool) -> bool:
+    """Whether ``flag`` is true on any process (a collective: every process must call it)."""
+    if accelerator.num_processes == 1:
+        return flag
+    return accelerator.reduce(torch.tensor([float(flag)], device=accelerator.device), "sum").item() > 0
+
+
+def close_processes() -> None:
+    """End a multi-process launch cleanly: wait for every rank, then destroy the process group.
+
+    Without it a rank can linger after its work is done (gloo's threads wait on a peer that already
+    left); call it once, when the command is done.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 def _launched_processes() -> int:

@@ -108,6 +108,7 @@ def tiny_teacher_dir(tmp_path_factory) -> str:
 def train_with_torchrun(recipe: dict, tmp_path: Path, port: int) -> dict:
     """Run ``nlp_transfer train`` on 2 CPU processes under torchrun; check the ranks agree; return metrics.json."""
     import json
+    import signal
     import subprocess
     import sys
 
@@ -117,8 +118,15 @@ def train_with_torchrun(recipe: dict, tmp_path: Path, port: int) -> dict:
     recipe_file.write_text(yaml.safe_dump(recipe))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
            "-m", "nlp_transfer", "-q", "train", str(recipe_file)]
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
+    # a session of its own: on timeout the whole group (torchrun and every rank) is killed, no orphan survives
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True) as run:
+        try:
+            _, stderr = run.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            os.killpg(run.pid, signal.SIGKILL)
+            _, stderr = run.communicate()
+            pytest.fail(f"torchrun did not finish within 300 s; every process was killed. stderr:\n{stderr[-3000:]}")
+    assert run.returncode == 0, stderr[-3000:]
     metrics = json.loads((Path(recipe["output"]["dir"]) / "metrics.json").read_text())
     assert metrics["num_processes"] == 2
     first, second = metrics["rank_weight_checksums"]
