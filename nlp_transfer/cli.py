@@ -30,13 +30,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _train(args) -> int:
-    from .runner import close_processes, train
+    from .runner import finish_processes, train
 
     out = train(args.recipe, args.overrides, resume=args.resume, overwrite=args.overwrite)
-    # only after success: a failed rank exits at once (no barrier its peers might never reach), and torchrun stops the rest
-    close_processes()
     print(json.dumps({"output_dir": str(out.output_dir), "validation": out.metrics["validation"],
                       "train_seconds": out.metrics["train"]["seconds"]}, indent=2))
+    # multi-process: every rank exits here together. Only after success: a failed rank exits at once with its
+    # error (no barrier its peers might never reach), and torchrun stops the others
+    finish_processes()
     return 0
 
 

@@ -36,7 +36,6 @@ from .tasks import IGNORE_INDEX, TaskSpec, concat_rows
 logger = logging.getLogger(__name__)
 
 
-
 @dataclass
 class LoopState:
     """Counters and history that a checkpoint must carry for an exact resume."""

@@ -118,6 +118,8 @@ def _run(recipe: Recipe, out_dir: Path, work: Path, resume: bool, run_info: dict
     trained, prepared, total_params = prepare(strategy, model, processor, inputs, accelerator)
     metric_names = cfg.metrics or list(task.kind.default_metrics)
     result = fit(trained, strategy, prepared, processor, cfg, accelerator, task, metric_names, work, resume, run_info)
+    if accelerator.num_processes > 1:
+        _LIVE_UNTIL_EXIT.extend([accelerator, result.model])  # freeing DDP can deadlock: see finish_processes
     trained = accelerator.unwrap_model(result.model, keep_fp32_wrapper=False)
     metrics = evaluate_run(recipe, task, strategy, model, trained, result, prepared, processor, accelerator, metric_names,
                            total_params)
@@ -323,19 +325,30 @@ def _any_process(accelerator: Accelerator, flag: bool) -> bool:
     return accelerator.reduce(torch.tensor([float(flag)], device=accelerator.device), "sum").item() > 0
 
 
-def close_processes() -> None:
-    """End a multi-process launch cleanly: wait for every rank, then destroy the process group.
+# Multi-process runs keep their Accelerator and DDP model here until the process ends (see ``finish_processes``).
+_LIVE_UNTIL_EXIT: list = []
 
-    Without it a rank can linger after its work is done (gloo's threads wait on a peer that already
-    left); call it once, when the command is done.
+
+def finish_processes() -> None:
+    """End a multi-process launch: every rank meets at a barrier, then the process exits at once (status 0).
+
+    Freeing a DDP model can deadlock on CPU: the Reducer's last reference to its gloo process group
+    is dropped with the GIL held, and the group's destructor joins a gloo thread that waits for the
+    GIL. A rank then hangs forever after its work is done. So the run keeps those objects alive
+    (``_LIVE_UNTIL_EXIT``) and the process ends here without the interpreter's teardown, after
+    flushing its output. Does nothing in a single-process run. Call it last, after a successful run.
     """
+    import sys
+
     import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
-        try:
-            dist.barrier()
-        finally:
-            dist.destroy_process_group()
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    dist.barrier()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _launched_processes() -> int:

@@ -108,7 +108,6 @@ def tiny_teacher_dir(tmp_path_factory) -> str:
 def train_with_torchrun(recipe: dict, tmp_path: Path, port: int) -> dict:
     """Run ``nlp_transfer train`` on 2 CPU processes under torchrun; check the ranks agree; return metrics.json."""
     import json
-    import signal
     import subprocess
     import sys
 
@@ -118,20 +117,43 @@ def train_with_torchrun(recipe: dict, tmp_path: Path, port: int) -> dict:
     recipe_file.write_text(yaml.safe_dump(recipe))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
            "-m", "nlp_transfer", "-q", "train", str(recipe_file)]
-    # a session of its own: on timeout the whole group (torchrun and every rank) is killed, no orphan survives
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True) as run:
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as run:
         try:
             _, stderr = run.communicate(timeout=300)
         except subprocess.TimeoutExpired:
-            os.killpg(run.pid, signal.SIGKILL)
+            # torchrun starts each rank in a session of its own: kill the whole tree (listed before torchrun dies,
+            # or the ranks become orphans that hold the pipes open and live on)
+            _kill_tree(run.pid)
             _, stderr = run.communicate()
-            pytest.fail(f"torchrun did not finish within 300 s; every process was killed. stderr:\n{stderr[-3000:]}")
+            pytest.fail(f"torchrun did not finish within 300 s; it and every rank were killed. stderr:\n{stderr[-3000:]}")
     assert run.returncode == 0, stderr[-3000:]
     metrics = json.loads((Path(recipe["output"]["dir"]) / "metrics.json").read_text())
     assert metrics["num_processes"] == 2
     first, second = metrics["rank_weight_checksums"]
     assert first == second
     return metrics
+
+
+def _kill_tree(pid: int) -> None:
+    """Kill a process and all its descendants (read from /proc: each process's parent id), by process id."""
+    import signal
+
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        tree.append(todo.pop())
+        todo.extend(children.get(tree[-1], []))
+    for member in reversed(tree):
+        try:
+            os.kill(member, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 TOY_TAGS = ["O", "B-NEG", "B-POS", "I-NEG", "I-POS"]  # the order encode_tags derives from toy CoNLL files
