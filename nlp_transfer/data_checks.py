@@ -29,7 +29,7 @@ def check_cells(splits, task: TaskConfig, data: DataConfig) -> None:
     label = task.tags if kind.per_token else task.label
     problems: list[str] = []
     for split, ds in splits.items():
-        columns = [*inputs, *([] if split == UNLABELED_SPLIT else [label])]
+        columns = [*inputs, *([] if split == UNLABELED_SPLIT or kind.empty_label_means_none else [label])]
         for column in columns:
             if column not in ds.column_names or type(ds.features[column]).__name__ == "Image":  # images: decoding all is work
                 continue

@@ -56,29 +56,29 @@ def publish(stage: Path, out_dir: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def write_run_files(stage: Path, recipe_dict: dict, metrics: dict, relative_to: Path | None = None) -> None:
+def write_run_files(stage: Path, recipe_dict: dict, metrics: dict) -> None:
     """The resolved recipe and the metrics, next to the weights.
 
-    Args:
-        relative_to: The folder the output will be published as. The data paths (``data.files``, ``data.dir``)
-            are written relative to it and ``output.dir`` as its name, so ``recipe.yaml`` carries no absolute
-            data path of this machine and still resolves (``evaluate``) while the output keeps its place.
+    The local ``recipe.yaml`` keeps this machine's paths, so the output reruns and ``evaluate`` /
+    ``optimize`` find its data wherever the folder is moved; ``publishable_recipe`` is what a push uploads.
     """
-    if relative_to is not None:
-        data = portable_paths(recipe_dict["data"], Path(relative_to))
-        recipe_dict = {**recipe_dict, "data": data, "output": {**recipe_dict["output"], "dir": Path(relative_to).name}}
     (stage / "recipe.yaml").write_text(yaml.safe_dump(recipe_dict, sort_keys=False), encoding="utf-8")
     (stage / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
 
 
-def portable_paths(value, base: Path):
-    """``value`` (a recipe dict) with every absolute path of an existing file or folder made relative to ``base``."""
+def publishable_recipe(recipe_text: str) -> str:
+    """A ``recipe.yaml`` safe to publish: every absolute local path (data files and folders, a local model or
+    teacher folder, ``output.dir``) reduced to its file or folder name; Hub ids and other values unchanged."""
+    return yaml.safe_dump(_local_paths_to_names(yaml.safe_load(recipe_text)), sort_keys=False)
+
+
+def _local_paths_to_names(value):
     if isinstance(value, dict):
-        return {k: portable_paths(v, base) for k, v in value.items()}
+        return {k: _local_paths_to_names(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [portable_paths(v, base) for v in value]
-    if isinstance(value, str) and os.path.isabs(value) and os.path.exists(value):
-        return Path(os.path.relpath(value, base)).as_posix()
+        return [_local_paths_to_names(v) for v in value]
+    if isinstance(value, str) and os.path.isabs(value):
+        return Path(value).name
     return value
 
 

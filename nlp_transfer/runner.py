@@ -258,7 +258,7 @@ def export_run(recipe: Recipe, strategy: Strategy, model, trained, task: TaskSpe
         metrics[strategy.name] = extra
     if saves_model:
         metrics["reload_check"] = verify_reload(stage, trained, strategy, processor, inputs["validation"], prepared["validation"])
-    write_run_files(stage, recipe.to_dict(), metrics, relative_to=out_dir)
+    write_run_files(stage, recipe.to_dict(), metrics)
     if saves_model:
         write_model_card(stage, recipe, metrics, task)
     shutil.copyfile(work / "train_log.jsonl", stage / "train_log.jsonl")

@@ -36,6 +36,17 @@ def shared_data(name: str) -> Path:
 
 
 @pytest.fixture(autouse=True)
+def _fresh_accelerate_state():
+    """Accelerate keeps its settings (mixed precision, ...) process-wide: a run that ended in any way (finished,
+    interrupted, failed) must not hand them to the next test that builds an ``Accelerator`` directly."""
+    yield
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
+
+
+@pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
     """Every test gets its own feature cache folder."""
     monkeypatch.setenv("NLP_TRANSFER_CACHE", str(tmp_path / "nlp_transfer_cache"))

@@ -89,6 +89,7 @@ def test_small_malformed_data_files_give_data_or_a_data_error(rows, header, garb
             pass
 
 
+
 # ---------------------------------------------------------------------- kill at a random step, then resume
 _ORIGINAL_LOSS = FullStrategy.loss
 _ORIGINAL_WRITE = ckpt._write_synced
