@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import importlib
 
-from .errors import DataError, ExportError, HubError, ModelError, NlpTransferError, RecipeError, TrainingError
+from .errors import (DataError, ExportError, HubError, ModelError, NlpTransferError, OutputDirError, RecipeError,
+                     TrainingError)
 
 _LAZY = {
     "push_to_hub": "hub", "Predictor": "inference", "predict": "inference", "load_model": "models", "optimize": "optimization",
@@ -22,8 +23,9 @@ _LAZY = {
 }
 
 __all__ = [
-    "DataError", "ExportError", "HubError", "ModelError", "NlpTransferError", "Predictor", "Recipe", "RecipeError", "TrainOutput",
-    "TrainingError", "compare", "evaluate", "load_model", "load_recipe", "optimize", "predict", "push_to_hub", "train",
+    "DataError", "ExportError", "HubError", "ModelError", "NlpTransferError", "OutputDirError", "Predictor", "Recipe",
+    "RecipeError", "TrainOutput", "TrainingError", "compare", "evaluate", "load_model", "load_recipe", "optimize", "predict",
+    "push_to_hub", "train",
 ]
 __version__ = "0.1.0"
 

@@ -2,12 +2,14 @@
 
 An entry is a ``datasets`` folder named by a hash of everything that determines its
 content (model weights, tokenizer, data fingerprint, settings). Entries are written to a
-temporary sibling and renamed, so a crash never leaves a half entry behind.
+temporary sibling and renamed, so a crash never leaves a half entry behind; each carries a content
+hash written last and checked on every read, so a damaged entry is rebuilt, never used.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -46,22 +48,77 @@ def cache_key(*parts) -> str:
 def cached(kind: str, key: str, build: Callable):
     """Load the entry ``kind/key`` or build, save and return it.
 
+    An entry heals: its content hash (``CONTENT_FILE``, written last) is checked on every read; a
+    missing, truncated or altered entry is logged, deleted and rebuilt. Concurrent runs building the
+    same entry each write a private temporary folder and rename it; the first rename wins.
+
     Returns:
         The dataset and whether it came from the cache.
     """
     folder = cache_root() / kind / key
-    if (folder / "dataset_info.json").is_file():
-        logger.info("Cache hit: %s", folder)
-        return datasets.load_from_disk(str(folder)), True
+    if folder.exists():
+        problem = entry_problem(folder)
+        if problem is None:
+            logger.info("Cache hit: %s", folder)
+            return datasets.load_from_disk(str(folder)), True
+        logger.warning("Cache entry %s is damaged (%s): deleting it and computing it again", folder, problem)
+        _remove(folder)
     dataset = build()
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.with_name(f".{key}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         dataset.save_to_disk(str(tmp))
+        (tmp / CONTENT_FILE).write_text(json.dumps(_content(tmp)))
         tmp.rename(folder)
     except OSError:
-        if not (folder / "dataset_info.json").is_file():  # another process won the race: fine
+        if entry_problem(folder) is not None:  # not another process's whole entry: a real failure
             raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return datasets.load_from_disk(str(folder)), False
+
+
+CONTENT_FILE = "content.json"
+
+
+def entry_problem(folder: Path) -> str | None:
+    """Why a cache entry cannot be used (missing marker, other files, other bytes), or None when it is whole."""
+    marker = folder / CONTENT_FILE
+    try:
+        expected = json.loads(marker.read_text())
+    except FileNotFoundError:
+        return f"no {CONTENT_FILE}: its write did not finish"
+    except (OSError, ValueError) as exc:
+        return f"{CONTENT_FILE} unreadable ({exc})"
+    try:
+        found = _content(folder)
+    except OSError as exc:
+        return f"unreadable ({exc})"
+    if found != expected:
+        changed = sorted(n for n in {*expected.get("files", {}), *found["files"]}
+                         if expected.get("files", {}).get(n) != found["files"].get(n))
+        return f"content hash differs for {', '.join(changed) or 'its files'}"
+    return None
+
+
+def _content(folder: Path) -> dict:
+    """Every file's size and sha256 (the marker itself excluded)."""
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.name != CONTENT_FILE:
+            digest = hashlib.sha256()
+            with path.open("rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+            files[path.relative_to(folder).as_posix()] = f"{path.stat().st_size}:{digest.hexdigest()}"
+    return {"files": files}
+
+
+def _remove(folder: Path) -> None:
+    """Move aside, then delete: a reader never sees a half-deleted entry under the key."""
+    trash = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.trash")
+    try:
+        folder.rename(trash)
+    except OSError:
+        return  # another process moved it first
+    shutil.rmtree(trash, ignore_errors=True)

@@ -25,15 +25,19 @@ def main(argv: list[str] | None = None) -> int:
         return USAGE_ERROR
     except NlpTransferError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return USAGE_ERROR if not isinstance(exc, RuntimeError) else 1
+        # bad input (ValueError kinds: data, model, output.dir...) is exit 2; a failure while running is exit 1
+        return USAGE_ERROR if isinstance(exc, ValueError) or not isinstance(exc, RuntimeError) else 1
 
 
 def _train(args) -> int:
-    from .runner import train
+    from .runner import finish_processes, train
 
     out = train(args.recipe, args.overrides, resume=args.resume, overwrite=args.overwrite)
     print(json.dumps({"output_dir": str(out.output_dir), "validation": out.metrics["validation"],
                       "train_seconds": out.metrics["train"]["seconds"]}, indent=2))
+    # multi-process: every rank exits here together. Only after success: a failed rank exits at once with its
+    # error (no barrier its peers might never reach), and torchrun stops the others
+    finish_processes()
     return 0
 
 

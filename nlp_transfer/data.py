@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from .config import IMAGEFOLDER, UNLABELED_SPLIT, DataConfig, TaskConfig
+from .data_checks import check_cells, json_problem, undecodable
 from .errors import DataError
 from .tasks import TaskSpec, get_task_type
 from .token_data import read_conll
@@ -29,11 +30,12 @@ _BUILDERS = {"csv": "csv", "tsv": "csv", "json": "json", "jsonl": "json", "parqu
 _READERS = {"conll": read_conll}  # formats datasets has no builder for
 
 
-def load_splits(data: DataConfig, seed: int) -> DatasetDict:
+def load_splits(data: DataConfig, seed: int, task: TaskConfig | None = None) -> DatasetDict:
     """Raw train/validation(/test) splits (plus ``unlabeled`` when given), limited as the recipe asks.
 
     A Hub dataset without a validation split gets one carved from train
-    (``data.validation_fraction``, seeded).
+    (``data.validation_fraction``, seeded). With ``task``, the cells it reads are checked first
+    (``data_checks.check_cells``: empty, null or NaN cells are an error naming file, column and row).
     """
     files = {split: path for split, path in data.files.items() if split != UNLABELED_SPLIT}
     if files:
@@ -53,13 +55,20 @@ def load_splits(data: DataConfig, seed: int) -> DatasetDict:
         splits = DatasetDict({s: loaded[s] for s in ("train", "validation", "test") if s in loaded})
         if "train" not in splits:
             raise DataError(f"data.source: {data.source!r} has no 'train' split; it has: {', '.join(loaded)}")
+    if UNLABELED_SPLIT in data.files:
+        splits[UNLABELED_SPLIT] = _load_file(UNLABELED_SPLIT, data.files[UNLABELED_SPLIT], data.format, data.tag_column)
+    if task is not None:  # before any shuffle, so that row numbers are the file's
+        check_cells(splits, task, data)
     if "validation" not in splits:
+        rows = len(splits["train"])
+        if math.floor((1 - data.validation_fraction) * rows) < 1:  # as datasets' train_test_split counts
+            raise DataError(f"data split 'train' ({where(data, 'train')}) has {rows} row{'s' if rows != 1 else ''}: too few "
+                            f"to hold out data.validation_fraction={data.validation_fraction:g} of them for validation; "
+                            "give data.files.validation, or more training rows")
         held_out = splits["train"].train_test_split(test_size=data.validation_fraction, seed=seed)
         splits["train"], splits["validation"] = held_out["train"], held_out["test"]
         logger.info("No validation split given: holding out %.0f%% of train (%d rows)",
                     100 * data.validation_fraction, len(splits["validation"]))
-    if UNLABELED_SPLIT in data.files:
-        splits[UNLABELED_SPLIT] = _load_file(UNLABELED_SPLIT, data.files[UNLABELED_SPLIT], data.format, data.tag_column)
     for split, n in data.limit.items():
         if split in splits and n < len(splits[split]):
             splits[split] = splits[split].shuffle(seed=seed).select(range(n)).flatten_indices()
@@ -80,9 +89,13 @@ def _load_file(split: str, path: str, fmt: str | None, tag_column: int = -1) -> 
         raise DataError(f"data.files.{split}: cannot tell the format of '{file}' (suffix {file.suffix!r}); "
                         f"use one of .{', .'.join([*_BUILDERS, *_READERS])} or set data.format")
     options = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if fmt == "tsv" else {}
+    if fmt in ("json", "jsonl") and (bad := undecodable(file) or json_problem(file)):
+        raise DataError(f"data.files.{split}: cannot read '{file}' as {fmt}: {bad}")
     try:
         return load_dataset(_BUILDERS[fmt], data_files={split: str(file)}, split=split, **options)
     except Exception as exc:
+        if fmt != "parquet" and (bad := undecodable(file)):
+            raise DataError(f"data.files.{split}: cannot read '{file}': {bad}") from None
         if _has_no_rows(file, fmt):  # datasets fails on empty files with cryptic messages (or none)
             raise DataError(f"data split '{split}' ({file}) is empty; give a file with at least one row") from None
         raise DataError(f"data.files.{split}: cannot read '{file}' as {fmt}: {exc}") from None

@@ -15,12 +15,14 @@ class RecipeError(NlpTransferError, ValueError):
         source: The recipe file (or ``"<dict>"``) the problems were found in.
     """
 
-    def __init__(self, problems: list[str], source: str = "<recipe>"):
+    def __init__(self, problems: list[str], source: str = "<recipe>", hint: str | None = None):
         self.problems = list(problems)
         self.source = source
+        self.hint = hint
         count = len(self.problems)
         header = f"{source}: {count} problem{'s' if count != 1 else ''} in the recipe:"
-        super().__init__("\n".join([header, *(f"  - {p}" for p in self.problems)]))
+        footer = [f"  {hint}"] if hint else []
+        super().__init__("\n".join([header, *(f"  - {p}" for p in self.problems), *footer]))
 
 
 class DataError(NlpTransferError, ValueError):
@@ -37,6 +39,13 @@ class TrainingError(NlpTransferError, RuntimeError):
 
 class ExportError(NlpTransferError, RuntimeError):
     """A saved output folder is missing, incomplete or does not reproduce the trained model."""
+
+
+class OutputDirError(ExportError, ValueError):
+    """``output.dir`` cannot be used: not writable, under a file, not empty, or held by another run.
+
+    A bad-input error (exit code 2); a kind of ``ExportError`` so that callers catching that keep working.
+    """
 
 
 class HubError(NlpTransferError, RuntimeError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import uuid
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from .errors import ExportError
+from .errors import ExportError, OutputDirError
 from .models import load_model
 
 logger = logging.getLogger(__name__)
@@ -25,15 +26,23 @@ def partial_dir(out_dir: Path) -> Path:
 
 
 def check_output_dir(out_dir: Path, overwrite: bool, resume: bool) -> None:
-    """Refuse to clobber a finished output or silently discard a resumable run."""
+    """Refuse to clobber a finished output or silently discard a resumable run.
+
+    Raises:
+        OutputDirError: ``output.dir`` is a file, or not empty (without ``overwrite``), or an earlier run left
+            checkpoints there (without ``resume`` or ``overwrite``).
+    """
     if out_dir.exists() and not out_dir.is_dir():
-        raise ExportError(f"output.dir: '{out_dir}' exists and is a file; choose a folder path")
+        raise OutputDirError(f"output.dir: '{out_dir}' exists and is a file; choose a folder path")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise ExportError(f"output.dir: '{out_dir}' already exists and is not empty; pass --overwrite "
+        if resume:
+            raise OutputDirError(f"output.dir: '{out_dir}' already holds a finished output, so there is nothing to resume; "
+                                 "pass --overwrite (without --resume) to train it again, or choose another output.dir")
+        raise OutputDirError(f"output.dir: '{out_dir}' already exists and is not empty; pass --overwrite "
                           "(or output.overwrite=true) to replace it, or choose another output.dir")
     work = partial_dir(out_dir)
     if work.is_dir() and not resume and not overwrite and any((work / "checkpoints").glob("step-*")):
-        raise ExportError(f"an earlier run of this output left checkpoints in '{work}'; pass --resume to continue it, "
+        raise OutputDirError(f"an earlier run of this output left checkpoints in '{work}'; pass --resume to continue it, "
                           "or --overwrite to discard them and start over")
 
 
@@ -48,9 +57,29 @@ def publish(stage: Path, out_dir: Path) -> None:
 
 
 def write_run_files(stage: Path, recipe_dict: dict, metrics: dict) -> None:
-    """The resolved recipe and the metrics, next to the weights."""
+    """The resolved recipe and the metrics, next to the weights.
+
+    The local ``recipe.yaml`` keeps this machine's paths, so the output reruns and ``evaluate`` /
+    ``optimize`` find its data wherever the folder is moved; ``publishable_recipe`` is what a push uploads.
+    """
     (stage / "recipe.yaml").write_text(yaml.safe_dump(recipe_dict, sort_keys=False), encoding="utf-8")
     (stage / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+
+
+def publishable_recipe(recipe_text: str) -> str:
+    """A ``recipe.yaml`` safe to publish: every absolute local path (data files and folders, a local model or
+    teacher folder, ``output.dir``) reduced to its file or folder name; Hub ids and other values unchanged."""
+    return yaml.safe_dump(_local_paths_to_names(yaml.safe_load(recipe_text)), sort_keys=False)
+
+
+def _local_paths_to_names(value):
+    if isinstance(value, dict):
+        return {k: _local_paths_to_names(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_local_paths_to_names(v) for v in value]
+    if isinstance(value, str) and os.path.isabs(value):
+        return Path(value).name
+    return value
 
 
 def verify_reload(stage: Path, trained, strategy, tokenizer, raw_rows, prepared_rows, atol: float = 1e-4) -> dict:

@@ -27,6 +27,7 @@ from huggingface_hub.errors import HfHubHTTPError
 
 from .cards import MERGED, MERGED_SUFFIX, retarget_card
 from .errors import HubError
+from .export import publishable_recipe
 from .models import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from .recipe import repo_id_problem
 from .strategies import STRATEGIES
@@ -215,7 +216,9 @@ def _push_one(api: HfApi, upload: _Upload, private: bool, revision: str | None) 
     with tempfile.TemporaryDirectory(prefix="nlp-transfer-push-") as tmp:
         stage = Path(tmp)
         for rel, source in upload.files.items():
-            if rel != "README.md":
+            if rel == "recipe.yaml":  # no absolute path of this machine goes out
+                (stage / rel).write_text(publishable_recipe(source.read_text(encoding="utf-8")), encoding="utf-8")
+            elif rel != "README.md":
                 _link(source, stage / rel)
         (stage / "README.md").write_text(upload.readme, encoding="utf-8")
         info = api.upload_folder(repo_id=upload.repo_id, folder_path=stage, revision=revision,

@@ -14,17 +14,18 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from accelerate import Accelerator
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
+from . import checkpoints as ckpt
+from .checkpoints import BEST_WEIGHTS, CHECKPOINTS, LOG_FILE  # noqa: F401 (re-exported: the loop's file names)
 from .config import TrainConfig
 from .errors import TrainingError
 from .metrics import greater_is_better
@@ -33,10 +34,6 @@ from .strategies.base import StepContext
 from .tasks import IGNORE_INDEX, TaskSpec, concat_rows
 
 logger = logging.getLogger(__name__)
-
-CHECKPOINTS = "checkpoints"
-STATE_FILE = "loop_state.json"
-BEST_WEIGHTS = "best_weights.safetensors"
 
 
 @dataclass
@@ -66,7 +63,8 @@ class LoopResult:
 
 
 def run_loop(model, strategy, train_loader, eval_loader, cfg: TrainConfig, accelerator: Accelerator, *,
-             task: TaskSpec, metric_names: list[str], work_dir: Path, resume: bool = False) -> LoopResult:
+             task: TaskSpec, metric_names: list[str], work_dir: Path, resume: bool = False,
+             run_info: dict | None = None) -> LoopResult:
     """Train ``model`` with ``strategy.loss`` and return the best validation metrics.
 
     Args:
@@ -78,7 +76,8 @@ def run_loop(model, strategy, train_loader, eval_loader, cfg: TrainConfig, accel
         accelerator: Built with the recipe's mixed precision and accumulation.
         task, metric_names: How to score evaluations.
         work_dir: Where checkpoints, the best weights and the JSONL log go.
-        resume: Continue from the latest checkpoint in ``work_dir``.
+        resume: Continue from the newest complete checkpoint in ``work_dir`` (see ``checkpoints.py``).
+        run_info: What every checkpoint records about the run (the recipe...), for ``--resume`` to check.
     """
     sampler = train_loader.batch_sampler
     groups = strategy.param_groups(model, cfg.lr, cfg.head_lr, cfg.weight_decay)
@@ -92,9 +91,11 @@ def run_loop(model, strategy, train_loader, eval_loader, cfg: TrainConfig, accel
     total_steps = max(1, math.ceil(cfg.epochs * updates_per_epoch))
     scheduler = build_scheduler(optimizer, cfg, total_steps, strategy.lr_factors(groups, updates_per_epoch, total_steps))
     accelerator.register_for_checkpointing(scheduler)
-    state = _resume(accelerator, work_dir) if resume else LoopState()
+    state = ckpt.load_checkpoint(accelerator, work_dir, LoopState) if resume else LoopState()
+    if resume:  # after a non-finite loss the recipe may lower the learning rates
+        ckpt.apply_learning_rates(optimizer, scheduler, [g["lr"] for g in groups])
     selector = _Selector(cfg, metric_names, _names_of(accelerator.unwrap_model(model), may_train))
-    log = _JsonlLog(work_dir / "train_log.jsonl", accelerator)
+    log = _JsonlLog(work_dir / LOG_FILE, accelerator)
     evaluate = lambda: evaluate_loader(model, strategy, eval_loader, accelerator, task, metric_names)  # noqa: E731
     context = lambda: StepContext(state.global_step, total_steps, state.epoch, updates_per_epoch)  # noqa: E731
     bar = tqdm(total=total_steps, initial=state.global_step, desc="train", disable=not accelerator.is_local_main_process)
@@ -127,7 +128,7 @@ def run_loop(model, strategy, train_loader, eval_loader, cfg: TrainConfig, accel
                 model.train()
                 started = time.perf_counter()
             if cfg.checkpoint_every and state.global_step % cfg.checkpoint_every == 0:
-                _save_checkpoint(accelerator, work_dir, state)
+                ckpt.save_checkpoint(accelerator, work_dir, state, run_info or {})
             if stopped_early or state.global_step >= total_steps:
                 break
         state.train_seconds += time.perf_counter() - started
@@ -166,11 +167,11 @@ def _train_step(model, strategy, batch, optimizer, scheduler, trainable, cfg, ac
     """One micro-batch: forward, finite-loss guard, backward, and (when due) an optimizer step."""
     with accelerator.accumulate(model):
         loss, extra = strategy.loss(model, batch, ctx)
-        if not torch.isfinite(loss.detach()).all():
-            _save_checkpoint(accelerator, work_dir, state)
-            raise TrainingError(f"non-finite training loss ({loss.item()}) at step {state.global_step + 1}, epoch "
-                                f"{state.epoch + 1}. The last good state is saved in {work_dir / CHECKPOINTS}; lower "
-                                "train.lr or use mixed_precision=bf16/no, then rerun with --resume")
+        # every process decides together: a rank that stopped alone would leave the others waiting in backward
+        bad = torch.tensor(0.0 if torch.isfinite(loss.detach()).all() else 1.0, device=loss.device)
+        if accelerator.reduce(bad, "sum").item() > 0:
+            largest = max((p.detach().abs().max().item() for p in trainable if p.numel()), default=0.0)
+            raise ckpt.diverged(accelerator, work_dir, state, loss.detach().float().mean().item(), largest, cfg)
         accelerator.backward(loss)
         if accelerator.sync_gradients and cfg.max_grad_norm:
             accelerator.clip_grad_norm_(trainable, cfg.max_grad_norm)
@@ -239,29 +240,8 @@ def _save_best(model, accelerator: Accelerator, work_dir: Path, names: list[str]
     if accelerator.is_main_process:
         keep = set(names)
         weights = {n: t.detach().cpu().contiguous() for n, t in accelerator.unwrap_model(model).state_dict().items() if n in keep}
-        save_file(weights, str(work_dir / BEST_WEIGHTS))
+        ckpt.save_best_weights(weights, work_dir)
     accelerator.wait_for_everyone()
-
-
-def _save_checkpoint(accelerator: Accelerator, work_dir: Path, state: LoopState, keep: int = 2) -> None:
-    folder = work_dir / CHECKPOINTS / f"step-{state.global_step:08d}"
-    accelerator.save_state(str(folder))
-    if accelerator.is_main_process:
-        (folder / STATE_FILE).write_text(json.dumps(asdict(state), indent=1))
-        for old in sorted((work_dir / CHECKPOINTS).glob("step-*"))[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
-
-
-def _resume(accelerator: Accelerator, work_dir: Path) -> LoopState:
-    checkpoints = sorted((work_dir / CHECKPOINTS).glob("step-*"))
-    if not checkpoints:
-        raise TrainingError(f"--resume: no checkpoint in {work_dir / CHECKPOINTS}; set train.checkpoint_every to "
-                            "save checkpoints, or run without --resume to start over")
-    accelerator.load_state(str(checkpoints[-1]))
-    state = LoopState(**json.loads((checkpoints[-1] / STATE_FILE).read_text()))
-    logger.info("Resuming from %s (step %d)", checkpoints[-1], state.global_step)
-    return state
 
 
 class _JsonlLog:

@@ -8,6 +8,7 @@ needs network access.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import logging
 import os
@@ -80,6 +81,18 @@ def load_metric_module(module_name: str) -> evaluate.EvaluationModule:
         raise MetricError(_not_shipped_message(module_name, f"evaluate.load failed: {exc}")) from exc
 
 
+def preload_metrics(names: Iterable[str], task_type: str) -> None:
+    """Load every non-shipped metric a recipe names, so that one that cannot load fails before training.
+
+    Raises:
+        MetricError: A name cannot be loaded (offline, unknown on the Hub).
+    """
+    allowed = _task_type(task_type).allowed_metrics()
+    for name in names:
+        if name not in SHIPPED_METRICS and name not in allowed:
+            load_metric_module(name)
+
+
 def default_metrics(task_type: str) -> list[str]:
     """The metrics reported when a recipe names none (the first is the headline metric).
 
@@ -105,11 +118,24 @@ def greater_is_better(metric_name: str) -> bool:
 def check_metric_names(names: Iterable[str], task_type: str) -> list[str]:
     """One human-readable line per metric name that cannot work for a task type (empty: all fine).
 
-    Names that are not shipped are not problems: they are loaded with ``evaluate.load`` (online) when computed.
+    A name that is not shipped is a problem when it looks like a typo of a shipped one, or when the Hub is
+    offline; otherwise it is loaded with ``evaluate.load`` (online) before training starts.
     """
     if task_type not in TASK_TYPES:
         return [_task_type_problem(task_type)]
-    return TASK_TYPES[task_type].metric_problems(list(names))
+    names = list(names)
+    problems = TASK_TYPES[task_type].metric_problems(names)
+    allowed = TASK_TYPES[task_type].allowed_metrics()
+    for name in names:
+        if name in SHIPPED_METRICS or name in allowed or any(f"'{name}'" in p for p in problems):
+            continue
+        close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.75)
+        if close:  # a typo of a shipped name: evaluate.load would fail only after a whole epoch
+            problems.append(f"metric '{name}' is unknown; did you mean '{close[0]}'? Shipped for task.type "
+                            f"'{task_type}': {', '.join(allowed)}")
+        elif os.environ.get("HF_HUB_OFFLINE", "").upper() in _TRUE_VALUES:  # the env var only: validation imports no evaluate
+            problems.append(_not_shipped_message(name, "the Hugging Face Hub is offline (HF_HUB_OFFLINE is set)"))
+    return problems
 
 
 def compute_metrics(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import logging
+import math
 import re
 import types
 import typing
@@ -156,7 +157,9 @@ def _section(raw: dict, name: str, problems: list[str]) -> dict:
 
 def _build_strategy(raw: dict, problems: list[str]):
     name = raw.get("name", DEFAULT_STRATEGY)
-    if name not in STRATEGIES:
+    if name is None:  # strategy.name=null: not set
+        name = DEFAULT_STRATEGY
+    if not isinstance(name, str) or name not in STRATEGIES:
         problems.append(f"strategy.name: unknown strategy {name!r}; registered strategies: {', '.join(sorted(STRATEGIES))}")
         return StrategyOptions()
     options_cls = STRATEGIES[name].Options
@@ -171,6 +174,11 @@ def _build_dataclass(cls, raw: dict, path: str, problems: list[str]):
         if key not in fields:
             problems.append(f"{path}.{key}: unknown key; valid keys for '{path}': {', '.join(fields)}")
             continue
+        if value is None and not _allows_none(hints[key]):
+            continue  # key=null (or key= on the command line) means "not set": the default applies
+        if isinstance(value, float) and not math.isfinite(value):
+            problems.append(f"{path}.{key}: got {value}; expected a finite number")
+            continue
         section = _dataclass_of(hints[key])
         if section is not None and isinstance(value, dict):  # a nested section, e.g. output.push_to_hub
             kwargs[key] = _build_dataclass(section, value, f"{path}.{key}", problems)
@@ -181,6 +189,10 @@ def _build_dataclass(cls, raw: dict, path: str, problems: list[str]):
             continue
         kwargs[key] = converted
     return cls(**kwargs)
+
+
+def _allows_none(hint) -> bool:
+    return typing.get_origin(hint) in (Union, types.UnionType) and type(None) in typing.get_args(hint)
 
 
 def _dataclass_of(hint):
@@ -219,9 +231,10 @@ def _check_type(value, hint) -> tuple[bool, Any]:
     if hint is float:
         if isinstance(value, str):  # YAML 1.1 reads 3e-5 (no dot) as a string
             try:
-                return True, float(value)
+                number = float(value)
             except ValueError:
                 return False, value
+            return math.isfinite(number), number
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         return ok, float(value) if ok else value
     if hint is int:

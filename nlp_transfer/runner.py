@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,16 +21,21 @@ from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import set_seed
 from datasets import DatasetDict
 
+from . import checkpoints as ckpt
 from . import data as data_lib
 from .cards import write_model_card
 from .config import DataConfig, ModelConfig, Recipe, TaskConfig, TrainConfig
+from .errors import ExportError, ModelError
 from .export import check_output_dir, find_run_file, partial_dir, publish, verify_reload, write_run_files
 from .hub import push_after_run, require_token
 from .loop import LoopResult, evaluate_loader, run_loop
+from .metrics import preload_metrics
 from .model_files import default_pooling
 from .models import build_task_model, load_model, model_pooling, resolve_model_path
 from .precision import resolve_mixed_precision
+from .preflight import check_max_length
 from .recipe import load_recipe
+from .runlock import RunLock
 from .strategies import Strategy, build_strategy
 from .tasks import TaskSpec
 from .variants import selected_variant
@@ -56,13 +62,45 @@ def train(recipe: Recipe | str | Path | dict, overrides=None, *, resume: bool = 
 
     Returns:
         The output folder and the metrics written to its ``metrics.json``.
+
+    Raises:
+        OutputDirError: ``output.dir`` is unusable or another run holds it (before any work).
+        RecipeError: ``--resume`` with keys that change the training trajectory (before any work).
+
+    A run that fails removes its work folder (``.<output>.partial``) unless it holds complete
+    checkpoints; then only those are kept, for ``--resume``.
     """
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, overrides)
     out_dir = Path(recipe.output.dir).expanduser().resolve()
+    lock = RunLock(out_dir) if _is_main_launch() else None
+    if lock is not None:
+        lock.acquire()  # before anything touches the output or its work folder
+    try:
+        return _train_locked(recipe, out_dir, resume=resume, overwrite=overwrite)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train_locked(recipe: Recipe, out_dir: Path, *, resume: bool, overwrite: bool) -> TrainOutput:
     check_output_dir(out_dir, overwrite or recipe.output.overwrite, resume)
     if recipe.output.push_to_hub is not None:
         require_token()  # fail before training, not after
     work = partial_dir(out_dir)
+    preload_metrics(recipe.train.metrics or [], recipe.task.type)
+    check_max_length(recipe)
+    if resume:
+        ckpt.check_resume(work, recipe.to_dict(), _launched_processes())
+    run_info = ckpt.run_info(recipe.to_dict(), _launched_processes())
+    try:
+        return _run(recipe, out_dir, work, resume, run_info)
+    except BaseException:
+        if _is_main_launch():
+            _clean_after_failure(work)
+        raise
+
+
+def _run(recipe: Recipe, out_dir: Path, work: Path, resume: bool, run_info: dict) -> TrainOutput:
     cfg = recipe.train
     precision = resolve_mixed_precision(cfg.mixed_precision)
     logger.info("Mixed precision: %s (train.mixed_precision=%s: %s)", precision.used, precision.requested, precision.reason)
@@ -82,17 +120,26 @@ def train(recipe: Recipe | str | Path | dict, overrides=None, *, resume: bool = 
     trained, prepared, total_params = prepare(strategy, model, processor, inputs, accelerator)
     inputs = inputs.remove_columns(list(carry)) if carry else inputs
     metric_names = cfg.metrics or list(task.kind.default_metrics)
-    result = fit(trained, strategy, prepared, processor, cfg, accelerator, task, metric_names, work, resume)
+    result = fit(trained, strategy, prepared, processor, cfg, accelerator, task, metric_names, work, resume, run_info)
+    if accelerator.num_processes > 1:
+        _LIVE_UNTIL_EXIT.extend([accelerator, result.model])  # freeing DDP can deadlock: see finish_processes
     trained = accelerator.unwrap_model(result.model, keep_fp32_wrapper=False)
     metrics = evaluate_run(recipe, task, strategy, model, trained, result, prepared, processor, accelerator, metric_names,
                            total_params)
     metrics["mixed_precision"] = precision.as_dict()
     if report:
         metrics["truncation"] = report
+    failure = None
     if accelerator.is_main_process:
-        export_run(recipe, strategy, model, trained, task, processor, inputs, prepared, metrics, metric_names, work, out_dir)
-        accelerator.print(f"Saved {out_dir}  validation: {_short(metrics['validation'])}")
-    accelerator.wait_for_everyone()
+        try:
+            export_run(recipe, strategy, model, trained, task, processor, inputs, prepared, metrics, metric_names, work, out_dir)
+            accelerator.print(f"Saved {out_dir}  validation: {_short(metrics['validation'])}")
+        except Exception as exc:  # the other processes wait for the export: tell them before raising
+            failure = exc
+    if _any_process(accelerator, failure is not None):
+        if failure is not None:
+            raise failure
+        raise ExportError("the main process failed to export the output; its error says why")
     accelerator.end_training()
     if recipe.output.push_to_hub is not None and accelerator.is_main_process:
         push_after_run(out_dir, recipe.output.push_to_hub)
@@ -119,7 +166,7 @@ def start_run(cfg: TrainConfig, work: Path, resume: bool, *, mixed_precision: st
 
 def load_data(data: DataConfig, task: TaskConfig, seed: int) -> tuple[DatasetDict, TaskSpec]:
     """Raw splits with a numeric ``labels`` column, train cut to ``data.fraction``; and the task's label maps."""
-    splits = data_lib.load_splits(data, seed)
+    splits = data_lib.load_splits(data, seed, task)
     splits, spec = data_lib.encode_labels(splits, task, data)
     if data.fraction is not None and data.fraction < 1:
         full = len(splits["train"])
@@ -167,14 +214,14 @@ def prepare(strategy: Strategy, model, processor, inputs: DatasetDict, accelerat
 
 
 def fit(trained, strategy: Strategy, prepared: DatasetDict, processor, cfg: TrainConfig, accelerator: Accelerator,
-        task: TaskSpec, metric_names: list[str], work: Path, resume: bool = False) -> LoopResult:
+        task: TaskSpec, metric_names: list[str], work: Path, resume: bool = False, run_info: dict | None = None) -> LoopResult:
     """The one loop over the strategy's batches, evaluating on validation; the best weights restored."""
     collator = strategy.collator(processor)
     batches = strategy.train_batches(prepared["train"], batch_size=cfg.batch_size, seed=cfg.seed,
                                      group_by_length=cfg.group_by_length, collator=collator)
     evaluation = data_lib.eval_loader(prepared["validation"], cfg.eval_batch_size or 2 * cfg.batch_size, collator)
     return run_loop(trained, strategy, batches, evaluation, cfg, accelerator, task=task, metric_names=metric_names,
-                    work_dir=work, resume=resume)
+                    work_dir=work, resume=resume, run_info=run_info)
 
 
 def evaluate_run(recipe: Recipe, task: TaskSpec, strategy: Strategy, model, trained, result: LoopResult,
@@ -237,6 +284,9 @@ def evaluate(output_dir: str | Path, split: str = "validation", variant: str = "
     optimized variant when ``nlp-transfer optimize`` wrote one).
     """
     output_dir = Path(output_dir)
+    if not output_dir.is_dir() or find_run_file(output_dir) is None:
+        raise ModelError(f"'{output_dir}' is not an output folder of `nlp-transfer train` (" + (
+            "no recipe.yaml in it" if output_dir.is_dir() else "no such folder") + "); give the output.dir of a finished run")
     if variant == "optimized" or (variant == "auto" and selected_variant(output_dir) is not None):
         from .optimization import evaluate_variant
 
@@ -280,6 +330,66 @@ def _run_precision(output_dir: Path) -> str:
         return "no"
     used = json.loads(metrics_file.read_text(encoding="utf-8")).get("mixed_precision", {}).get("used", "no")
     return used if used in ("no", "bf16", "fp16") else "no"
+
+
+def _is_main_launch() -> bool:
+    """Whether this is the process that owns the output folder: the only one, or rank 0 of a launch."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _any_process(accelerator: Accelerator, flag: bool) -> bool:
+    """Whether ``flag`` is true on any process (a collective: every process must call it)."""
+    if accelerator.num_processes == 1:
+        return flag
+    return accelerator.reduce(torch.tensor([float(flag)], device=accelerator.device), "sum").item() > 0
+
+
+# Multi-process runs keep their Accelerator and DDP model here until the process ends (see ``finish_processes``).
+_LIVE_UNTIL_EXIT: list = []
+
+
+def finish_processes() -> None:
+    """End a multi-process launch: every rank meets at a barrier, then the process exits at once (status 0).
+
+    Freeing a DDP model can deadlock on CPU: the Reducer's last reference to its gloo process group
+    is dropped with the GIL held, and the group's destructor joins a gloo thread that waits for the
+    GIL. A rank then hangs forever after its work is done. So the run keeps those objects alive
+    (``_LIVE_UNTIL_EXIT``) and the process ends here without the interpreter's teardown, after
+    flushing its output. Does nothing in a single-process run. Call it last, after a successful run.
+    """
+    import sys
+
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    dist.barrier()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def _launched_processes() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _clean_after_failure(work: Path) -> None:
+    """A failed run leaves nothing but complete checkpoints (for ``--resume``), and says so."""
+    if not work.exists():
+        return
+    kept = ckpt.complete_checkpoints(work)
+    if not kept:
+        shutil.rmtree(work, ignore_errors=True)
+        return
+    for item in work.iterdir():
+        if item.name != ckpt.CHECKPOINTS:
+            shutil.rmtree(item, ignore_errors=True) if item.is_dir() else item.unlink(missing_ok=True)
+    for item in (work / ckpt.CHECKPOINTS).iterdir():
+        if item.name.startswith("."):  # an interrupted checkpoint write
+            shutil.rmtree(item, ignore_errors=True)
+    logger.warning("The run failed; its checkpoints are kept in %s (newest: %s). Fix the cause and rerun the same "
+                   "command with --resume to continue, or with --overwrite to start over", work / ckpt.CHECKPOINTS, kept[-1].name)
 
 
 def _metric_names(recipe: Recipe, task: TaskSpec) -> list[str]:

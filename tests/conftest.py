@@ -13,7 +13,8 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# The real datasets of the integration tests (sst2/train.tsv, validation.tsv; conll2003/train.txt, ...): one setting
+SHARED_DATA = Path(os.environ.get("NLP_TRANSFER_TEST_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
 POSITIVE = ["good", "great", "fine", "lovely", "superb", "nice", "happy", "excellent"]
@@ -22,21 +23,33 @@ NEUTRAL = ["the", "a", "movie", "food", "service", "was", "really", "quite", "an
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *POSITIVE, *NEGATIVE, *NEUTRAL]
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path, monkeypatch):
-    """Every test gets its own feature cache folder."""
-    monkeypatch.setenv("NLP_TRANSFER_CACHE", str(tmp_path / "nlp_transfer_cache"))
+def shared_data(name: str) -> Path:
+    """``SHARED_DATA / name``, or one failure that says how to provide it (tests never download)."""
+    folder = SHARED_DATA / name
+    if not folder.is_dir():
+        pytest.fail(f"test data not found: {folder}. The integration tests read real datasets from one folder, "
+                    "NLP_TRANSFER_TEST_DATA (default: ../shared/data beside the repository) holding sst2/ (train.tsv, "
+                    "validation.tsv: sentence<TAB>label) and conll2003/ (train.txt, validation.txt, test.txt). Set "
+                    "NLP_TRANSFER_TEST_DATA=/path/to/data, or run the fast part alone: pytest -m 'not integration'",
+                    pytrace=False)
+    return folder
 
 
 @pytest.fixture(autouse=True)
 def _fresh_accelerate_state():
-    """Accelerate keeps the last run's settings (mixed precision: bf16 under ``auto`` on this CPU) process-wide;
-    a test that builds a plain ``Accelerator()`` after a run must get a plain fp32 one, as in a fresh process."""
+    """Accelerate keeps its settings (mixed precision, ...) process-wide: a run that ended in any way (finished,
+    interrupted, failed) must not hand them to the next test that builds an ``Accelerator`` directly."""
     yield
     from accelerate.state import AcceleratorState, GradientState
 
     AcceleratorState._reset_state(reset_partial_state=False)
     GradientState._reset_state()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    """Every test gets its own feature cache folder."""
+    monkeypatch.setenv("NLP_TRANSFER_CACHE", str(tmp_path / "nlp_transfer_cache"))
 
 
 @pytest.fixture(scope="session")
@@ -115,13 +128,43 @@ def train_with_torchrun(recipe: dict, tmp_path: Path, port: int) -> dict:
     recipe_file.write_text(yaml.safe_dump(recipe))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
            "-m", "nlp_transfer", "-q", "train", str(recipe_file)]
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as run:
+        try:
+            _, stderr = run.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            # torchrun starts each rank in a session of its own: kill the whole tree (listed before torchrun dies,
+            # or the ranks become orphans that hold the pipes open and live on)
+            _kill_tree(run.pid)
+            _, stderr = run.communicate()
+            pytest.fail(f"torchrun did not finish within 300 s; it and every rank were killed. stderr:\n{stderr[-3000:]}")
+    assert run.returncode == 0, stderr[-3000:]
     metrics = json.loads((Path(recipe["output"]["dir"]) / "metrics.json").read_text())
     assert metrics["num_processes"] == 2
     first, second = metrics["rank_weight_checksums"]
     assert first == second
     return metrics
+
+
+def _kill_tree(pid: int) -> None:
+    """Kill a process and all its descendants (read from /proc: each process's parent id), by process id."""
+    import signal
+
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        tree.append(todo.pop())
+        todo.extend(children.get(tree[-1], []))
+    for member in reversed(tree):
+        try:
+            os.kill(member, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 TOY_TAGS = ["O", "B-NEG", "B-POS", "I-NEG", "I-POS"]  # the order encode_tags derives from toy CoNLL files

@@ -58,8 +58,8 @@ def test_train_prints_a_summary_and_applies_overrides(toy_recipe, tmp_path, caps
     assert printed["validation"] == metrics["validation"] and set(printed["validation"]) == {"loss", "accuracy", "f1"}
     assert metrics["train"]["steps"] == 18  # 3 epochs of 6 batches: the override won over the file's 1 epoch
     assert yaml.safe_load((out / "recipe.yaml").read_text())["train"]["epochs"] == 3
-    # a second run into the same folder is refused (exit 1: a run-time failure, not bad input)...
-    assert main(["-q", "train", str(recipe), "train.epochs=1", f"output.dir={out}"]) == 1
+    # a second run into the same folder is refused (exit 2: an output.dir problem is bad input)...
+    assert main(["-q", "train", str(recipe), "train.epochs=1", f"output.dir={out}"]) == 2
     assert "already exists and is not empty; pass --overwrite" in capsys.readouterr().err
     # ...unless asked to overwrite
     assert main(["-q", "train", str(recipe), "train.epochs=1", f"output.dir={out}", "--overwrite"]) == 0

@@ -17,7 +17,7 @@ from nlp_transfer.models import load_tokenizer
 from nlp_transfer.strategies.distill_models import (build_student, check_same_tokenizer, encoder_layers_path, evenly_spaced,
                                                     hidden_layer_map, load_teacher)
 
-from conftest import MINILM, SHARED_DATA, VOCAB, toy_sentences, write_csv
+from conftest import MINILM, VOCAB, shared_data, toy_sentences, write_csv
 
 T, ALPHA = 2.0, 0.3
 STUDENT = [[1.0, 2.0, 0.5], [0.0, -1.0, 1.0]]
@@ -396,7 +396,7 @@ def test_bundled_recipe_loads_and_names_the_full_recipes_output():
 @pytest.mark.integration
 def test_minilm_distills_into_three_layers_keeping_its_accuracy(tmp_path):
     """The fine-tuned 6-layer MiniLM teaches a 3-layer copy of itself on 1,000 SST-2 rows."""
-    sst2 = SHARED_DATA / "sst2"
+    sst2 = shared_data("sst2")
     base = {
         "model": {"name": MINILM, "max_length": 64},
         "task": {"type": "text-classification", "text": "sentence", "label": "label", "labels": ["negative", "positive"]},

@@ -13,7 +13,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipe
 
 import nlp_transfer
 from nlp_transfer import ExportError
-from nlp_transfer.export import partial_dir
+from nlp_transfer.export import partial_dir, publishable_recipe
 from nlp_transfer.strategies.full import FullStrategy
 
 TEXTS = ["the food was good", "awful service and it was broken", "a lovely happy movie", "really boring today", "nice"]
@@ -56,6 +56,11 @@ def test_output_folder_contents(trained):
     recipe = yaml.safe_load((trained / "recipe.yaml").read_text())
     assert recipe["train"]["epochs"] == 6 and recipe["output"]["dir"] == str(trained)
     assert nlp_transfer.load_recipe(trained / "recipe.yaml").to_dict() == recipe  # the saved recipe reruns as is
+    # what a push uploads holds no absolute local path: file and folder names only
+    published = yaml.safe_load(publishable_recipe((trained / "recipe.yaml").read_text()))
+    assert published["data"]["files"] == {"train": "train.csv", "validation": "validation.csv"}
+    assert published["output"]["dir"] == "out" and not Path(published["model"]["name"]).is_absolute()
+    assert published["train"] == recipe["train"]
     card = (trained / "README.md").read_text()
     assert card.startswith("---") and "nlp-transfer" in card and "accuracy" in card
     assert (trained / "train_log.jsonl").read_text().count('"validation"') == 6
@@ -148,7 +153,7 @@ def test_interrupted_run_leaves_no_output(toy_recipe, tmp_path, monkeypatch):
     monkeypatch.setattr(FullStrategy, "loss", original)
     assert not out.exists()  # the partial work is beside it, never at output.dir
     assert (partial_dir(out) / "checkpoints").is_dir()
-    with pytest.raises(nlp_transfer.RecipeError, match=r"recipe file not found"):
+    with pytest.raises(nlp_transfer.ModelError, match=r"is not an output folder of `nlp-transfer train` \(no such folder\)"):
         nlp_transfer.evaluate(out)
     # a fresh run does not silently throw the checkpoints away...
     with pytest.raises(ExportError, match=r"an earlier run of this output left checkpoints in '.*\.out\.partial'; pass --resume"):

@@ -15,6 +15,7 @@ from huggingface_hub import constants as hub_constants
 import nlp_transfer
 from nlp_transfer import HubError, RecipeError, push_to_hub
 from nlp_transfer.cli import main
+from nlp_transfer.export import publishable_recipe
 
 TOKEN = "hf_TestSecretToken0123456789"
 _REAL_CONNECT = socket.socket.connect
@@ -112,11 +113,16 @@ def test_cli_push_lora_both_makes_adapter_and_merged_repos(hub, lora_out, capsys
     assert set(printed["commits"]) == {"tester/toy-lora", "tester/toy-lora-merged"}
     adapter, merged = hub.files("tester/toy-lora", "dev"), hub.files("tester/toy-lora-merged", "dev")
     local = _tree(lora_out)
+    # the pushed recipe.yaml names files and folders, never this machine's absolute paths
+    published = publishable_recipe((lora_out / "recipe.yaml").read_text()).encode()
+    assert str(lora_out.parent) not in adapter["recipe.yaml"].decode()
+    local["recipe.yaml"] = published
     assert {k: v for k, v in adapter.items() if k != "README.md"} == {
         k: v for k, v in local.items() if not k.startswith("merged/") and k != "README.md"}
     merged_local = _tree(lora_out / "merged")
     for name in ("recipe.yaml", "metrics.json", "train_log.jsonl"):
         merged_local[name] = (lora_out / name).read_bytes()
+    merged_local["recipe.yaml"] = published
     assert {k: v for k, v in merged.items() if k != "README.md"} == {k: v for k, v in merged_local.items() if k != "README.md"}
     # each card names the repos it was pushed to, in its usage code and its links to the other one
     adapter_card, merged_card = ModelCard(adapter["README.md"].decode()), ModelCard(merged["README.md"].decode())

@@ -7,11 +7,9 @@ from transformers import AutoModelForSequenceClassification, pipeline
 
 import nlp_transfer
 
-from conftest import MINILM, SHARED_DATA
+from conftest import MINILM, shared_data
 
 pytestmark = pytest.mark.integration
-
-SST2 = SHARED_DATA / "sst2"
 
 
 def sst2_recipe(tmp_path, strategy: dict, train: dict) -> dict:
@@ -19,7 +17,7 @@ def sst2_recipe(tmp_path, strategy: dict, train: dict) -> dict:
     return {
         "model": {"name": MINILM, "max_length": 64},
         "task": {"type": "text-classification", "text": "sentence", "label": "label", "labels": ["negative", "positive"]},
-        "data": {"files": {"train": str(SST2 / "train.tsv"), "validation": str(SST2 / "validation.tsv")},
+        "data": {"files": {"train": str(shared_data("sst2") / "train.tsv"), "validation": str(shared_data("sst2") / "validation.tsv")},
                  "limit": {"train": 1000, "validation": 300}},
         "strategy": strategy,
         "train": {"batch_size": 32, "seed": 13, "metrics": ["accuracy", "f1"], **train},

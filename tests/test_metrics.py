@@ -175,9 +175,14 @@ def test_greater_is_better(name, expected):
     assert greater_is_better(name) is expected
 
 
-def test_check_metric_names():
+def test_check_metric_names(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE")  # online, names that are not shipped load from the Hub (before training)
     assert check_metric_names(["accuracy", "f1_macro", "bleu"], "text-classification") == []
     assert check_metric_names(["pearson", "some_hub_metric"], "regression") == []
+    assert check_metric_names(["acuracy"], "text-classification")[0].startswith(
+        "metric 'acuracy' is unknown; did you mean 'accuracy'?")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # offline they cannot load: said by validation, not after an epoch
+    assert check_metric_names(["bleu"], "text-classification")[0].startswith("metric 'bleu' is not shipped")
     assert check_metric_names(["accuracy", "mse"], "regression") == [
         "metric 'accuracy' does not apply to task.type 'regression'; use one of: pearson, spearman, mse"
     ]

@@ -327,12 +327,14 @@ def _frozen_run(toy_recipe, tmp_path, name, **strategy):
 def test_frozen_feature_cache_hits_on_the_same_data(toy_recipe, tmp_path, count_encoder_calls):
     first = nlp_transfer.train(_frozen_run(toy_recipe, tmp_path, "first"))
     assert first.metrics["feature_cache_hits"] == {"train": False, "validation": False}
+    assert first.metrics["feature_pass_seconds"]["train"] > 0  # the one-off pass is timed
     assert len(count_encoder_calls) > 0
     count_encoder_calls.clear()
 
     second = nlp_transfer.train(_frozen_run(toy_recipe, tmp_path, "second"))
     saved = json.loads((second.output_dir / "metrics.json").read_text())
     assert saved["feature_cache_hits"] == {"train": True, "validation": True}
+    assert saved["feature_pass_seconds"] == {"train": 0.0, "validation": 0.0}
     assert count_encoder_calls == []  # the encoder never ran again
     assert saved["validation"] == pytest.approx(first.metrics["validation"])
 

@@ -18,7 +18,7 @@ from nlp_transfer.models import load_tokenizer, resolve_model_path
 from nlp_transfer.recipe import DataConfig, TaskConfig
 from nlp_transfer.token_data import align_labels, read_conll, tokenize_and_align
 
-from conftest import MINILM, SHARED_DATA, TOY_TAGS
+from conftest import MINILM, TOY_TAGS, shared_data
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -155,8 +155,9 @@ def test_recipe_validation_for_token_tasks(toy_token_recipe):
         load_recipe({**toy_token_recipe, "strategy": {"name": "frozen", "pooling": "mean"}})
 
 
+@pytest.mark.integration  # reads the real CoNLL-2003 files (NLP_TRANSFER_TEST_DATA)
 def test_conll2003_recipes_take_the_local_files_override():
-    conll = SHARED_DATA / "conll2003"
+    conll = shared_data("conll2003")
     for name in ("full", "lora"):
         recipe = load_recipe(REPO / "recipes" / "conll2003" / f"{name}.yaml", [
             "data.source=null", "data.format=conll", f"data.files.train={conll / 'train.txt'}",
@@ -188,7 +189,7 @@ def test_trained_tagger_loads_with_pipeline_and_predict(toy_token_recipe, tmp_pa
 @pytest.mark.integration
 def test_minilm_learns_conll2003_entities(tmp_path):
     """Real MiniLM, 600 real CoNLL-2003 sentences, 2 epochs: entity F1 far above the all-O tagger's 0."""
-    conll = SHARED_DATA / "conll2003"
+    conll = shared_data("conll2003")
     out = nlp_transfer.train({
         "model": {"name": MINILM, "max_length": 64},
         "task": {"type": "token-classification"},

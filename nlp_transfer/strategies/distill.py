@@ -129,7 +129,7 @@ class DistillOptions(StrategyOptions):
         name = recipe.model.name
         if self.copies_teacher and name and self.teacher and name != self.teacher:
             problems.append(f"model.name: got {name!r}, but strategy.student_layers/student_num_layers build the student "
-                            "from the teacher; leave model.name out (on the command line: model.name=\"\"), or set "
+                            "from the teacher; leave model.name out (on the command line: model.name=null), or set "
                             "strategy.student_num_layers=null and "
                             f"strategy.student_layers=null to distill into {name!r}")
         if not name and not self.copies_teacher:

@@ -4,6 +4,7 @@ once, cached on disk, and the head trains on the cache for as many epochs as ask
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -15,6 +16,7 @@ from .base import Strategy, StrategyOptions
 np = lazy("numpy")
 torch = lazy("torch")
 datasets = lazy("datasets")
+tqdm_auto = lazy("tqdm.auto")
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +69,7 @@ class FrozenStrategy(Strategy):
     def __init__(self, options, task):
         super().__init__(options, task)
         self.cache_hits: dict[str, bool] = {}
+        self.feature_seconds: dict[str, float] = {}  # the one-off feature pass per split (0 on a cache hit)
         self.pooling = options.pooling or "cls"
 
     def prepare(self, model):
@@ -88,7 +91,7 @@ class FrozenStrategy(Strategy):
         features = datasets.DatasetDict()
         for split, ds in splits.items():
             key = cache.cache_key(encoder_key, ds._fingerprint, self.task.type)
-            build = lambda ds=ds: self._extract(model, processor, ds, accelerator.device)  # noqa: E731
+            build = lambda ds=ds, split=split: self._timed_extract(model, processor, ds, accelerator, split)  # noqa: E731
             if not self.options.cache_features:
                 features[split], self.cache_hits[split] = build(), False
                 continue
@@ -105,9 +108,18 @@ class FrozenStrategy(Strategy):
         return model(features=batch["features"])
 
     def top_level_metrics(self) -> dict:
-        return {"feature_cache_hits": dict(self.cache_hits)}
+        return {"feature_cache_hits": dict(self.cache_hits),
+                "feature_pass_seconds": {s: round(self.feature_seconds.get(s, 0.0), 2) for s in self.cache_hits}}
 
-    def _extract(self, model, processor, ds, device, batch_size: int = 64):
+    def _timed_extract(self, model, processor, ds, accelerator, split: str):
+        started = time.perf_counter()
+        out = self._extract(model, processor, ds, accelerator.device,
+                            progress=f"features {split}" if accelerator.is_local_main_process else None)
+        self.feature_seconds[split] = time.perf_counter() - started
+        logger.info("Feature pass over %s (%d rows): %.1f s", split, len(ds), self.feature_seconds[split])
+        return out
+
+    def _extract(self, model, processor, ds, device, batch_size: int = 64, progress: str | None = None):
         """Features for every row (pooled, or per token), computed in length order to keep padding tight."""
         from ..data import row_lengths
 
@@ -118,7 +130,7 @@ class FrozenStrategy(Strategy):
             pad = self.task.kind.collator(processor)
             inputs = ds.remove_columns([c for c in ("labels", "length") if c in ds.column_names])
             rows: list = [None] * len(ds)
-            for start in range(0, len(ds), batch_size):
+            for start in tqdm_auto.tqdm(range(0, len(ds), batch_size), desc=progress or "features", disable=progress is None):
                 batch_rows = order[start:start + batch_size]
                 batch = {k: v.to(device) for k, v in pad([inputs[int(i)] for i in batch_rows]).items()}
                 features = self.task.kind.features(model, batch, self.pooling).float().cpu().numpy()

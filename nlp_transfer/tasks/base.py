@@ -101,6 +101,7 @@ class TaskType:
     default_metrics: ClassVar[tuple[str, ...]] = ("accuracy", "f1")
     peft_task_type: ClassVar[str | None] = "SEQ_CLS"
     min_classes: ClassVar[int] = 2
+    empty_label_means_none: ClassVar[bool] = False  # an empty label cell is a valid "no label" (multi-label), not missing data
     named_outputs: ClassVar[bool] = True  # each output is a named class (regression: a score)
     reads: ClassVar[frozenset[str]] = frozenset()  # keys only some types read (see ``_foreign_keys``)
 

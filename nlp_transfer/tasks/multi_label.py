@@ -21,6 +21,7 @@ class MultiLabelClassification(TextClassification):
     problem_type = "multi_label_classification"
     default_metrics = ("f1_micro", "f1_macro", "accuracy")
     min_classes = 1
+    empty_label_means_none = True
 
     def allowed_metrics(self) -> tuple[str, ...]:
         from ..metrics import CLASSIFICATION_METRICS, SINGLE_LABEL_ONLY
