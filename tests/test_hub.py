@@ -94,7 +94,11 @@ def test_recipe_push_uploads_the_folder_byte_for_byte(full_run):
     out, requests, repos = full_run
     repo = repos["tester/toy-full"]
     assert repo.private
-    assert repo.branches["main"] == _tree(out.output_dir)  # card included: its id already is the pushed repo
+    local = _tree(out.output_dir)
+    # byte for byte, card included (its id already is the pushed repo); recipe.yaml as published: file names, no local paths
+    local["recipe.yaml"] = publishable_recipe((out.output_dir / "recipe.yaml").read_text()).encode()
+    assert str(out.output_dir.parent) not in repo.branches["main"]["recipe.yaml"].decode()
+    assert repo.branches["main"] == local
     (commit,) = repo.commits
     assert commit["lfs"] == ["model.safetensors"]  # weights through the LFS basic transfer (batch + PUT)
     assert {"config.json", "README.md", "metrics.json", "tokenizer.json"} <= set(commit["regular"])  # base64 in the commit
