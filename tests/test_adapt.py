@@ -187,6 +187,16 @@ def test_a_run_logs_the_domain_numbers_and_exports_a_plain_classifier(method, ad
     assert "target.jsonl" in card and "train.csv" in card and f"`{method}`" in card
 
 
+@pytest.mark.parametrize("strategy, method", [("lora", "dann"), ("gradual", "coral")])
+def test_adapt_wraps_other_adaptable_strategies(strategy, method, adapt_recipe):
+    adapt_recipe["strategy"] = {"name": strategy}
+    adapt_recipe["adapt"]["method"] = method
+    adapt_recipe["train"]["epochs"] = 1
+    out = train(adapt_recipe)
+    assert out.metrics["reload_check"] and out.metrics["adapt"]["method"] == method
+    assert "proxy_a_distance" in out.metrics["adapt"]["last_evaluation"]
+
+
 def test_a_target_files_labels_are_never_read(adapt_recipe, tmp_path):
     adapt_recipe["train"]["epochs"] = 1
     adapt_recipe["output"]["save"] = "metrics"
@@ -241,6 +251,8 @@ def test_bad_adapt_settings_are_errors_naming_the_key(adapt_recipe):
     for expected in ("adapt: strategy 'frozen' cannot be adapted", "adapt.method: got 'tca'",
                      "adapt.target_ratio: got 1.5", "adapt.target.files[0]: file not found"):
         assert expected in message
+    with pytest.raises(RecipeError, match="adapt: strategy 'partial' cannot be adapted"):
+        load_recipe({**adapt_recipe, "strategy": {"name": "partial"}})
     with pytest.raises(RecipeError, match="adapt.target: no target data"):
         load_recipe({**adapt_recipe, "adapt": {"method": "mmd"}})
     with pytest.raises(RecipeError, match="adapt.method: missing"):
