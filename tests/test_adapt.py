@@ -170,6 +170,8 @@ def test_a_run_logs_the_domain_numbers_and_exports_a_plain_classifier(method, ad
     from transformers import AutoModelForSequenceClassification
 
     adapt_recipe["adapt"]["method"] = method
+    exports = method == "dann"  # one export and card is enough; the others write metrics only
+    adapt_recipe["output"]["save"] = "model" if exports else "metrics"
     out = train(adapt_recipe)
     log = [json.loads(line) for line in (out.output_dir / "train_log.jsonl").read_text().splitlines()]
     steps = [r for r in log if "loss" in r and "validation" not in r]
@@ -181,13 +183,15 @@ def test_a_run_logs_the_domain_numbers_and_exports_a_plain_classifier(method, ad
     metrics = out.metrics
     assert metrics["adapt"]["selected_on"] == "source validation" and metrics["adapt"]["method"] == method
     assert metrics["data"]["target"] == 40
+    if not exports:
+        return
     model = AutoModelForSequenceClassification.from_pretrained(out.output_dir)
     assert not any("domain" in name for name in model.state_dict())
     card = (out.output_dir / "README.md").read_text()
     assert "target.jsonl" in card and "train.csv" in card and f"`{method}`" in card
 
 
-@pytest.mark.parametrize("strategy, method", [("lora", "dann"), ("gradual", "coral")])
+@pytest.mark.parametrize("strategy, method", [("lora", "mmd"), ("gradual", "dann")])  # gradual: its lr factors + the domain group
 def test_adapt_wraps_other_adaptable_strategies(strategy, method, adapt_recipe):
     adapt_recipe["strategy"] = {"name": strategy}
     adapt_recipe["adapt"]["method"] = method
