@@ -286,6 +286,10 @@ def _adapt_problems(recipe: Recipe, kind) -> list[str]:
     weight_column = recipe.data.weight_column
     if weight_column is not None and not weight_column:
         problems.append("data.weight_column: got an empty name; give the train column of per-row weights, or remove the key")
+    elif weight_column and not recipe.strategy.adaptable:
+        users = [n for n, cls in STRATEGIES.items() if cls.Options.adaptable]
+        problems.append(f"data.weight_column: strategy {recipe.strategy_name!r} has its own loss or cached inputs, which "
+                        f"per-row weights do not reach; use one of {', '.join(users)}, or remove data.weight_column")
     if adapt is None:
         return problems
     if not recipe.strategy.adaptable:

@@ -257,6 +257,9 @@ def test_bad_adapt_settings_are_errors_naming_the_key(adapt_recipe):
         assert expected in message
     with pytest.raises(RecipeError, match="adapt: strategy 'partial' cannot be adapted"):
         load_recipe({**adapt_recipe, "strategy": {"name": "partial"}})
+    with pytest.raises(RecipeError, match="data.weight_column: strategy 'frozen' has its own loss"):
+        load_recipe({**adapt_recipe, "adapt": None, "strategy": {"name": "frozen"},
+                     "data": {**adapt_recipe["data"], "weight_column": "w"}})
     with pytest.raises(RecipeError, match="adapt.target: no target data"):
         load_recipe({**adapt_recipe, "adapt": {"method": "mmd"}})
     with pytest.raises(RecipeError, match="adapt.method: missing"):
