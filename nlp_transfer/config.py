@@ -98,6 +98,52 @@ class DataConfig:
     tag_column: int = -1
     dir: str | None = None  # data.source=imagefolder: folder with train/ (validation/, test/) class subfolders
     augment: AugmentConfig | None = None
+    weight_column: str | None = None  # a train column of per-row weights (>= 0) that every training loss uses
+
+
+ADAPT_METHODS = ("dann", "mmd", "coral")
+TARGET_SPLIT = "target"  # adapt.target: the target domain's rows, text only (a label column is dropped unread)
+
+
+@dataclass
+class TargetConfig:
+    """``adapt.target``: the target domain's unlabelled data, local ``files`` or a Hub ``source`` and ``split``.
+
+    Only the recipe's text column(s) are read; any other column (a label, too) is dropped unread.
+    ``limit``: keep the first N rows after a seeded shuffle.
+    """
+
+    files: list[str] = field(default_factory=list)
+    source: str | None = None
+    config: str | None = None
+    split: str = "train"
+    limit: int | None = None
+
+
+@dataclass
+class AdaptConfig:
+    """``adapt``: domain adaptation from the labelled (source) data to an unlabelled target domain.
+
+    ``method``: ``dann`` (a domain classifier on the pooled features behind a gradient-reversal layer whose
+    weight warms up as 2/(1+exp(-``grl_gamma`` * progress)) - 1), ``mmd`` (multi-kernel maximum mean
+    discrepancy), ``coral`` (covariance alignment), or null (no alignment term: instance weighting alone).
+    ``weight``: scale of the alignment term (null: the method's default, see ``adapt.DEFAULT_WEIGHTS``).
+    ``target_ratio``: share of target rows in every training batch. ``instance_weights: domain_classifier``:
+    weight each source row by p_target(x) / p_source(x) from a classifier on frozen-encoder features, clipped
+    to [1 / ``weight_clip``, ``weight_clip``] and normalised to mean 1. ``domain_hidden``: width of dann's
+    domain classifier. ``eval_rows``: source-validation and target rows scored per evaluation for the
+    logged domain numbers (alignment loss, domain-classifier accuracy, proxy A-distance).
+    """
+
+    target: TargetConfig = field(default_factory=TargetConfig)
+    method: Literal["dann", "mmd", "coral"] | None = None
+    weight: float | None = None
+    target_ratio: float = 0.5
+    grl_gamma: float = 10.0
+    domain_hidden: int = 256
+    instance_weights: Literal["domain_classifier"] | None = None
+    weight_clip: float = 10.0
+    eval_rows: int = 256
 
 
 @dataclass
@@ -189,6 +235,7 @@ class Recipe:
     train: TrainConfig
     output: OutputConfig
     card: CardConfig = field(default_factory=CardConfig)
+    adapt: AdaptConfig | None = None
     source: str = "<dict>"
     # keys the recipe left unset and that got a strategy's or the model folder's default, for the log
     defaults_used: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -199,7 +246,8 @@ class Recipe:
 
     def to_dict(self) -> dict:
         """Plain nested dict in YAML key order (what ``recipe.yaml`` in an output holds)."""
-        return {section: dataclasses.asdict(getattr(self, section)) for section in ALL_SECTIONS}
+        return {section: dataclasses.asdict(getattr(self, section)) for section in ALL_SECTIONS
+                if getattr(self, section) is not None}  # no adapt section: none written
 
 
 SECTIONS: dict[str, type] = {
@@ -210,4 +258,4 @@ SECTIONS: dict[str, type] = {
     "output": OutputConfig,
     "card": CardConfig,
 }
-ALL_SECTIONS = ("model", "task", "data", "strategy", "train", "output", "card")
+ALL_SECTIONS = ("model", "task", "data", "strategy", "train", "output", "card", "adapt")

@@ -18,7 +18,7 @@ from datasets import Dataset, DatasetDict, load_dataset
 from torch.utils.data import DataLoader
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
-from .config import IMAGEFOLDER, UNLABELED_SPLIT, DataConfig, TaskConfig
+from .config import IMAGEFOLDER, UNLABELED_SPLIT, DataConfig, TargetConfig, TaskConfig
 from .data_checks import check_cells, json_problem, undecodable
 from .errors import DataError
 from .tasks import TaskSpec, get_task_type
@@ -26,6 +26,7 @@ from .token_data import read_conll
 
 logger = logging.getLogger(__name__)
 
+WEIGHTS = "weights"  # train's per-row loss weights (data.weight_column), kept through tokenization
 _BUILDERS = {"csv": "csv", "tsv": "csv", "json": "json", "jsonl": "json", "parquet": "parquet"}
 _READERS = {"conll": read_conll}  # formats datasets has no builder for
 
@@ -150,6 +151,102 @@ def encode_labels(splits: DatasetDict, task: TaskConfig, data: DataConfig,
     return encoded, spec
 
 
+def weight_rows(train: Dataset, data: DataConfig) -> Dataset:
+    """Train with ``data.weight_column`` as a float ``weights`` column (checked: present, finite, >= 0, not all 0)."""
+    column = data.weight_column
+    if column not in train.column_names:
+        raise DataError(f"data.weight_column: column {column!r} not in the train split ({where(data, 'train')}); "
+                        f"columns present: {train.column_names}")
+    try:
+        values = np.asarray(train[column], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError(f"data.weight_column: column {column!r} of the train split holds non-numbers "
+                        f"(first rows: {train[column][:3]!r}); expected one weight >= 0 per row") from None
+    bad = ~np.isfinite(values) | (values < 0)
+    if bad.any() or not values.any():
+        what = f"row {int(np.argmax(bad))} holds {float(values[np.argmax(bad)])!r}" if bad.any() else "every weight is 0"
+        raise DataError(f"data.weight_column: column {column!r}: {what}; expected finite weights >= 0, not all 0")
+    out = train.remove_columns([column]) if column != WEIGHTS else train.remove_columns([WEIGHTS])
+    return out.add_column(WEIGHTS, values.astype(np.float32).tolist())
+
+
+def load_target(target: TargetConfig, task: TaskConfig, seed: int, spec: TaskSpec, label_feature) -> Dataset:
+    """The target domain's rows (``adapt.target``): its text column(s) only, labels set to the task's "no label".
+
+    Any other column, a label included, is dropped before anything reads it.
+
+    Raises:
+        DataError: A file missing, unreadable, without the text column(s), or no rows at all.
+    """
+    columns = get_task_type(task.type).input_columns(task)
+    parts = []
+    sources = ([(f"adapt.target.files[{i}]", path) for i, path in enumerate(target.files)]
+               or [("adapt.target.source", None)])
+    for key, path in sources:
+        parts.append(_load_target_part(key, path, target, columns))
+    from datasets import concatenate_datasets
+
+    rows = concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+    if len(rows) == 0:
+        raise DataError(f"adapt.target: the target data ({', '.join(target.files) or target.source}) has no rows; "
+                        "give the target domain's text, at least a few hundred rows")
+    if target.limit is not None and target.limit < len(rows):
+        rows = rows.shuffle(seed=seed).select(range(target.limit)).flatten_indices()
+    value = get_task_type(task.type).unlabeled_value(spec)
+    return rows.map(lambda b: {"labels": [value] * len(b[columns[0]])}, batched=True,
+                    desc="labels target").cast_column("labels", label_feature)
+
+
+def _load_target_part(key: str, path: str | None, target: TargetConfig, columns: list[str]) -> Dataset:
+    """One target file (or the Hub split), only ``columns`` kept: text files are parsed here, so that other
+    columns (a label, however malformed) are never typed, cast or read."""
+    if path is None:
+        try:
+            ds = load_dataset(target.source, target.config, split=target.split)
+        except Exception as exc:  # datasets raises many types; all mean "cannot load"
+            raise DataError(f"adapt.target.source: cannot load {target.source!r} split {target.split!r}: {exc}. "
+                            "Offline, give local files in adapt.target.files") from None
+        _check_target_columns(key, target.source, ds.column_names, columns)
+        return ds.select_columns(columns)
+    file = Path(path)
+    fmt = file.suffix.lstrip(".").lower()
+    if fmt not in _BUILDERS:
+        raise DataError(f"{key}: cannot tell the format of '{file}' (suffix {file.suffix!r}); use one of "
+                        f".{', .'.join(_BUILDERS)}")
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        present = pq.read_schema(file).names
+        _check_target_columns(key, file, present, columns)
+        return Dataset(pq.read_table(file, columns=columns))
+    rows = _text_rows(key, file, fmt)
+    present = list(rows[0]) if rows else []
+    if rows:
+        _check_target_columns(key, file, present, columns)
+    return Dataset.from_dict({c: [str(r.get(c, "")) for r in rows] for c in columns})
+
+
+def _text_rows(key: str, file: Path, fmt: str) -> list[dict]:
+    import json
+
+    text = file.read_text(encoding="utf-8")
+    try:
+        if fmt in ("csv", "tsv"):
+            return list(csv.DictReader(text.splitlines(), delimiter="\t" if fmt == "tsv" else ","))
+        if fmt == "json" and text.lstrip().startswith("["):
+            return json.loads(text)
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    except (ValueError, csv.Error) as exc:
+        raise DataError(f"{key}: cannot read '{file}' as {fmt}: {exc}") from None
+
+
+def _check_target_columns(key: str, where_from, present: list[str], columns: list[str]) -> None:
+    missing = [c for c in columns if c not in present]
+    if missing:
+        raise DataError(f"{key} ({where_from}): missing text column(s) {missing}; columns present: {present}. "
+                        "The target needs the same text column(s) as the source (task.text)")
+
+
 def sample_fraction(ds: Dataset, fraction: float, seed: int, strata: list | None = None) -> Dataset:
     """A seeded share of ``ds``: per stratum (class) when ``strata`` gives one key per row, at least one row each.
 
@@ -186,7 +283,7 @@ def tokenize_splits(splits: DatasetDict, tokenizer, text_columns: list[str], max
     """
     tokenized = DatasetDict()
     for split, ds in splits.items():
-        drop = [c for c in ds.column_names if c != "labels" and c not in carry]
+        drop = [c for c in ds.column_names if c not in ("labels", WEIGHTS) and c not in carry]
         out = ds.map(lambda batch: tokenize_texts(tokenizer, batch, text_columns, max_length), batched=True,
                      remove_columns=drop, desc=f"tokenize {split}")
         tokenized[split] = out if split == "train" else out.sort("length", reverse=True).flatten_indices()

@@ -96,7 +96,11 @@ def run_loop(model, strategy, train_loader, eval_loader, cfg: TrainConfig, accel
         ckpt.apply_learning_rates(optimizer, scheduler, [g["lr"] for g in groups])
     selector = _Selector(cfg, metric_names, _names_of(accelerator.unwrap_model(model), may_train))
     log = _JsonlLog(work_dir / LOG_FILE, accelerator)
-    evaluate = lambda: evaluate_loader(model, strategy, eval_loader, accelerator, task, metric_names)  # noqa: E731
+
+    def evaluate():
+        scores = evaluate_loader(model, strategy, eval_loader, accelerator, task, metric_names)
+        return scores, strategy.evaluation_extras(accelerator.unwrap_model(model))
+
     context = lambda: StepContext(state.global_step, total_steps, state.epoch, updates_per_epoch)  # noqa: E731
     bar = tqdm(total=total_steps, initial=state.global_step, desc="train", disable=not accelerator.is_local_main_process)
     stopped_early = False
@@ -124,7 +128,7 @@ def run_loop(model, strategy, train_loader, eval_loader, cfg: TrainConfig, accel
                            "lr": scheduler.get_last_lr()[0], **extra})
             if cfg.eval_every and state.global_step % cfg.eval_every == 0:
                 state.train_seconds += time.perf_counter() - started
-                stopped_early = selector.update(state, evaluate(), model, accelerator, work_dir, log)
+                stopped_early = selector.update(state, *evaluate(), model, accelerator, work_dir, log)
                 model.train()
                 started = time.perf_counter()
             if cfg.checkpoint_every and state.global_step % cfg.checkpoint_every == 0:
@@ -133,10 +137,10 @@ def run_loop(model, strategy, train_loader, eval_loader, cfg: TrainConfig, accel
                 break
         state.train_seconds += time.perf_counter() - started
         if not cfg.eval_every and not stopped_early:
-            stopped_early = selector.update(state, evaluate(), model, accelerator, work_dir, log)
+            stopped_early = selector.update(state, *evaluate(), model, accelerator, work_dir, log)
         state.epoch, state.batches_in_epoch = state.epoch + 1, 0
     if cfg.eval_every and (not state.history or state.history[-1]["step"] != state.global_step):
-        selector.update(state, evaluate(), model, accelerator, work_dir, log)
+        selector.update(state, *evaluate(), model, accelerator, work_dir, log)
     bar.close()
     best = selector.restore_best(state, model, accelerator, work_dir)
     return LoopResult(model, state, best, stopped_early, total_steps)
@@ -206,9 +210,9 @@ class _Selector:
         self.patience = cfg.patience
         self.weight_names = weight_names  # every parameter that may ever train
 
-    def update(self, state: LoopState, scores: dict, model, accelerator, work_dir: Path, log) -> bool:
-        """Record an evaluation; save weights when best; return True to stop early."""
-        record = {"step": state.global_step, "epoch": state.epoch + 1, "validation": scores}
+    def update(self, state: LoopState, scores: dict, extras: dict, model, accelerator, work_dir: Path, log) -> bool:
+        """Record an evaluation (and the strategy's ``extras``, logged only); save weights when best; return True to stop early."""
+        record = {"step": state.global_step, "epoch": state.epoch + 1, "validation": scores, **extras}
         state.history.append(record)
         log.write(record)
         score = scores[self.metric]
@@ -254,6 +258,10 @@ class _JsonlLog:
         if self.accelerator.is_main_process:
             with self.path.open("a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
-        flat = record.get("validation")
-        values = {f"validation/{k}": v for k, v in flat.items()} if flat else {k: v for k, v in record.items() if k != "step"}
+        values = {}
+        for key, value in record.items():
+            if isinstance(value, dict):  # validation scores, a strategy's evaluation extras
+                values.update({f"{key}/{k}": v for k, v in value.items()})
+            elif key != "step" and "validation" not in record:
+                values[key] = value
         self.accelerator.log(values, step=record["step"])

@@ -22,7 +22,8 @@ from typing import Any, Literal, Union
 import yaml
 
 # the dataclasses are re-exported: code written against ``nlp_transfer.recipe.TrainConfig`` keeps working
-from .config import (ALL_SECTIONS, SECTIONS, SPLITS, TRAIN_DEFAULTS, UNLABELED_SPLIT, AugmentConfig, CardConfig,  # noqa: F401
+from .config import (ADAPT_METHODS, ALL_SECTIONS, SECTIONS, SPLITS, TRAIN_DEFAULTS, UNLABELED_SPLIT,  # noqa: F401
+                     AdaptConfig, AugmentConfig, CardConfig, TargetConfig,
                      DataConfig, ModelConfig, OutputConfig, PushConfig, Recipe, TaskConfig, TrainConfig)
 from .errors import RecipeError
 from .metrics import check_metric_names
@@ -73,6 +74,10 @@ def load_recipe(
     for split, file in recipe_obj.data.files.items():
         if not Path(file).is_file():
             problems.append(f"data.files.{split}: file not found: '{file}'; paths in a recipe resolve against its folder, "
+                            "paths given on the command line against the working directory")
+    for i, file in enumerate(recipe_obj.adapt.target.files if recipe_obj.adapt else []):
+        if not Path(file).is_file():
+            problems.append(f"adapt.target.files[{i}]: file not found: '{file}'; paths in a recipe resolve against its folder, "
                             "paths given on the command line against the working directory")
     if problems:
         raise RecipeError(problems, source)
@@ -126,6 +131,8 @@ def _build_recipe(raw: dict, problems: list[str], source: str) -> Recipe:
     for name, cls in SECTIONS.items():
         sections[name] = _build_dataclass(cls, _section(raw, name, problems), name, problems)
     sections["strategy"] = _build_strategy(_section(raw, "strategy", problems), problems)
+    adapt = _section(raw, "adapt", problems)
+    sections["adapt"] = _build_dataclass(AdaptConfig, adapt, "adapt", problems) if adapt else None
     recipe = Recipe(**sections, source=source)
     recipe.strategy.complete(recipe)
     recipe.defaults_used = _fill_train_defaults(recipe)
@@ -283,6 +290,56 @@ def _check_semantics(recipe: Recipe, problems: list[str]) -> None:
     if recipe.output.push_to_hub is not None:
         problems.extend(_push_problems(recipe))
     problems.extend(recipe.strategy.validate(recipe))
+    problems.extend(_adapt_problems(recipe, kind))
+
+
+def _adapt_problems(recipe: Recipe, kind) -> list[str]:
+    """``adapt`` and ``data.weight_column``: what can be adapted, and with which settings."""
+    adapt, problems = recipe.adapt, []
+    weight_column = recipe.data.weight_column
+    if weight_column is not None and not weight_column:
+        problems.append("data.weight_column: got an empty name; give the train column of per-row weights, or remove the key")
+    elif weight_column and not recipe.strategy.adaptable:
+        users = [n for n, cls in STRATEGIES.items() if cls.Options.adaptable]
+        problems.append(f"data.weight_column: strategy {recipe.strategy_name!r} has its own loss or cached inputs, which "
+                        f"per-row weights do not reach; use one of {', '.join(users)}, or remove data.weight_column")
+    if adapt is None:
+        return problems
+    if not recipe.strategy.adaptable:
+        users = [n for n, cls in STRATEGIES.items() if cls.Options.adaptable]
+        problems.append(f"adapt: strategy {recipe.strategy_name!r} cannot be adapted (it does not train the encoder's features "
+                        f"in the loop); use one that does ({', '.join(users)}), or remove the adapt section")
+    if kind is not None and (not kind.pools or kind.per_token):
+        problems.append(f"adapt: task.type {kind.name} has no pooled sequence features to align; domain adaptation "
+                        "needs a sequence-level text task (e.g. text-classification)")
+    target = adapt.target
+    if not target.files and not target.source:
+        problems.append("adapt.target: no target data; give adapt.target.files (a list of local files of the target "
+                        "domain's text) or adapt.target.source (a Hub dataset id) with adapt.target.split")
+    if target.files and target.source:
+        problems.append("adapt.target: give adapt.target.files or adapt.target.source, not both")
+    if target.limit is not None and target.limit < 1:
+        problems.append(f"adapt.target.limit: got {target.limit}; expected a positive number of rows")
+    if adapt.method is None and adapt.instance_weights is None:
+        problems.append(f"adapt.method: missing; choose one of {', '.join(ADAPT_METHODS)}, or set "
+                        "adapt.instance_weights: domain_classifier (instance weighting alone)")
+    if adapt.weight is not None and adapt.weight < 0:
+        problems.append(f"adapt.weight: got {adapt.weight}; expected a number >= 0 (the alignment term's scale)")
+    if not 0 < adapt.target_ratio < 1:
+        problems.append(f"adapt.target_ratio: got {adapt.target_ratio}; expected the share of target rows in a batch, "
+                        "in (0, 1), e.g. 0.5")
+    elif round(recipe.train.batch_size * adapt.target_ratio) < 1 or round(recipe.train.batch_size * (1 - adapt.target_ratio)) < 1:
+        problems.append(f"adapt.target_ratio: {adapt.target_ratio} of train.batch_size {recipe.train.batch_size} leaves a "
+                        "batch without source or without target rows; raise train.batch_size or move the ratio toward 0.5")
+    if adapt.weight_clip < 1:
+        problems.append(f"adapt.weight_clip: got {adapt.weight_clip}; expected a number >= 1 (weights are clipped to "
+                        "[1/clip, clip])")
+    for key in ("domain_hidden", "eval_rows"):
+        if getattr(adapt, key) < 1:
+            problems.append(f"adapt.{key}: got {getattr(adapt, key)}; expected a positive integer")
+    if adapt.grl_gamma <= 0:
+        problems.append(f"adapt.grl_gamma: got {adapt.grl_gamma}; expected a positive number (10 in the DANN paper)")
+    return problems
 
 
 def _data_problems(recipe: Recipe, kind) -> list[str]:
@@ -400,6 +457,10 @@ def _resolve_paths(recipe: Recipe, base_dir: Path, overridden: set[str]) -> None
         path = Path(file).expanduser()
         base = Path.cwd() if f"data.files.{split}" in overridden else base_dir
         files[split] = str(path if path.is_absolute() else (base / path).resolve())
+    if recipe.adapt is not None:
+        base = Path.cwd() if "adapt.target.files" in overridden else base_dir
+        recipe.adapt.target.files = [str(p if p.is_absolute() else (base / p).resolve())
+                                     for p in (Path(f).expanduser() for f in recipe.adapt.target.files)]
     if recipe.data.dir:
         path = Path(recipe.data.dir).expanduser()
         base = Path.cwd() if "data.dir" in overridden else base_dir

@@ -24,7 +24,7 @@ from datasets import DatasetDict
 from . import checkpoints as ckpt
 from . import data as data_lib
 from .cards import write_model_card
-from .config import DataConfig, ModelConfig, Recipe, TaskConfig, TrainConfig
+from .config import TARGET_SPLIT, AdaptConfig, DataConfig, ModelConfig, Recipe, TaskConfig, TrainConfig
 from .errors import ExportError, ModelError
 from .export import check_output_dir, find_run_file, partial_dir, publish, verify_reload, write_run_files
 from .hub import push_after_run, require_token
@@ -106,8 +106,8 @@ def _run(recipe: Recipe, out_dir: Path, work: Path, resume: bool, run_info: dict
     logger.info("Mixed precision: %s (train.mixed_precision=%s: %s)", precision.used, precision.requested, precision.reason)
     accelerator = start_run(cfg, work, resume, mixed_precision=precision.used, tracker_config=_flat(recipe.to_dict()),
                             run_name=out_dir.name)
-    splits, task = load_data(recipe.data, recipe.task, cfg.seed)
-    strategy = build_strategy(recipe.strategy, task)
+    splits, task = load_data(recipe.data, recipe.task, cfg.seed, recipe.adapt)
+    strategy = build_strategy(recipe.strategy, task, recipe.adapt, recipe.data.weight_column)
     pooling_unset = recipe.model.pooling is None
     model, processor = build_run_model(recipe.model, task, strategy)
     if pooling_unset and recipe.model.pooling is not None:
@@ -164,10 +164,18 @@ def start_run(cfg: TrainConfig, work: Path, resume: bool, *, mixed_precision: st
     return accelerator
 
 
-def load_data(data: DataConfig, task: TaskConfig, seed: int) -> tuple[DatasetDict, TaskSpec]:
-    """Raw splits with a numeric ``labels`` column, train cut to ``data.fraction``; and the task's label maps."""
+def load_data(data: DataConfig, task: TaskConfig, seed: int, adapt: AdaptConfig | None = None) -> tuple[DatasetDict, TaskSpec]:
+    """Raw splits with a numeric ``labels`` column, train cut to ``data.fraction``; and the task's label maps.
+
+    ``data.weight_column`` becomes train's ``weights``; with ``adapt``, the target domain's text is the split
+    ``target`` (its other columns, a label included, dropped unread; labels: the task's "no label" value).
+    """
     splits = data_lib.load_splits(data, seed, task)
     splits, spec = data_lib.encode_labels(splits, task, data)
+    if data.weight_column:
+        splits["train"] = data_lib.weight_rows(splits["train"], data)
+    if adapt is not None:
+        splits[TARGET_SPLIT] = data_lib.load_target(adapt.target, task, seed, spec, splits["train"].features["labels"])
     if data.fraction is not None and data.fraction < 1:
         full = len(splits["train"])
         splits["train"] = data_lib.sample_fraction(splits["train"], data.fraction, seed, spec.kind.stratify_by(splits["train"]))

@@ -15,9 +15,18 @@ STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (FullStrategy,
 DEFAULT_STRATEGY = FullStrategy.name  # a recipe without strategy.name fine-tunes every weight
 
 
-def build_strategy(options: StrategyOptions, task) -> Strategy:
-    """The strategy named by ``options.name``, configured with its recipe options."""
-    return STRATEGIES[options.name](options, task)
+def build_strategy(options: StrategyOptions, task, adapt=None, weight_column: str | None = None) -> Strategy:
+    """The strategy named by ``options.name``, configured with its recipe options.
+
+    With a recipe's ``adapt`` section or ``data.weight_column``, it comes wrapped in ``AdaptedStrategy``
+    (domain adaptation and weighted losses over the strategy's own hooks).
+    """
+    strategy = STRATEGIES[options.name](options, task)
+    if adapt is None and not weight_column:
+        return strategy
+    from .adapted import AdaptedStrategy
+
+    return AdaptedStrategy(strategy, adapt)
 
 
 __all__ = ["DEFAULT_STRATEGY", "STRATEGIES", "StepContext", "Strategy", "StrategyOptions", "build_strategy"]

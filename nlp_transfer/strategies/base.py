@@ -45,6 +45,8 @@ class StrategyOptions:
         train_defaults: Values for ``train`` keys the recipe leaves unset (see ``config.TRAIN_DEFAULTS``).
         head_lr_factor: ``train.head_lr`` left unset is this many times ``train.lr``.
         pooling_default: ``model.pooling`` left unset (None: follow the model folder, see ``model_files.default_pooling``).
+        adaptable: Combines with a recipe's ``adapt`` section: it trains the encoder on the fly (no cached
+            features) with the default loss and batches, which ``AdaptedStrategy`` then extends.
     """
 
     name: str = "full"
@@ -57,6 +59,7 @@ class StrategyOptions:
     train_defaults: ClassVar[dict[str, Any]] = {}
     head_lr_factor: ClassVar[float] = 1.0
     pooling_default: ClassVar[str | None] = None
+    adaptable: ClassVar[bool] = False
 
     def complete(self, recipe: Recipe) -> None:
         """Fill keys of other sections that this strategy decides (runs before validation)."""
@@ -180,6 +183,10 @@ class Strategy:
 
     def on_step(self, model, ctx: StepContext) -> None:
         """Called after every optimizer step."""
+
+    def evaluation_extras(self, model) -> dict:
+        """Numbers logged beside each validation evaluation (e.g. domain-adaptation diagnostics); never used for selection."""
+        return {}
 
     # ----------------------------------------------------------------- export
     def export(self, model, processor, out_dir: Path) -> None:

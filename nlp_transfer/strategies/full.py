@@ -14,6 +14,7 @@ class FullOptions(LayerwiseOptions):
     (ULMFiT: lr / 2.6 per group below); null disables."""
 
     name: str = "full"
+    adaptable = True  # trains the encoder on the fly: an ``adapt`` section may align its features
 
     summary = "every weight of the backbone and of the new task head trained"
     description = "full fine-tune"

@@ -32,6 +32,7 @@ class GradualOptions(LayerwiseOptions):
     """
 
     name: str = "gradual"
+    adaptable = True  # trains the encoder on the fly: an ``adapt`` section may align its features
     unfreeze_every: float = 1.0
     unfreeze_unit: Literal["epochs", "steps"] = "epochs"
     stop_at: int | None = None

@@ -53,6 +53,7 @@ class LoraOptions(StrategyOptions):
     """
 
     name: str = "lora"
+    adaptable = True  # trains the encoder on the fly: an ``adapt`` section may align its features
     r: int = 8
     alpha: float = 16.0
     dropout: float = 0.1

@@ -1,0 +1,288 @@
+"""Domain adaptation: the losses (exact where a closed form exists), importance weights, mixed batches,
+target data handling, whole runs on the tiny model, and bad input."""
+
+import json
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import NEUTRAL, write_csv
+from nlp_transfer.adapt.batches import MixedBatchSampler
+from nlp_transfer.adapt.losses import DomainClassifier, coral, grl_coefficient, mmd, reverse_gradient
+from nlp_transfer.adapt.weights import importance_weights, proxy_a_distance
+from nlp_transfer.errors import DataError, RecipeError
+from nlp_transfer.recipe import load_recipe
+from nlp_transfer.runner import train
+
+# ---------------------------------------------------------------------------------------------- losses
+
+
+def test_gradient_reversal_flips_and_scales_the_gradient_reaching_the_encoder():
+    torch.manual_seed(0)
+    encoder = torch.nn.Linear(4, 3)
+    head = DomainClassifier(3, hidden=5)
+    x = torch.randn(6, 4)
+
+    def encoder_grads(coefficient):
+        encoder.zero_grad()
+        head.zero_grad()
+        head.eval()  # no dropout: both passes see the same function
+        if coefficient is None:
+            out = head.net(encoder(x)).sum()  # the same head without the reversal layer
+        else:
+            out = head(encoder(x), coefficient).sum()
+        out.backward()
+        return encoder.weight.grad.clone(), next(head.parameters()).grad.clone()
+
+    plain, head_plain = encoder_grads(None)
+    for coefficient in (1.0, 0.25):
+        reversed_, head_reversed = encoder_grads(coefficient)
+        torch.testing.assert_close(reversed_, -coefficient * plain, rtol=0, atol=0)  # exact: one multiplication
+        torch.testing.assert_close(head_reversed, head_plain, rtol=0, atol=0)  # the domain classifier itself is not reversed
+    assert torch.equal(reverse_gradient(x, 0.5), x)
+
+
+def test_reversal_weight_warms_up_from_zero_towards_one():
+    assert grl_coefficient(0.0) == 0.0
+    assert 0.98 < grl_coefficient(0.5) < grl_coefficient(1.0) < 1.0
+    values = [grl_coefficient(p / 10) for p in range(11)]
+    assert values == sorted(values)
+
+
+def _closed_form_mmd(delta2: float, s2: float, d: int, sigma2: float) -> float:
+    """MMD^2 of N(mu1, s2 I) and N(mu2, s2 I) under exp(-|x-y|^2 / (2 sigma2)), |mu1 - mu2|^2 = delta2."""
+    c = (sigma2 / (sigma2 + 2 * s2)) ** (d / 2)
+    return 2 * c * (1 - math.exp(-delta2 / (2 * (sigma2 + 2 * s2))))
+
+
+def test_mmd_is_near_zero_for_one_distribution_and_follows_the_closed_form_as_the_shift_grows():
+    generator = torch.Generator().manual_seed(0)
+    d, n, bandwidths = 4, 1500, [2.0, 8.0]
+    sample = lambda shift: torch.randn(n, d, generator=generator, dtype=torch.float64) + shift  # noqa: E731
+    same = mmd(sample(0.0), sample(0.0), bandwidths).item()
+    assert abs(same) < 0.005
+    measured = []
+    for shift in (0.5, 1.0, 2.0):
+        expected = np.mean([_closed_form_mmd(d * shift ** 2, 1.0, d, s) for s in bandwidths])
+        got = mmd(sample(0.0), sample(shift), bandwidths).item()
+        assert got == pytest.approx(expected, abs=0.01, rel=0.1)
+        measured.append(got)
+    assert measured == sorted(measured) and measured[0] > 10 * abs(same)
+    assert mmd(sample(0.0), sample(1.0)).item() > mmd(sample(0.0), sample(0.0)).item() + 0.01  # default kernel family
+
+
+def test_coral_matches_a_hand_computation():
+    rng = np.random.default_rng(0)
+    source, target = rng.normal(size=(20, 3)), rng.normal(size=(15, 3)) @ np.diag([1.0, 2.0, 0.5])
+    cs, ct = np.cov(source, rowvar=False), np.cov(target, rowvar=False)
+    expected = ((cs - ct) ** 2).sum() / (4 * 3 * 3)
+    assert coral(torch.tensor(source), torch.tensor(target)).item() == pytest.approx(expected, rel=1e-5)
+    assert coral(torch.tensor(source), torch.tensor(source)).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_importance_weights_recover_a_known_density_ratio():
+    # source N(0, 1), target N(1, 1) in 1-D: p_t(x) / p_s(x) = exp(x - 1/2)
+    generator = torch.Generator().manual_seed(0)
+    source = torch.randn(4000, 1, generator=generator, dtype=torch.float64)
+    target = torch.randn(3000, 1, generator=generator, dtype=torch.float64) + 1.0
+    weights, ratio = importance_weights(source, target, clip=1000.0)
+    true = torch.exp(source[:, 0] - 0.5)
+    central = source[:, 0].abs() < 2
+    assert torch.allclose(ratio[central], true[central], rtol=0.15)
+    assert weights.mean().item() == pytest.approx(1.0)
+    clipped, _ = importance_weights(source, target, clip=2.0)
+    assert clipped.max() / clipped.min() <= 4.0 + 1e-9
+
+
+def test_proxy_a_distance_is_near_zero_for_one_domain_and_near_two_for_separate_ones():
+    generator = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(400, 5, generator=generator, dtype=torch.float64) for _ in range(2))
+    same, _ = proxy_a_distance(a, b)
+    apart, accuracy = proxy_a_distance(a, b + 5.0)
+    assert abs(same) < 0.3 and apart > 1.9 and accuracy > 0.97
+
+
+# --------------------------------------------------------------------------------------------- batches
+
+
+@pytest.mark.parametrize("num_source, num_target, batch_size, ratio", [(50, 30, 8, 0.5), (37, 100, 10, 0.3), (20, 7, 4, 0.25)])
+def test_every_batch_holds_both_domains_at_the_ratio(num_source, num_target, batch_size, ratio):
+    sampler = MixedBatchSampler(num_source, num_target, batch_size, ratio, seed=3)
+    want_target = round(batch_size * ratio)
+    seen_source = []
+    for epoch in range(2):
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        assert len(batches) == len(sampler)
+        for batch in batches:
+            source = [i for i in batch if i < num_source]
+            target = [i for i in batch if i >= num_source]
+            assert source and target and max(target) < num_source + num_target
+            if len(source) == batch_size - want_target:
+                assert len(target) == want_target
+            else:  # the short last batch keeps the ratio
+                assert abs(len(target) / len(batch) - ratio) <= 1 / len(batch)
+        epoch_source = sorted(i for b in batches for i in b if i < num_source)
+        assert epoch_source == list(range(num_source))  # each source row once per epoch
+        seen_source.append([i for b in batches for i in b])
+    assert seen_source[0] != seen_source[1]
+    sampler.set_epoch(0)
+    assert [i for b in sampler for i in b] == seen_source[0]  # seeded per epoch: a resume sees the same batches
+
+
+# ----------------------------------------------------------------------------------------- whole runs
+
+
+def _target_rows(n: int, seed: int, label_of=None) -> list[dict]:
+    """Target-domain text: the toy vocabulary's neutral words plus a domain word the source never has."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        words = rng.sample(NEUTRAL, 3) + ["awful" if i % 2 else "lovely", "today", "today"]
+        rng.shuffle(words)
+        row = {"text": " ".join(words)}
+        if label_of is not None:
+            row["label"] = label_of(i)
+        rows.append(row)
+    return rows
+
+
+def _write_jsonl(path, rows) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+@pytest.fixture
+def adapt_recipe(toy_recipe, tmp_path) -> dict:
+    recipe = dict(toy_recipe)
+    recipe["train"] = {**toy_recipe["train"], "epochs": 2, "mixed_precision": "no"}
+    recipe["output"] = {"dir": str(tmp_path / "out"), "save": "model"}
+    target = _write_jsonl(tmp_path / "target.jsonl", _target_rows(40, seed=5))
+    recipe["adapt"] = {"target": {"files": [target]}, "method": "dann", "target_ratio": 0.25, "eval_rows": 32}
+    return recipe
+
+
+@pytest.mark.parametrize("method", ["dann", "mmd", "coral"])
+def test_a_run_logs_the_domain_numbers_and_exports_a_plain_classifier(method, adapt_recipe, tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    adapt_recipe["adapt"]["method"] = method
+    exports = method == "dann"  # one export and card is enough; the others write metrics only
+    adapt_recipe["output"]["save"] = "model" if exports else "metrics"
+    out = train(adapt_recipe)
+    log = [json.loads(line) for line in (out.output_dir / "train_log.jsonl").read_text().splitlines()]
+    steps = [r for r in log if "loss" in r and "validation" not in r]
+    evaluations = [r for r in log if "validation" in r]
+    assert steps and all(math.isfinite(r["alignment_loss"]) and "task_loss" in r for r in steps)  # unbiased mmd may dip below 0
+    assert len(evaluations) == 2 and all("proxy_a_distance" in r["adapt"] for r in evaluations)
+    assert ("domain_classifier_accuracy" in evaluations[0]["adapt"]) == (method == "dann")
+    assert "proxy_a_distance" not in evaluations[0]["validation"]  # logged, never a selection metric
+    metrics = out.metrics
+    assert metrics["adapt"]["selected_on"] == "source validation" and metrics["adapt"]["method"] == method
+    assert metrics["data"]["target"] == 40
+    if not exports:
+        return
+    model = AutoModelForSequenceClassification.from_pretrained(out.output_dir)
+    assert not any("domain" in name for name in model.state_dict())
+    card = (out.output_dir / "README.md").read_text()
+    assert "target.jsonl" in card and "train.csv" in card and f"`{method}`" in card
+
+
+@pytest.mark.parametrize("strategy, method", [("lora", "mmd"), ("gradual", "dann")])  # gradual: its lr factors + the domain group
+def test_adapt_wraps_other_adaptable_strategies(strategy, method, adapt_recipe):
+    adapt_recipe["strategy"] = {"name": strategy}
+    adapt_recipe["adapt"]["method"] = method
+    adapt_recipe["train"]["epochs"] = 1
+    out = train(adapt_recipe)
+    assert out.metrics["reload_check"] and out.metrics["adapt"]["method"] == method
+    assert "proxy_a_distance" in out.metrics["adapt"]["last_evaluation"]
+
+
+def test_a_target_files_labels_are_never_read(adapt_recipe, tmp_path):
+    adapt_recipe["train"]["epochs"] = 1
+    adapt_recipe["output"]["save"] = "metrics"
+    first = train(adapt_recipe).metrics
+    garbage = ["not a label", None, {"x": [1]}, 3.5, -7]
+    rows = _target_rows(40, seed=5, label_of=lambda i: garbage[i % len(garbage)])
+    adapt_recipe["adapt"]["target"]["files"] = [_write_jsonl(tmp_path / "target_with_labels.jsonl", rows)]
+    adapt_recipe["output"]["dir"] = str(tmp_path / "out2")
+    second = train(adapt_recipe).metrics
+    assert second["validation"] == first["validation"]
+    assert second["rank_weight_checksums"] == first["rank_weight_checksums"]
+
+
+def test_instance_weights_from_a_domain_classifier_and_a_weight_column(adapt_recipe, toy_files, tmp_path):
+    adapt_recipe["adapt"].update({"method": None, "instance_weights": "domain_classifier", "weight_clip": 5.0})
+    adapt_recipe["train"]["epochs"] = 1
+    adapt_recipe["output"]["save"] = "metrics"
+    summary = train(adapt_recipe).metrics["adapt"]["importance_weights"]
+    assert 1 / 5.0 - 1e-6 <= summary["min"] <= 1.0 <= summary["max"] <= 5.0 + 1e-6
+    assert summary["features_from_cache"] is False
+
+    # data.weight_column alone: a zero weight removes a row from the loss (flipping its label changes nothing),
+    # and weights are relative (all 2 trains as all 1)
+    rows = [r.split(",") for r in open(toy_files["train"]).read().splitlines()[1:]]
+    flip = {"positive": "negative", "negative": "positive"}
+    weights = [1.0, 1.0, 0.0, 0.0] * 24
+
+    def run(name, labels, row_weights):
+        file = write_csv(tmp_path / f"{name}.csv", [(t, lab, w) for (t, _), lab, w in zip(rows, labels, row_weights)],
+                         header=("text", "label", "w"))
+        recipe = {**adapt_recipe, "adapt": None, "data": {"files": {**toy_files, "train": file}, "weight_column": "w"},
+                  "train": {**adapt_recipe["train"], "epochs": 1}, "output": {"dir": str(tmp_path / name), "save": "metrics"}}
+        return train(recipe).metrics["validation"]
+
+    labels = [lab for _, lab in rows]
+    flipped = [flip[lab] if w == 0 else lab for lab, w in zip(labels, weights)]
+    assert run("weighted", labels, weights) == run("flipped", flipped, weights)
+    ones = run("ones", labels, [1.0] * 96)
+    assert ones == run("twos", labels, [2.0] * 96)
+    assert ones != run("flipped_ones", flipped, [1.0] * 96)  # the flip matters unweighted
+
+
+# ------------------------------------------------------------------------------------------- bad input
+
+
+def test_bad_adapt_settings_are_errors_naming_the_key(adapt_recipe):
+    bad = {**adapt_recipe, "strategy": {"name": "frozen"},
+           "adapt": {"target": {"files": ["missing.jsonl"]}, "method": "tca", "target_ratio": 1.5}}
+    with pytest.raises(RecipeError) as info:
+        load_recipe(bad)
+    message = str(info.value)
+    for expected in ("adapt: strategy 'frozen' cannot be adapted", "adapt.method: got 'tca'",
+                     "adapt.target_ratio: got 1.5", "adapt.target.files[0]: file not found"):
+        assert expected in message
+    with pytest.raises(RecipeError, match="adapt: strategy 'partial' cannot be adapted"):
+        load_recipe({**adapt_recipe, "strategy": {"name": "partial"}})
+    with pytest.raises(RecipeError, match="data.weight_column: strategy 'frozen' has its own loss"):
+        load_recipe({**adapt_recipe, "adapt": None, "strategy": {"name": "frozen"},
+                     "data": {**adapt_recipe["data"], "weight_column": "w"}})
+    with pytest.raises(RecipeError, match="adapt.target: no target data"):
+        load_recipe({**adapt_recipe, "adapt": {"method": "mmd"}})
+    with pytest.raises(RecipeError, match="adapt.method: missing"):
+        load_recipe({**adapt_recipe, "adapt": {"target": adapt_recipe["adapt"]["target"]}})
+
+
+def test_bad_target_data_is_an_error_naming_the_key(adapt_recipe, tmp_path):
+    no_text = _write_jsonl(tmp_path / "no_text.jsonl", [{"review": "fine"}] * 5)
+    adapt_recipe["adapt"]["target"]["files"] = [no_text]
+    with pytest.raises(DataError, match=r"adapt.target.files\[0\].*missing text column\(s\) \['text'\].*review"):
+        train(adapt_recipe)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    adapt_recipe["adapt"]["target"]["files"] = [str(empty)]
+    with pytest.raises(DataError, match=r"adapt.target: the target data .*empty.jsonl\) has no rows"):
+        train(adapt_recipe)
+
+
+def test_a_bad_weight_column_is_an_error_naming_the_key(toy_recipe, toy_files, tmp_path):
+    rows = [r.split(",") for r in open(toy_files["train"]).read().splitlines()[1:]]
+    negative = write_csv(tmp_path / "neg.csv", [(t, lab, -1.0) for t, lab in rows], header=("text", "label", "w"))
+    recipe = {**toy_recipe, "data": {"files": {**toy_files, "train": negative}, "weight_column": "w"}}
+    with pytest.raises(DataError, match=r"data.weight_column: column 'w': row 0 holds -1.0"):
+        train(recipe)
+    with pytest.raises(DataError, match=r"data.weight_column: column 'weight' not in the train split"):
+        train({**recipe, "data": {**recipe["data"], "weight_column": "weight"}})
