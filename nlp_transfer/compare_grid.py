@@ -232,7 +232,7 @@ def write_pool(base, grid: Grid) -> dict:
         strata = spec.kind.stratify_by(encoded["train"])
         (folder / "strata.json").write_text(json.dumps(list(strata) if strata is not None else None, default=str))
         manifest = {"source": source, "splits": splits, "rows": {s: len(ds) for s, ds in raw.items()}, "subsets": {},
-                    "labels": list(spec.label_names) if spec.kind.named_outputs and base.task.type != "regression" else None}
+                    "labels": list(spec.label_names) if spec.kind.named_outputs else None}
     strata = json.loads((folder / "strata.json").read_text())
     train = None
     for seed in grid.seeds:

@@ -55,8 +55,11 @@ def rank_backbones(base, pool: dict, names: list[str], cache_dir: Path, results:
     Returns ``{"rows": [...], "spearman": rho}``, or None (with a log line) for tasks other than
     single-label text classification, which LogME's classification form does not cover.
     """
-    if base.task.type != "text-classification":
-        logger.warning("--backbones: LogME ranking covers text-classification; %s is skipped", base.task.type)
+    from .tasks import get_task_type
+
+    kind = get_task_type(base.task.type)
+    if not (kind.modality == "text" and not kind.per_token and kind.problem_type == "single_label_classification"):
+        logger.warning("--backbones: LogME ranking covers single-label text classification; %s is skipped", base.task.type)
         return None
     from datasets import Dataset, DatasetDict
 
