@@ -3,7 +3,9 @@
 Rows: ``full``, ``full`` + discriminative lr (``lr_divisor`` 2.6), ``frozen`` (ULMFiT's "last": only the head
 trains), ``gradual``, ``gradual`` + discriminative lr, ``gradual`` + slanted triangular lr, ``gradual`` + both,
 ``partial`` with the top 1 and top 2 layers, and ``partial`` (top 2) without its bottom cache. Every row trains on
-the same seeded SST-2 rows, in fp32, and is scored once, at the end of training, on the validation rows (no
+the same seeded SST-2 rows (one extra row, ``full`` + discriminative lr at 4x the base rate, shows
+how much of the discriminative rows' loss is the base rate: ULMFiT's 2.6 divides the bottom of a 6-layer
+encoder's rate by 2.6^7 ~ 800), in fp32, and is scored once, at the end of training, on the validation rows (no
 selection on them). ``gradual`` unfreezes one more layer group every ``total steps / (layers + 2)`` steps, so the
 whole encoder unfreezes within the budget. Each seed's rows run in one process, one after another.
 
@@ -30,6 +32,7 @@ MINILM_LAYERS = 6
 ROWS = [  # (row, strategy section, train overrides)
     ("full", {"name": "full"}, {}),
     ("full + discr", {"name": "full", "lr_divisor": 2.6}, {}),
+    ("full + discr, lr 2e-4", {"name": "full", "lr_divisor": 2.6}, {"lr": 2e-4}),  # the top layer at 4x full's rate
     ("frozen (last)", {"name": "frozen"}, {}),
     ("gradual", {"name": "gradual"}, {}),
     ("gradual + discr", {"name": "gradual", "lr_divisor": 2.6}, {}),
