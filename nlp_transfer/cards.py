@@ -155,7 +155,7 @@ def _context(kind: str, folder: Path, recipe, metrics: dict, task, model_id: str
         "task_type": task.type, "strategy": recipe.strategy_name,
         "task_phrase": task.kind.phrase(task, recipe), "labels": labels,
         "base_model_md": _base_model_md(recipe.model.name),
-        "strategy_summary": recipe.strategy.card_summary(recipe, metrics) + adapt_note(recipe),
+        "strategy_summary": recipe.strategy.card_summary(recipe, metrics) + adapt_note(recipe) + _multitask_note(metrics),
         "strategy_options": ", ".join(f"{k}={v}" for k, v in options.items()),
         "results": {s: metrics[s] for s in splits}, "metric_names": names, "data_sizes": metrics["data"],
         "results_note": _results_note(metrics, splits),
@@ -174,6 +174,17 @@ def _context(kind: str, folder: Path, recipe, metrics: dict, task, model_id: str
         "decode": task.kind.decode_snippet(task),
         "peft_class": task.kind.peft_auto_class,
     }
+
+
+def _multitask_note(metrics: dict) -> str:
+    """For one task of a multi-task run: which tasks shared the encoder, and how batches were drawn."""
+    info = metrics.get("multitask")
+    if not info:
+        return ""
+    others = [f"`{name}`" for name in info["tasks"] if name != info["task"]]
+    return (f"; trained in one multi-task run with {', '.join(others)} on one shared encoder (each task its own head; "
+            f"batches drawn by `{info['sampling']}` task sampling, this task's loss weight {info['weight']:g}; the best "
+            f"model chosen on `{info['selected_on']}` across tasks). This folder holds the shared encoder and this task's head")
 
 
 def _precision(recipe, metrics: dict) -> str:

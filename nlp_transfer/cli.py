@@ -32,9 +32,13 @@ def main(argv: list[str] | None = None) -> int:
 def _train(args) -> int:
     from .runner import finish_processes, train
 
-    out = train(args.recipe, args.overrides, resume=args.resume, overwrite=args.overwrite)
-    print(json.dumps({"output_dir": str(out.output_dir), "validation": out.metrics["validation"],
-                      "train_seconds": out.metrics["train"]["seconds"]}, indent=2))
+    out = train(args.recipe, args.overrides, resume=args.resume, overwrite=args.overwrite,
+                single_task_baselines=args.single_task_baselines)
+    summary = {"output_dir": str(out.output_dir), "validation": out.metrics["validation"],
+               "train_seconds": out.metrics["train"]["seconds"]}
+    if "single_task_baselines" in out.metrics:
+        summary["single_task_baselines"] = out.metrics["single_task_baselines"]
+    print(json.dumps(summary, indent=2))
     # multi-process: every rank exits here together. Only after success: a failed rank exits at once with its
     # error (no barrier its peers might never reach), and torchrun stops the others
     finish_processes()
@@ -56,9 +60,9 @@ def _compare(args) -> int:
 def _validate(args) -> int:
     import yaml
 
-    from .recipe import load_recipe
+    from .recipe import load_any_recipe
 
-    recipe = load_recipe(args.recipe, args.overrides)
+    recipe = load_any_recipe(args.recipe, args.overrides)
     print(f"# {recipe.source}: valid. Unset keys resolved: "
           + (", ".join(f"{k}={v}" for k, v in recipe.defaults_used.items()) or "none"))
     print(yaml.safe_dump(recipe.to_dict(), sort_keys=False), end="")
@@ -177,6 +181,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. train.epochs=2")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     train.add_argument("--overwrite", action="store_true", help="replace an existing output.dir")
+    train.add_argument("--single-task-baselines", action="store_true",
+                       help="multi-task recipes: also train each task alone (same budget) and report the per-task difference")
     train.set_defaults(run=_train)
 
     validate = commands.add_parser("validate", help="check a recipe (all problems at once, exit 2) and print it resolved",

@@ -152,6 +152,7 @@ class TrainConfig:
 
     ``lr``, ``head_lr``, ``epochs``, ``weight_decay`` and ``warmup_ratio`` left unset take the
     strategy's defaults (``head_lr``: the learning rate of the new task head; it has the most to learn).
+    ``task_sampling`` and ``task_temperature`` apply to multi-task recipes only (see ``multitask/``).
     ``scheduler: slanted_triangular`` is ULMFiT's: a rise over the first ``cut_frac`` of the steps from
     ``lr / ratio`` to ``lr``, then a linear decay back to ``lr / ratio`` (it replaces ``warmup_ratio``).
     """
@@ -179,6 +180,10 @@ class TrainConfig:
     log_every: int = 10
     report_to: list[str] = field(default_factory=list)
     group_by_length: bool = True
+    # multi-task recipes (a ``tasks`` section): which task each batch comes from. proportional: p_k ~ n_k
+    # (task k's training batches); temperature: p_k ~ n_k ** (1 / task_temperature); round_robin: in turn
+    task_sampling: Literal["proportional", "temperature", "round_robin"] = "temperature"
+    task_temperature: float = 2.0
 
 
 # What an unset strategy-dependent train key falls back to when the strategy has no default for it.
@@ -259,3 +264,67 @@ SECTIONS: dict[str, type] = {
     "card": CardConfig,
 }
 ALL_SECTIONS = ("model", "task", "data", "strategy", "train", "output", "card", "adapt")
+
+
+@dataclass
+class TaskEntry:
+    """One task of a multi-task recipe: its name (a folder under ``output.dir``), its loss weight, and the
+    single-task recipe it would train with alone (the shared ``model``, ``strategy`` and ``train`` sections,
+    its own ``task`` keys, ``data`` and ``metrics``, ``output.dir``/<name>)."""
+
+    name: str
+    weight: float
+    recipe: Recipe
+
+
+@dataclass
+class MultiTaskRecipe:
+    """A validated multi-task recipe: one shared encoder, one head per task (see ``multitask/``).
+
+    ``model``, ``strategy`` and ``train`` are shared (``train.metrics`` is per task: each task's ``metrics``);
+    ``output.dir`` holds one plain model folder per task. ``train.best_metric``: ``mean`` (default: the mean of
+    each task's first metric) or ``<task>/<metric>``.
+    """
+
+    tasks: list[TaskEntry]
+    output: OutputConfig
+    best_metric: str = "mean"
+    source: str = "<dict>"
+    defaults_used: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def first(self) -> Recipe:
+        return self.tasks[0].recipe
+
+    @property
+    def model(self) -> ModelConfig:
+        return self.first.model
+
+    @property
+    def strategy(self):
+        return self.first.strategy
+
+    @property
+    def strategy_name(self) -> str:
+        return self.first.strategy.name
+
+    @property
+    def train(self) -> TrainConfig:
+        return self.first.train
+
+    @property
+    def card(self) -> CardConfig:
+        return self.first.card
+
+    def to_dict(self) -> dict:
+        """The resolved multi-task recipe as YAML would hold it (what the output's top-level ``recipe.yaml`` holds)."""
+        model = dataclasses.asdict(self.model)
+        model["pooling"] = next((e.recipe.model.pooling for e in self.tasks if e.recipe.model.pooling), None)
+        train = {k: v for k, v in dataclasses.asdict(self.train).items() if k != "metrics"}
+        train["best_metric"] = self.best_metric
+        tasks = {}
+        for entry in self.tasks:
+            tasks[entry.name] = {**dataclasses.asdict(entry.recipe.task), "data": dataclasses.asdict(entry.recipe.data),
+                                 "metrics": entry.recipe.train.metrics, "weight": entry.weight}
+        return {"model": model, "strategy": dataclasses.asdict(self.strategy), "train": train,
+                "output": dataclasses.asdict(self.output), "card": dataclasses.asdict(self.card), "tasks": tasks}

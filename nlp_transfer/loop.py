@@ -62,9 +62,27 @@ class LoopResult:
     total_steps: int
 
 
+class Evaluation:
+    """What the loop scores the model on, and which score picks the best model by default.
+
+    This one: the validation loader of one task, scored with its metrics (the first picks the best model).
+    A multi-task run scores each task's own loader (``multitask.evaluation``).
+    """
+
+    def __init__(self, loader, task: TaskSpec, metric_names: list[str]):
+        self.loader, self.task, self.metric_names = loader, task, metric_names
+        self.default_metric = metric_names[0] if metric_names else "loss"
+
+    def prepare(self, accelerator: Accelerator) -> None:
+        self.loader = accelerator.prepare(self.loader)
+
+    def __call__(self, model, strategy, accelerator: Accelerator) -> dict[str, float]:
+        return evaluate_loader(model, strategy, self.loader, accelerator, self.task, self.metric_names)
+
+
 def run_loop(model, strategy, train_loader, eval_loader, cfg: TrainConfig, accelerator: Accelerator, *,
-             task: TaskSpec, metric_names: list[str], work_dir: Path, resume: bool = False,
-             run_info: dict | None = None) -> LoopResult:
+             task: TaskSpec | None = None, metric_names: list[str] | None = None, work_dir: Path, resume: bool = False,
+             run_info: dict | None = None, evaluation: Evaluation | None = None) -> LoopResult:
     """Train ``model`` with ``strategy.loss`` and return the best validation metrics.
 
     Args:
@@ -74,7 +92,8 @@ def run_loop(model, strategy, train_loader, eval_loader, cfg: TrainConfig, accel
             sampler must have ``set_epoch``.
         cfg: The recipe's ``train`` section (strategy defaults filled in).
         accelerator: Built with the recipe's mixed precision and accumulation.
-        task, metric_names: How to score evaluations.
+        task, metric_names: How to score ``eval_loader``'s evaluations.
+        evaluation: Instead of ``eval_loader``, ``task`` and ``metric_names``: what to score (``Evaluation``).
         work_dir: Where checkpoints, the best weights and the JSONL log go.
         resume: Continue from the newest complete checkpoint in ``work_dir`` (see ``checkpoints.py``).
         run_info: What every checkpoint records about the run (the recipe...), for ``--resume`` to check.
@@ -86,7 +105,9 @@ def run_loop(model, strategy, train_loader, eval_loader, cfg: TrainConfig, accel
     may_train = [p for g in groups for p in g["params"]]
     if strategy.changes_trainable:
         _wrap_all_that_may_train(accelerator, may_train)
-    model, optimizer, train_loader, eval_loader = accelerator.prepare(model, optimizer, train_loader, eval_loader)
+    evaluation = evaluation or Evaluation(eval_loader, task, metric_names or [])
+    model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
+    evaluation.prepare(accelerator)
     updates_per_epoch = math.ceil(len(train_loader) / cfg.grad_accum_steps)
     total_steps = max(1, math.ceil(cfg.epochs * updates_per_epoch))
     scheduler = build_scheduler(optimizer, cfg, total_steps, strategy.lr_factors(groups, updates_per_epoch, total_steps))
@@ -94,11 +115,11 @@ def run_loop(model, strategy, train_loader, eval_loader, cfg: TrainConfig, accel
     state = ckpt.load_checkpoint(accelerator, work_dir, LoopState) if resume else LoopState()
     if resume:  # after a non-finite loss the recipe may lower the learning rates
         ckpt.apply_learning_rates(optimizer, scheduler, [g["lr"] for g in groups])
-    selector = _Selector(cfg, metric_names, _names_of(accelerator.unwrap_model(model), may_train))
+    selector = _Selector(cfg, evaluation.default_metric, _names_of(accelerator.unwrap_model(model), may_train))
     log = _JsonlLog(work_dir / LOG_FILE, accelerator)
 
     def evaluate():
-        scores = evaluate_loader(model, strategy, eval_loader, accelerator, task, metric_names)
+        scores = evaluation(model, strategy, accelerator)
         return scores, strategy.evaluation_extras(accelerator.unwrap_model(model))
 
     context = lambda: StepContext(state.global_step, total_steps, state.epoch, updates_per_epoch)  # noqa: E731
@@ -204,8 +225,8 @@ def evaluate_loader(model, strategy, loader, accelerator, task: TaskSpec, metric
 class _Selector:
     """Best-model selection on one metric, and early stopping on patience."""
 
-    def __init__(self, cfg: TrainConfig, metric_names: list[str], weight_names: list[str]):
-        self.metric = cfg.best_metric or (metric_names[0] if metric_names else "loss")
+    def __init__(self, cfg: TrainConfig, default_metric: str, weight_names: list[str]):
+        self.metric = cfg.best_metric or default_metric
         self.sign = 1.0 if greater_is_better(self.metric) else -1.0
         self.patience = cfg.patience
         self.weight_names = weight_names  # every parameter that may ever train

@@ -54,6 +54,30 @@ def load_recipe(
     Raises:
         RecipeError: Listing every problem, each with its key path and value.
     """
+    raw, source, base_dir = read_recipe(recipe)
+    problems: list[str] = []
+    overridden = _apply_overrides(raw, overrides, problems)
+    return recipe_from_raw(raw, source, base_dir, overridden, problems)
+
+
+def load_any_recipe(recipe: str | Path | dict, overrides: list[str] | dict[str, Any] | None = None):
+    """A single-task ``Recipe``, or a ``MultiTaskRecipe`` when the recipe has a ``tasks`` section (see ``multitask/``)."""
+    from .multitask.recipe import MULTITASK_SECTION, multitask_from_raw
+
+    raw, source, base_dir = read_recipe(recipe)
+    problems: list[str] = []
+    overridden = _apply_overrides(raw, overrides, problems)
+    if MULTITASK_SECTION in raw:
+        return multitask_from_raw(raw, source, base_dir, overridden, problems)
+    return recipe_from_raw(raw, source, base_dir, overridden, problems)
+
+
+def read_recipe(recipe: str | Path | dict) -> tuple[dict, str, Path]:
+    """The raw mapping of a recipe (a copy, for a dict), where it came from, and the folder its paths resolve against.
+
+    Raises:
+        RecipeError: No such file, not YAML, a key given twice in one mapping, or not a mapping at the top.
+    """
     if isinstance(recipe, dict):
         raw, source, base_dir = _deep_copy(recipe), "<dict>", Path.cwd()
     else:
@@ -62,13 +86,38 @@ def load_recipe(
             raise RecipeError([f"recipe file not found: '{path}'; pass the path of a YAML recipe such as recipes/quickstart.yaml"], str(path))
         source, base_dir = str(path), path.resolve().parent
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
         except yaml.YAMLError as exc:
             raise RecipeError([f"not valid YAML: {exc}"], source) from None
     if not isinstance(raw, dict):
         raise RecipeError([f"the top level must be a mapping of sections {list(ALL_SECTIONS)}; got {type(raw).__name__}"], source)
-    problems: list[str] = []
-    overridden = _apply_overrides(raw, overrides, problems)
+    return raw, source, base_dir
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys in a mapping without a word; a recipe must not lose one that way."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark,
+                    f"key {key!r} appears twice (first on line {seen[key] + 1}, again on line {key_node.start_mark.line + 1}); "
+                    "each key may appear once in a mapping: rename or remove one (two tasks need two names)", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def recipe_from_raw(raw: dict, source: str, base_dir: Path, overridden: set[str] = frozenset(),
+                    problems: list[str] | None = None) -> Recipe:
+    """Validate a raw single-task recipe (overrides already applied); ``problems`` found so far are reported with the rest.
+
+    Raises:
+        RecipeError: Listing every problem, each with its key path and value.
+    """
+    problems = list(problems or [])
     recipe_obj = _build_recipe(raw, problems, source)
     _resolve_paths(recipe_obj, base_dir, overridden)
     for split, file in recipe_obj.data.files.items():
@@ -125,8 +174,11 @@ def _apply_overrides(raw: dict, overrides, problems: list[str]) -> set[str]:
 
 def _build_recipe(raw: dict, problems: list[str], source: str) -> Recipe:
     for key in raw:
-        if key not in ALL_SECTIONS:
-            problems.append(f"{key}: unknown section; valid sections: {', '.join(ALL_SECTIONS)}")
+        if key == "tasks":
+            problems.append("tasks: a multi-task recipe; load it with load_any_recipe (nlp_transfer.train and "
+                            "`nlp-transfer train` do), or use task and data sections for one task")
+        elif key not in ALL_SECTIONS:
+            problems.append(f"{key}: unknown section; valid sections: {', '.join(ALL_SECTIONS)} (or tasks, for several tasks)")
     sections = {}
     for name, cls in SECTIONS.items():
         sections[name] = _build_dataclass(cls, _section(raw, name, problems), name, problems)
@@ -380,6 +432,9 @@ def _train_problems(train: TrainConfig, task_type: str) -> list[str]:
             problems.append(f"train.{key}: got {value}; expected a positive number")
     if isinstance(train.warmup_ratio, (int, float)) and not 0 <= train.warmup_ratio < 1:
         problems.append(f"train.warmup_ratio: got {train.warmup_ratio}; expected a fraction in [0, 1)")
+    if train.task_temperature <= 0:
+        problems.append(f"train.task_temperature: got {train.task_temperature}; expected a positive number (1: proportional "
+                        "to each task's batches, larger: closer to uniform), e.g. 2")
     if not 0 < train.cut_frac < 1:
         problems.append(f"train.cut_frac: got {train.cut_frac}; expected the share of steps the slanted triangular "
                         "schedule spends rising, in (0, 1), e.g. 0.1")

@@ -24,8 +24,8 @@ from datasets import DatasetDict
 from . import checkpoints as ckpt
 from . import data as data_lib
 from .cards import write_model_card
-from .config import TARGET_SPLIT, AdaptConfig, DataConfig, ModelConfig, Recipe, TaskConfig, TrainConfig
-from .errors import ExportError, ModelError
+from .config import TARGET_SPLIT, AdaptConfig, DataConfig, ModelConfig, MultiTaskRecipe, Recipe, TaskConfig, TrainConfig
+from .errors import ExportError, ModelError, RecipeError
 from .export import check_output_dir, find_run_file, partial_dir, publish, verify_reload, write_run_files
 from .hub import push_after_run, require_token
 from .loop import LoopResult, evaluate_loader, run_loop
@@ -34,7 +34,7 @@ from .model_files import default_pooling
 from .models import build_task_model, load_model, model_pooling, resolve_model_path
 from .precision import resolve_mixed_precision
 from .preflight import check_max_length
-from .recipe import load_recipe
+from .recipe import load_any_recipe, load_recipe
 from .runlock import RunLock
 from .strategies import Strategy, build_strategy
 from .tasks import TaskSpec
@@ -51,14 +51,17 @@ class TrainOutput:
     metrics: dict
 
 
-def train(recipe: Recipe | str | Path | dict, overrides=None, *, resume: bool = False, overwrite: bool = False) -> TrainOutput:
+def train(recipe: Recipe | MultiTaskRecipe | str | Path | dict, overrides=None, *, resume: bool = False,
+          overwrite: bool = False, single_task_baselines: bool = False) -> TrainOutput:
     """Train, evaluate and export the model a recipe describes.
 
     Args:
-        recipe: A ``Recipe``, a YAML path or a dict.
+        recipe: A ``Recipe`` or ``MultiTaskRecipe``, a YAML path or a dict (with a ``tasks`` section: multi-task).
         overrides: Dotted ``key=value`` strings or a dict, applied before validation.
         resume: Continue from the latest checkpoint of an interrupted run.
         overwrite: Replace an existing, non-empty ``output.dir``.
+        single_task_baselines: Multi-task recipes: then train each task alone with the same budget and add the
+            per-task comparison to the output (``multitask/baselines.py``).
 
     Returns:
         The output folder and the metrics written to its ``metrics.json``.
@@ -70,29 +73,42 @@ def train(recipe: Recipe | str | Path | dict, overrides=None, *, resume: bool = 
     A run that fails removes its work folder (``.<output>.partial``) unless it holds complete
     checkpoints; then only those are kept, for ``--resume``.
     """
-    recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, overrides)
+    recipe = recipe if isinstance(recipe, (Recipe, MultiTaskRecipe)) else load_any_recipe(recipe, overrides)
+    if single_task_baselines and not isinstance(recipe, MultiTaskRecipe):
+        raise RecipeError([f"--single-task-baselines: {recipe.source} is a single-task recipe; the option compares a "
+                           "multi-task recipe's tasks (a tasks section) with each trained alone"], recipe.source)
     out_dir = Path(recipe.output.dir).expanduser().resolve()
     lock = RunLock(out_dir) if _is_main_launch() else None
     if lock is not None:
         lock.acquire()  # before anything touches the output or its work folder
     try:
-        return _train_locked(recipe, out_dir, resume=resume, overwrite=overwrite)
+        out = _train_locked(recipe, out_dir, resume=resume, overwrite=overwrite)
     finally:
         if lock is not None:
             lock.release()
+    if single_task_baselines:
+        from .multitask.baselines import add_single_task_baselines
+
+        add_single_task_baselines(recipe, out)
+    return out
 
 
-def _train_locked(recipe: Recipe, out_dir: Path, *, resume: bool, overwrite: bool) -> TrainOutput:
+def _train_locked(recipe: Recipe | MultiTaskRecipe, out_dir: Path, *, resume: bool, overwrite: bool) -> TrainOutput:
     check_output_dir(out_dir, overwrite or recipe.output.overwrite, resume)
     if recipe.output.push_to_hub is not None:
         require_token()  # fail before training, not after
     work = partial_dir(out_dir)
-    preload_metrics(recipe.train.metrics or [], recipe.task.type)
-    check_max_length(recipe)
+    for task_recipe in _task_recipes(recipe):
+        preload_metrics(task_recipe.train.metrics or [], task_recipe.task.type)
+        check_max_length(task_recipe)
     if resume:
         ckpt.check_resume(work, recipe.to_dict(), _launched_processes())
     run_info = ckpt.run_info(recipe.to_dict(), _launched_processes())
     try:
+        if isinstance(recipe, MultiTaskRecipe):
+            from .multitask.runner import run_multitask
+
+            return run_multitask(recipe, out_dir, work, resume, run_info)
         return _run(recipe, out_dir, work, resume, run_info)
     except BaseException:
         if _is_main_launch():
@@ -266,6 +282,16 @@ def export_run(recipe: Recipe, strategy: Strategy, model, trained, task: TaskSpe
     stage = work / "output"
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir()
+    stage_output(recipe, strategy, model, trained, task, processor, inputs, prepared, metrics, metric_names, stage)
+    shutil.copyfile(work / "train_log.jsonl", stage / "train_log.jsonl")
+    publish(stage, out_dir)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def stage_output(recipe: Recipe, strategy: Strategy, model, trained, task: TaskSpec, processor, inputs: DatasetDict,
+                 prepared: DatasetDict, metrics: dict, metric_names: list[str], stage: Path) -> None:
+    """Write one task's output into the (empty) folder ``stage``: the model the strategy ships (reload-checked),
+    ``recipe.yaml``, ``metrics.json`` and the card; only the run files for ``output.save: metrics``."""
     saves_model = recipe.output.save == "model"
     if saves_model:
         strategy.export(model, processor, stage)
@@ -276,9 +302,6 @@ def export_run(recipe: Recipe, strategy: Strategy, model, trained, task: TaskSpe
     write_run_files(stage, recipe.to_dict(), metrics)
     if saves_model:
         write_model_card(stage, recipe, metrics, task)
-    shutil.copyfile(work / "train_log.jsonl", stage / "train_log.jsonl")
-    publish(stage, out_dir)
-    shutil.rmtree(work, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------- evaluate
@@ -331,6 +354,11 @@ def new_accelerator(**kwargs) -> Accelerator:
 
 
 # ---------------------------------------------------------------------- helpers
+def _task_recipes(recipe: Recipe | MultiTaskRecipe) -> list[Recipe]:
+    """The single-task recipes a run trains: the recipe itself, or each task's of a multi-task recipe."""
+    return [entry.recipe for entry in recipe.tasks] if isinstance(recipe, MultiTaskRecipe) else [recipe]
+
+
 def _run_precision(output_dir: Path) -> str:
     """The precision the run evaluated in (metrics.json), so that ``evaluate`` reproduces its scores; ``no`` when unknown."""
     metrics_file = find_run_file(output_dir, "metrics.json")

@@ -45,6 +45,8 @@ class StrategyOptions:
         train_defaults: Values for ``train`` keys the recipe leaves unset (see ``config.TRAIN_DEFAULTS``).
         head_lr_factor: ``train.head_lr`` left unset is this many times ``train.lr``.
         pooling_default: ``model.pooling`` left unset (None: follow the model folder, see ``model_files.default_pooling``).
+        multi_task: Trains several tasks on one shared encoder (a multi-task recipe's ``tasks``), one instance
+            of the strategy per task on the tied task models.
         adaptable: Combines with a recipe's ``adapt`` section: it trains the encoder on the fly (no cached
             features) with the default loss and batches, which ``AdaptedStrategy`` then extends.
     """
@@ -60,6 +62,7 @@ class StrategyOptions:
     head_lr_factor: ClassVar[float] = 1.0
     pooling_default: ClassVar[str | None] = None
     adaptable: ClassVar[bool] = False
+    multi_task: ClassVar[bool] = True
 
     def complete(self, recipe: Recipe) -> None:
         """Fill keys of other sections that this strategy decides (runs before validation)."""

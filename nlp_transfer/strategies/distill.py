@@ -95,6 +95,7 @@ class DistillOptions(StrategyOptions):
     teacher_max_length: int | None = None
 
     uses_unlabeled: ClassVar[bool] = True
+    multi_task: ClassVar[bool] = False  # a teacher per task and a student built from it: not one shared encoder
     summary = "a student trained on the softened outputs of the teacher `{teacher}` (temperature {temperature}) and, with weight {alpha}, on the labels"
     description = "distilled student"
     train_defaults = {"lr": 1e-4}

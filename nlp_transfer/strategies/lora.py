@@ -126,6 +126,7 @@ class LoraStrategy(Strategy):
             modules_to_save=new_head_module_names(model),
         )
         self.peft_model = peft.get_peft_model(model, config)
+        _freeze_wrapped_layers(self.peft_model, self.options.bias)
         # peft appends its own guesses ("classifier", "score"); keep the saved list readable.
         config.modules_to_save = list(dict.fromkeys(config.modules_to_save))
         return self.peft_model
@@ -164,6 +165,15 @@ class LoraStrategy(Strategy):
         }
 
 
+def _freeze_wrapped_layers(peft_model, bias: str) -> None:
+    """The pretrained weights inside adapted layers stay frozen. peft leaves a layer it newly wraps trainable
+    when the model already holds adapters elsewhere (a multi-task run: the shared encoder was adapted through
+    the first task's model, and the next task's own pooler is wrapped after that)."""
+    for name, param in peft_model.named_parameters():
+        if ".base_layer." in name and (name.endswith(".weight") or bias == "none"):
+            param.requires_grad_(False)
+
+
 def _top_layers(model, count: int | None) -> dict | None:
     """peft's ``layers_to_transform`` and ``layers_pattern`` for adapters on the last ``count`` encoder layers."""
     if count is None:
@@ -200,9 +210,12 @@ def linear_module_names(model) -> list[str]:
 
 
 def _linear_modules(model) -> list:
+    """Linear layers, and layers that already carry LoRA adapters (a multi-task run's shared encoder, adapted
+    through the first task's model: the next task's adapters are those same ones)."""
+    from peft.tuners.lora import LoraLayer
     from transformers.pytorch_utils import Conv1D
 
-    return [(name, m) for name, m in model.named_modules() if isinstance(m, (torch.nn.Linear, Conv1D))]
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, (torch.nn.Linear, Conv1D, LoraLayer))]
 
 
 def new_head_module_names(model) -> list[str]:
