@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from nlp_transfer import RecipeError, load_recipe
+from nlp_transfer import RecipeError
+from nlp_transfer.recipe import load_any_recipe
 from nlp_transfer.cli import _parser
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,7 +39,7 @@ def test_every_recipe_is_found():
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: str(p.relative_to(REPO / "recipes")))
 def test_recipe_validates_and_its_header_gives_a_working_command(path, monkeypatch):
-    recipe = load_recipe(path)
+    recipe = load_any_recipe(path)
     assert recipe.source == str(path)
     header = path.read_text(encoding="utf-8").splitlines()[0]
     assert header.startswith("# ") and len(header) > 20, f"{path}: the first line should say what the recipe is for"
@@ -56,7 +57,7 @@ def test_recipe_validates_and_its_header_gives_a_working_command(path, monkeypat
 def _check_overrides(recipe: Path, overrides: list[str], command: str) -> None:
     """The command's recipe and overrides validate; only files a user is told to bring (``path/to/...``) may be missing."""
     try:
-        load_recipe(recipe, overrides)
+        load_any_recipe(recipe, overrides)
     except RecipeError as exc:
         kept = [p for p in exc.problems if not _a_users_own_file(p)]
         assert not kept, f"`{command}` does not validate: {kept}"
