@@ -21,6 +21,7 @@ from ._lazy import lazy
 
 torch = lazy("torch")
 datasets = lazy("datasets")
+np = lazy("numpy")
 fingerprint = lazy("datasets.fingerprint")
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,33 @@ def weights_fingerprint(module) -> str:
 def cache_key(*parts) -> str:
     """A stable key for any picklable parts (uses ``datasets``' own hasher)."""
     return fingerprint.Hasher.hash(parts)
+
+
+def rows_fingerprint(ds) -> str:
+    """A hash of a dataset's content (its columns and every value, row by row), independent of how it was made."""
+    digest = hashlib.sha256(json.dumps(sorted(ds.column_names)).encode())
+    for shard in ds.with_format("arrow").iter(batch_size=4096):
+        for column in sorted(shard.column_names):
+            for values in _flat_arrays(shard.column(column).combine_chunks()):
+                digest.update(values.tobytes())
+    return digest.hexdigest()
+
+
+def _flat_arrays(array) -> list:
+    """The numbers of a (nested) arrow array as numpy arrays: each list level's lengths, then the values.
+    Computed from the array itself (a slice of a larger table hashes only its own rows)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    out = []
+    while pa.types.is_list(array.type) or pa.types.is_large_list(array.type) or pa.types.is_fixed_size_list(array.type):
+        out.append(pc.list_value_length(array).fill_null(-1).to_numpy(zero_copy_only=False))
+        array = pc.list_flatten(array)
+    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type) or pa.types.is_binary(array.type):
+        out.append(np.frombuffer("\x00".join(map(str, array.to_pylist())).encode(), dtype=np.uint8))
+    else:
+        out.append(array.to_numpy(zero_copy_only=False))
+    return out
 
 
 def cached(kind: str, key: str, build: Callable):

@@ -207,6 +207,21 @@ def test_other_strategies_train_several_tasks_on_one_encoder(strategy, tiny_mode
                            pretrained["encoder.layer.0.attention.self.query.weight"])
 
 
+def test_frozen_tasks_on_the_same_text_share_one_feature_pass(tiny_model_dir, tmp_path):
+    rows = [(text, label, "long" if len(text.split()) >= 5 else "short") for text, label in toy_sentences(64, seed=1)]
+    val = [(text, label, "long" if len(text.split()) >= 5 else "short") for text, label in toy_sentences(32, seed=2)]
+    files = {"train": write_csv(tmp_path / "train.csv", rows, ("text", "label", "size")),
+             "validation": write_csv(tmp_path / "val.csv", val, ("text", "label", "size"))}
+    recipe = multitask_recipe(tiny_model_dir, tmp_path / "data", tmp_path / "out", "frozen", tasks=(), epochs=2)
+    recipe["tasks"] = {"polarity": {"data": {"files": files}, "metrics": ["accuracy"]},
+                       "size": {"label": "size", "data": {"files": files}, "metrics": ["accuracy"]}}
+    out = nlp_transfer.train(recipe)
+    assert out.metrics["tasks"]["polarity"]["feature_cache_hits"] == {"train": False, "validation": False}
+    assert out.metrics["tasks"]["size"]["feature_cache_hits"] == {"train": True, "validation": True}
+    config = json.loads((out.output_dir / "size" / "config.json").read_text())
+    assert sorted(config["id2label"].values()) == ["long", "short"]  # its own labels, on the shared features
+
+
 def test_resume_mid_run_is_bit_exact(tiny_model_dir, tmp_path, monkeypatch):
     def recipe(out):
         return multitask_recipe(tiny_model_dir, tmp_path / "data", out, tasks=("sentiment", "score"), epochs=3,

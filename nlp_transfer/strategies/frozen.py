@@ -90,13 +90,17 @@ class FrozenStrategy(Strategy):
         encoder_key = (cache.weights_fingerprint(base_encoder(model)), self.pooling, model.config.model_type)
         features = datasets.DatasetDict()
         for split, ds in splits.items():
-            key = cache.cache_key(encoder_key, ds._fingerprint, self.task.type)
-            build = lambda ds=ds, split=split: self._timed_extract(model, processor, ds, accelerator, split)  # noqa: E731
+            # keyed by the model inputs' content, not the split's labels: tasks on the same text (the tasks of a
+            # multi-task run, or another labelling of it) share one feature pass
+            inputs = ds.remove_columns([c for c in ("labels",) if c in ds.column_names])
+            key = cache.cache_key(encoder_key, cache.rows_fingerprint(inputs), self.task.kind.per_token)
+            build = lambda inputs=inputs, split=split: self._timed_extract(model, processor, inputs, accelerator, split)  # noqa: E731
             if not self.options.cache_features:
-                features[split], self.cache_hits[split] = build(), False
-                continue
-            with accelerator.main_process_first():
-                features[split], self.cache_hits[split] = cache.cached("features", key, build)
+                extracted, self.cache_hits[split] = build(), False
+            else:
+                with accelerator.main_process_first():
+                    extracted, self.cache_hits[split] = cache.cached("features", key, build)
+            features[split] = self._with_labels(extracted, ds["labels"])
         return features
 
     def collator(self, processor):
@@ -120,7 +124,7 @@ class FrozenStrategy(Strategy):
         return out
 
     def _extract(self, model, processor, ds, device, batch_size: int = 64, progress: str | None = None):
-        """Features for every row (pooled, or per token), computed in length order to keep padding tight."""
+        """Features for every row of ``ds`` (model inputs only; pooled, or per token), in length order to keep padding tight."""
         from ..data import row_lengths
 
         with torch.inference_mode():
@@ -128,20 +132,27 @@ class FrozenStrategy(Strategy):
             model.to(device)
             order = np.argsort(-row_lengths(ds), kind="stable")
             pad = self.task.kind.collator(processor)
-            inputs = ds.remove_columns([c for c in ("labels", "length") if c in ds.column_names])
+            model_inputs = ds.remove_columns([c for c in ("labels", "length") if c in ds.column_names])
             rows: list = [None] * len(ds)
             for start in tqdm_auto.tqdm(range(0, len(ds), batch_size), desc=progress or "features", disable=progress is None):
                 batch_rows = order[start:start + batch_size]
-                batch = {k: v.to(device) for k, v in pad([inputs[int(i)] for i in batch_rows]).items()}
+                batch = {k: v.to(device) for k, v in pad([model_inputs[int(i)] for i in batch_rows]).items()}
                 features = self.task.kind.features(model, batch, self.pooling).float().cpu().numpy()
                 masks = batch["attention_mask"].cpu().numpy().astype(bool) if self.task.kind.per_token else None
                 for j, i in enumerate(batch_rows):  # per-token rows keep their own tokens, padding dropped
                     rows[int(i)] = features[j][masks[j]] if masks is not None else features[j]
         if self.task.kind.per_token:
-            features = datasets.Features({"features": datasets.Array2D((None, model.config.hidden_size), "float32"),
+            features = datasets.Features({"features": datasets.Array2D((None, model.config.hidden_size), "float32")})
+            return datasets.Dataset.from_dict({"features": rows}, features=features)
+        return datasets.Dataset.from_dict({"features": np.stack(rows)})
+
+    def _with_labels(self, extracted, labels):
+        """The cached features of a split with this task's labels beside them."""
+        if self.task.kind.per_token:
+            features = datasets.Features({"features": extracted.features["features"],
                                           "labels": datasets.Sequence(datasets.Value("int64"))})
-            return datasets.Dataset.from_dict({"features": rows, "labels": ds["labels"]}, features=features)
-        return datasets.Dataset.from_dict({"features": np.stack(rows), "labels": ds["labels"]})
+            return datasets.Dataset.from_dict({"features": extracted["features"], "labels": labels}, features=features)
+        return extracted.add_column("labels", labels)
 
 
 def pad_token_features(rows: list[dict]) -> dict:
