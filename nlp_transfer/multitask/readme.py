@@ -20,7 +20,8 @@ def write_multitask_readme(folder: Path, recipe, metrics: dict) -> None:
              "| task | folder | type | loss weight | validation |", "|---|---|---|---|---|"]
     for entry in recipe.tasks:
         scores = metrics["tasks"][entry.name]["validation"]
-        shown = ", ".join(f"{k} {v:.4f}" for k, v in scores.items() if k != "loss")
+        names = entry.recipe.train.metrics or list(TASK_TYPES[entry.recipe.task.type].default_metrics)
+        shown = ", ".join(f"{k} {scores[k]:.4f}" for k in names if k in scores)
         lines.append(f"| {entry.name} | [`{entry.name}/`]({entry.name}/README.md) | {entry.recipe.task.type} | "
                      f"{entry.weight:g} | {shown} |")
     if baselines := metrics.get("single_task_baselines"):
@@ -34,10 +35,9 @@ def write_multitask_readme(folder: Path, recipe, metrics: dict) -> None:
                          f"{row['delta']:+.4f}{flag} | {row['single_task_seconds']:.1f} |")
         lines += ["", f"Train time: multi-task {baselines['multi_task_seconds']:.1f} s, single-task runs "
                       f"{baselines['single_task_seconds']:.1f} s in all."]
-    first = recipe.tasks[0]
-    auto = TASK_TYPES[first.recipe.task.type].auto_class().__name__
-    lines += ["", "## Use", "", "```python", f"from transformers import {auto}, pipeline", "",
-              f'model = {auto}.from_pretrained("{first.name}")  # this folder\'s {first.name}/ subfolder',
-              f'pipe = pipeline("{TASK_TYPES[first.recipe.task.type].pipeline_tag}", model="{first.name}")', "```", "",
-              f"or `nlp-transfer predict OUTPUT_DIR/{first.name} \"...\"`.", ""]
+    first = recipe.tasks[0].name
+    lines += ["", "## Use", "",
+              "Each task's folder loads like any single-task output: its README shows the transformers and `pipeline()` "
+              f"code, and `nlp-transfer predict OUTPUT_DIR/{first} \"...\"` or `nlp-transfer evaluate OUTPUT_DIR/{first}` "
+              "work on it.", ""]
     (folder / "README.md").write_text("\n".join(lines), encoding="utf-8")
