@@ -145,17 +145,9 @@ def _run(recipe: Recipe, out_dir: Path, work: Path, resume: bool, run_info: dict
     metrics["mixed_precision"] = precision.as_dict()
     if report:
         metrics["truncation"] = report
-    failure = None
-    if accelerator.is_main_process:
-        try:
-            export_run(recipe, strategy, model, trained, task, processor, inputs, prepared, metrics, metric_names, work, out_dir)
-            accelerator.print(f"Saved {out_dir}  validation: {_short(metrics['validation'])}")
-        except Exception as exc:  # the other processes wait for the export: tell them before raising
-            failure = exc
-    if _any_process(accelerator, failure is not None):
-        if failure is not None:
-            raise failure
-        raise ExportError("the main process failed to export the output; its error says why")
+    export_on_main(accelerator, lambda: export_run(recipe, strategy, model, trained, task, processor, inputs, prepared,
+                                                   metrics, metric_names, work, out_dir))
+    accelerator.print(f"Saved {out_dir}  validation: {_short(metrics['validation'])}")
     accelerator.end_training()
     if recipe.output.push_to_hub is not None and accelerator.is_main_process:
         push_after_run(out_dir, recipe.output.push_to_hub)
@@ -302,6 +294,20 @@ def stage_output(recipe: Recipe, strategy: Strategy, model, trained, task: TaskS
     write_run_files(stage, recipe.to_dict(), metrics)
     if saves_model:
         write_model_card(stage, recipe, metrics, task)
+
+
+def export_on_main(accelerator: Accelerator, export) -> None:
+    """Run ``export()`` on the main process only; if it fails, every process raises (the others wait for it)."""
+    failure = None
+    if accelerator.is_main_process:
+        try:
+            export()
+        except Exception as exc:  # the other processes wait for the export: tell them before raising
+            failure = exc
+    if _any_process(accelerator, failure is not None):
+        if failure is not None:
+            raise failure
+        raise ExportError("the main process failed to export the output; its error says why")
 
 
 # ---------------------------------------------------------------------- evaluate

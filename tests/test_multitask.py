@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import toy_scores, toy_sentences, toy_tagged_sentences, write_conll, write_csv
+from conftest import toy_scores, toy_sentences, toy_tagged_sentences, train_with_torchrun, write_conll, write_csv
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer, pipeline
 
@@ -247,6 +247,13 @@ def test_resume_mid_run_is_bit_exact(tiny_model_dir, tmp_path, monkeypatch):
         b = load_file(str(reference.output_dir / name / "model.safetensors"))
         assert a.keys() == b.keys() and [k for k in a if not torch.equal(a[k], b[k])] == []
     assert resumed.metrics["validation"] == reference.metrics["validation"]
+
+
+def test_two_processes_train_several_tasks_with_identical_weights(tiny_model_dir, tmp_path):
+    recipe = multitask_recipe(tiny_model_dir, tmp_path / "data", tmp_path / "out", tasks=("sentiment", "tags"), epochs=2)
+    metrics = train_with_torchrun(recipe, tmp_path, port=29571)  # checks that both ranks end with the same weights
+    assert all(metrics["tasks"][name]["reload_check"]["passed"] for name in ("sentiment", "tags"))
+    assert metrics["tasks"]["sentiment"]["num_processes"] == 2
 
 
 def test_single_task_baselines_report_each_tasks_difference(tiny_model_dir, tmp_path):

@@ -17,7 +17,6 @@ from pathlib import Path
 
 from .. import data as data_lib
 from ..config import MultiTaskRecipe, Recipe
-from ..errors import ExportError
 from ..export import publish, write_run_files
 from ..loop import evaluate_loader, run_loop
 from ..precision import resolve_mixed_precision
@@ -46,8 +45,8 @@ class _Task:
 
 def run_multitask(recipe: MultiTaskRecipe, out_dir: Path, work: Path, resume: bool, run_info: dict):
     """Train every task of ``recipe`` on one encoder and export one folder per task (see the module docstring)."""
-    from ..runner import (_LIVE_UNTIL_EXIT, TrainOutput, _any_process, _flat, _rank_checksums, build_run_model, load_data,
-                          preprocess, prepare, start_run)
+    from ..runner import (_LIVE_UNTIL_EXIT, TrainOutput, _flat, _rank_checksums, _short, build_run_model, export_on_main,
+                          load_data, preprocess, prepare, start_run)
 
     cfg = recipe.train
     precision = resolve_mixed_precision(cfg.mixed_precision)
@@ -89,17 +88,9 @@ def run_multitask(recipe: MultiTaskRecipe, out_dir: Path, work: Path, resume: bo
     per_task = {t.name: _task_metrics(t, k, recipe, strategy, result, trained, prepared[t.name], processor, accelerator,
                                       shared, reports[t.name]) for k, t in enumerate(tasks)}
     metrics = {**shared, "tasks": per_task}
-    failure = None
-    if accelerator.is_main_process:
-        try:
-            _export(recipe, tasks, trained, processor, inputs, prepared, per_task, metrics, work, out_dir)
-            accelerator.print(f"Saved {out_dir}  validation: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics["validation"].items()))
-        except Exception as exc:  # the other processes wait for the export: tell them before raising
-            failure = exc
-    if _any_process(accelerator, failure is not None):
-        if failure is not None:
-            raise failure
-        raise ExportError("the main process failed to export the output; its error says why")
+    export_on_main(accelerator, lambda: _export(recipe, tasks, trained, processor, inputs, prepared, per_task, metrics,
+                                                work, out_dir))
+    accelerator.print(f"Saved {out_dir}  validation: {_short(metrics['validation'])}")
     accelerator.end_training()
     return TrainOutput(out_dir, metrics)
 

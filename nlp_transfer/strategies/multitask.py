@@ -27,7 +27,9 @@ class MultiTaskStrategy(Strategy):
         super().__init__(inners[0].options, inners[0].task)
         self.inners, self.names, self.weights, self.sampling = inners, names, weights, sampling
         self.name = inners[0].name
-        self.changes_trainable = any(s.changes_trainable for s in inners)
+        # what trains changes from batch to batch (each batch reaches one task's head): a multi-process wrapper must
+        # expect parameters without a gradient in a step, as for a schedule that freezes and unfreezes
+        self.changes_trainable = True
         self.batches_per_task: list[int] = []
 
     # ------------------------------------------------------------------ model
