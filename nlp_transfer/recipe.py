@@ -175,8 +175,8 @@ def _apply_overrides(raw: dict, overrides, problems: list[str]) -> set[str]:
 def _build_recipe(raw: dict, problems: list[str], source: str) -> Recipe:
     for key in raw:
         if key == "tasks":
-            problems.append("tasks: a multi-task recipe; load it with load_any_recipe (nlp_transfer.train and "
-                            "`nlp-transfer train` do), or use task and data sections for one task")
+            problems.append("tasks: a multi-task recipe, which `nlp-transfer train` and `validate` (nlp_transfer.train, "
+                            "load_any_recipe) read; this one takes a single-task recipe (task and data sections)")
         elif key not in ALL_SECTIONS:
             problems.append(f"{key}: unknown section; valid sections: {', '.join(ALL_SECTIONS)} (or tasks, for several tasks)")
     sections = {}
