@@ -45,8 +45,9 @@ def add_single_task_baselines(recipe: MultiTaskRecipe, out) -> dict:
         logger.warning("Negative transfer: %s scores %s %.4f in the multi-task run and %.4f alone", name, row["metric"],
                        row["multi_task"], row["single_task"])
     out.metrics["single_task_baselines"] = summary
-    _replace_text(out.output_dir / "metrics.json", json.dumps(out.metrics, indent=2))
-    write_multitask_readme(out.output_dir, recipe, out.metrics)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun every rank trains; the main one writes
+        _replace_text(out.output_dir / "metrics.json", json.dumps(out.metrics, indent=2))
+        write_multitask_readme(out.output_dir, recipe, out.metrics)
     return summary
 
 
