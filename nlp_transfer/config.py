@@ -129,10 +129,11 @@ class AdaptConfig:
     discrepancy), ``coral`` (covariance alignment), or null (no alignment term: instance weighting alone).
     ``weight``: scale of the alignment term (null: the method's default, see ``adapt.DEFAULT_WEIGHTS``).
     ``target_ratio``: share of target rows in every training batch. ``instance_weights: domain_classifier``:
-    weight each source row by p_target(x) / p_source(x) from a classifier on frozen-encoder features, clipped
-    to [1 / ``weight_clip``, ``weight_clip``] and normalised to mean 1. ``domain_hidden``: width of dann's
-    domain classifier. ``eval_rows``: source-validation and target rows scored per evaluation for the
-    logged domain numbers (alignment loss, domain-classifier accuracy, proxy A-distance).
+    weight each source row by (p_target(x) / p_source(x)) ** ``weight_exponent`` from a cross-fitted classifier
+    on frozen-encoder features, clipped to [1 / ``weight_clip``, ``weight_clip``] with mean 1 (``weight_exponent``
+    null: the largest exponent in (0, 1] that keeps an effective sample size of half the source rows).
+    ``domain_hidden``: width of dann's domain classifier. ``eval_rows``: source-validation and target rows scored
+    per evaluation for the logged domain numbers (alignment loss, domain-classifier accuracy, proxy A-distance).
     """
 
     target: TargetConfig = field(default_factory=TargetConfig)
@@ -143,6 +144,7 @@ class AdaptConfig:
     domain_hidden: int = 256
     instance_weights: Literal["domain_classifier"] | None = None
     weight_clip: float = 10.0
+    weight_exponent: float | None = None
     eval_rows: int = 256
 
 

@@ -391,6 +391,12 @@ def _adapt_problems(recipe: Recipe, kind) -> list[str]:
             problems.append(f"adapt.{key}: got {getattr(adapt, key)}; expected a positive integer")
     if adapt.grl_gamma <= 0:
         problems.append(f"adapt.grl_gamma: got {adapt.grl_gamma}; expected a positive number (10 in the DANN paper)")
+    if adapt.weight_exponent is not None and not 0 < adapt.weight_exponent <= 1:
+        problems.append(f"adapt.weight_exponent: got {adapt.weight_exponent}; expected a number in (0, 1] (1: the exact "
+                        "density ratio), or null to choose it from the effective sample size")
+    elif adapt.weight_exponent is not None and adapt.instance_weights is None:
+        problems.append("adapt.weight_exponent: set, but adapt.instance_weights is null, so there are no importance weights "
+                        "to flatten; set adapt.instance_weights: domain_classifier, or remove adapt.weight_exponent")
     return problems
 
 
