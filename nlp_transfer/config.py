@@ -103,6 +103,7 @@ class DataConfig:
 
 ADAPT_METHODS = ("dann", "mmd", "coral")
 TARGET_SPLIT = "target"  # adapt.target: the target domain's rows, text only (a label column is dropped unread)
+TARGET_VALIDATION_SPLIT = "target_validation"  # adapt.target_validation: labelled target rows that pick the best model
 
 
 @dataclass
@@ -121,6 +122,17 @@ class TargetConfig:
 
 
 @dataclass
+class TargetValidationConfig:
+    """``adapt.target_validation``: a small labelled set of the target domain that picks the best model.
+
+    ``files``: local files with the recipe's text column(s) and its label column (``task.label``); labels are mapped
+    with the label maps of the source train split. Without this section the source validation split picks the model.
+    """
+
+    files: list[str] = field(default_factory=list)
+
+
+@dataclass
 class AdaptConfig:
     """``adapt``: domain adaptation from the labelled (source) data to an unlabelled target domain.
 
@@ -134,6 +146,7 @@ class AdaptConfig:
     null: the largest exponent in (0, 1] that keeps an effective sample size of half the source rows).
     ``domain_hidden``: width of dann's domain classifier. ``eval_rows``: source-validation and target rows scored
     per evaluation for the logged domain numbers (alignment loss, domain-classifier accuracy, proxy A-distance).
+    ``target_validation``: labelled target rows that pick the best model instead of the source validation split.
     """
 
     target: TargetConfig = field(default_factory=TargetConfig)
@@ -146,6 +159,7 @@ class AdaptConfig:
     weight_clip: float = 10.0
     weight_exponent: float | None = None
     eval_rows: int = 256
+    target_validation: TargetValidationConfig | None = None
 
 
 @dataclass

@@ -349,3 +349,93 @@ def test_a_bad_weight_column_is_an_error_naming_the_key(toy_recipe, toy_files, t
     with pytest.raises(DataError, match=r"data.weight_column: column 'weight' not in the train split"):
         train({**recipe, "data": {**recipe["data"], "weight_column": "weight"}})
 
+
+# ----------------------------------------------------------------------------- model selection on target rows
+
+
+def _flipped_label(i: int) -> str:
+    """Target-validation labels opposite to the opinion words' source meaning: the better a model fits the
+    source, the worse it scores on these rows, so target and source selection pick different evaluations."""
+    return "positive" if i % 2 else "negative"  # _target_rows: odd rows say "awful", even rows "lovely"
+
+
+def test_labelled_target_rows_pick_the_best_model_and_the_run_says_so(adapt_recipe, tmp_path, caplog):
+    selection_file = _write_jsonl(tmp_path / "target_dev.jsonl", _target_rows(24, seed=9, label_of=_flipped_label))
+    # no alignment term (weight 0): the source is learnt as plainly as the tiny model allows; train.best_metric: loss
+    # makes the choice follow a number that moves at every evaluation (the toy's accuracy stays flat for epochs)
+    adapt_recipe["adapt"].update({"method": "mmd", "weight": 0.0, "target_validation": {"files": [selection_file]}})
+    adapt_recipe["train"].update({"epochs": 6, "best_metric": "loss"})
+    caplog.set_level("WARNING")
+    out = train(adapt_recipe)
+    assert "Model selection uses labelled target data" in caplog.text and "target/loss" in caplog.text
+    evaluations = [r for r in (json.loads(line) for line in (out.output_dir / "train_log.jsonl").read_text().splitlines())
+                   if "validation" in r]
+    assert len(evaluations) == 6
+    assert all({"loss", "accuracy", "target/loss", "target/accuracy"} <= set(r["validation"]) for r in evaluations)
+    first_best = lambda key: min(evaluations, key=lambda r: r["validation"][key])["step"]  # noqa: E731 (min: first of ties)
+    assert first_best("loss") != first_best("target/loss")  # the setup tells the two selections apart
+    metrics = out.metrics
+    assert metrics["train"]["best_step"] == first_best("target/loss")
+    chosen = next(r["validation"] for r in evaluations if r["step"] == metrics["train"]["best_step"])
+    assert metrics["validation"] == {k: v for k, v in chosen.items() if not k.startswith("target/")}  # the source scores
+    target_scores = {k.removeprefix("target/"): v for k, v in chosen.items() if k.startswith("target/")}
+    assert set(target_scores) == {"loss", "accuracy", "f1"}
+    assert metrics["model_selection"] == {"on": "adapt.target_validation", "metric": "target/loss", "rows": 24,
+                                          "files": [selection_file], "scores": target_scores}
+    assert metrics["adapt"]["selected_on"] == "adapt.target_validation" and metrics["data"]["target_validation"] == 24
+    saved = json.loads((out.output_dir / "metrics.json").read_text())
+    assert saved["model_selection"] == metrics["model_selection"]
+    card = (out.output_dir / "README.md").read_text()
+    assert "chosen on 24 labelled target rows" in card and "target_dev.jsonl" in card
+    assert "source validation split" not in card
+
+    # train.best_metric unset: the run's first metric, on the target rows
+    adapt_recipe["train"].update({"epochs": 1, "best_metric": None})
+    adapt_recipe["output"] = {"dir": str(tmp_path / "by_accuracy"), "save": "metrics"}
+    assert train(adapt_recipe).metrics["model_selection"]["metric"] == "target/accuracy"
+
+
+def test_without_target_validation_the_source_validation_split_picks_the_model(adapt_recipe, toy_files):
+    adapt_recipe["train"]["epochs"] = 1
+    adapt_recipe["output"]["save"] = "metrics"
+    metrics = train(adapt_recipe).metrics
+    assert metrics["model_selection"] == {"on": "source validation", "metric": "accuracy", "rows": 32,
+                                          "files": [toy_files["validation"]]}
+    assert "target_validation" not in metrics["data"] and not any(k.startswith("target/") for k in metrics["validation"])
+
+
+def test_bad_target_validation_is_an_error_naming_the_key(adapt_recipe, tmp_path):
+    good = _write_jsonl(tmp_path / "target_dev.jsonl", _target_rows(8, seed=3, label_of=_flipped_label))
+    adapt = adapt_recipe["adapt"]
+    with pytest.raises(RecipeError) as info:
+        load_recipe({**adapt_recipe, "adapt": {**adapt, "target_validation": {}, "weight_exponent": 1.5}})
+    for expected in ("adapt.target_validation.files: no files", "adapt.weight_exponent: got 1.5"):
+        assert expected in str(info.value)
+    with pytest.raises(RecipeError, match=r"adapt.target_validation.files\[0\]: file not found: '.*nowhere.jsonl'"):
+        load_recipe({**adapt_recipe, "adapt": {**adapt, "target_validation": {"files": [str(tmp_path / "nowhere.jsonl")]}}})
+    with pytest.raises(RecipeError, match=r"adapt.target_validation.files\[0\]: '.*dev.jsonl' is also data.files.test"):
+        load_recipe({**adapt_recipe, "data": {"files": {**adapt_recipe["data"]["files"], "test": good}},
+                     "adapt": {**adapt, "target_validation": {"files": [good]}}})
+    with pytest.raises(RecipeError, match=r"adapt.target_validation: got '.*target_dev.jsonl'; expected"):
+        load_recipe({**adapt_recipe, "adapt": {**adapt, "target_validation": good}})
+    with pytest.raises(RecipeError, match="adapt.weight_exponent: set, but adapt.instance_weights is null"):
+        load_recipe({**adapt_recipe, "adapt": {**adapt, "weight_exponent": 0.5}})
+    with pytest.raises(RecipeError, match="target_validation: unknown section"):  # it belongs in the adapt section
+        load_recipe({**adapt_recipe, "adapt": None, "target_validation": {"files": [good]}})
+    with pytest.raises(RecipeError) as info:  # an adapt section that holds only target_validation
+        load_recipe({**adapt_recipe, "adapt": {"target_validation": {"files": [good]}}})
+    assert "adapt.target: no target data" in str(info.value) and "adapt.method: missing" in str(info.value)
+
+    def fails_with(rows, pattern, **data_files):
+        adapt_recipe["adapt"]["target_validation"] = {"files": [_write_jsonl(tmp_path / "bad_dev.jsonl", rows)]}
+        adapt_recipe["data"] = {"files": {**adapt_recipe["data"]["files"], **data_files}}
+        with pytest.raises(DataError, match=pattern):
+            train(adapt_recipe)
+
+    fails_with(_target_rows(8, seed=3), r"adapt.target_validation.files\[0\]: .*missing column\(s\) \['label'\]")
+    fails_with(_target_rows(8, seed=3, label_of=lambda i: "meh"),
+               r"adapt.target_validation.files\[0\]: .*labels \['meh'\] never occur in train")
+    rows = _target_rows(8, seed=3, label_of=_flipped_label)
+    test = write_csv(tmp_path / "test.csv", [(r["text"], r["label"]) for r in rows[:3]])
+    fails_with(rows, r"adapt.target_validation: 3 of its 8 rows have the same text as rows of the test split \(.*test.csv\)",
+               test=test)

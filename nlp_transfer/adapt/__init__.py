@@ -1,4 +1,5 @@
-"""Domain adaptation: alignment losses (dann, mmd, coral), importance weights and mixed source/target batches.
+"""Domain adaptation: alignment losses (dann, mmd, coral), importance weights, mixed source/target batches, and
+model selection on labelled target rows (``selection``).
 
 Small pieces any model can use; ``strategies/adapted.py`` puts them around a strategy's hooks when a recipe
 has an ``adapt`` section. Module level stays light (validating a recipe reads ``DEFAULT_WEIGHTS``).
@@ -27,8 +28,9 @@ def alignment_weight(method: str | None, weight: float | None) -> float:
     return DEFAULT_WEIGHTS[method] if weight is None else weight
 
 
-def adapt_note(recipe) -> str:
-    """One sentence for the card: which source and target data the model was adapted on, and how."""
+def adapt_note(recipe, metrics: dict | None = None) -> str:
+    """One sentence for the card: which source and target data the model was adapted on, how, and which rows
+    chose the best model (``metrics``: the run's metrics.json, for its ``model_selection``)."""
     adapt = recipe.adapt
     if adapt is None:
         return ""
@@ -43,7 +45,19 @@ def adapt_note(recipe) -> str:
         how.append(f"source rows weighted by a `{adapt.instance_weights}` importance ratio")
     return (f"; domain-adapted from the labelled source data {source} to the unlabelled target data {target_data} "
             f"with {' and '.join(how)} ({adapt.target_ratio:.0%} of every training batch were target rows, their labels, "
-            "if any, never read; the best model was chosen on the source validation split)")
+            f"if any, never read; {_selection_note(adapt, (metrics or {}).get('model_selection') or {})})")
+
+
+def _selection_note(adapt, selection: dict) -> str:
+    if adapt.target_validation is None:
+        return "the best model was chosen on the source validation split"
+    files = ", ".join(_short(f) for f in adapt.target_validation.files)
+    rows = f"{selection['rows']} " if "rows" in selection else ""
+    scores = selection.get("scores") or {}
+    metric = selection.get("metric", "")
+    score = f" ({metric} {scores[metric.split('/', 1)[-1]]:.4f} there)" if metric.split("/", 1)[-1] in scores else ""
+    return (f"the best model was chosen on {rows}labelled target rows, `adapt.target_validation` {files}{score}, so "
+            "scores on those rows are optimistic; only a separate target test set measures the adapted model")
 
 
 def _short(path: str) -> str:

@@ -11,7 +11,8 @@ A recipe's ``adapt`` section (and ``data.weight_column``) combines with the stra
 - ``loss``: the (weighted) task loss on the source rows plus ``adapt.weight`` x the alignment term on the
   pooled features of the two domains; target rows carry no label and the task loss never sees them.
 - ``evaluation_extras``: per evaluation, the alignment loss, the domain classifier's accuracy and a proxy
-  A-distance on held-out source-validation and target features. Model selection stays on source validation.
+  A-distance on held-out source-validation and target features. Model selection stays on source validation
+  unless the recipe gives labelled target rows (``adapt.target_validation``, see ``adapt.selection``).
 """
 
 from __future__ import annotations
@@ -265,7 +266,9 @@ class AdaptedStrategy(Strategy):
     def top_level_metrics(self):
         out = dict(self.inner.top_level_metrics())
         adapt = self.adapt
-        summary = {"selected_on": "source validation"}
+        on_target = adapt is not None and adapt.target_validation is not None
+        # which rows chose the best model; metrics.json's model_selection has the details
+        summary = {"selected_on": "adapt.target_validation" if on_target else "source validation"}
         if adapt is not None:
             summary.update({"method": adapt.method, "weight": self.weight, "target_ratio": adapt.target_ratio,
                             "instance_weights": adapt.instance_weights, "target": adapt.target.files or
