@@ -155,7 +155,7 @@ def _context(kind: str, folder: Path, recipe, metrics: dict, task, model_id: str
         "task_type": task.type, "strategy": recipe.strategy_name,
         "task_phrase": task.kind.phrase(task, recipe), "labels": labels,
         "base_model_md": _base_model_md(recipe.model.name),
-        "strategy_summary": recipe.strategy.card_summary(recipe, metrics) + adapt_note(recipe) + _multitask_note(metrics),
+        "strategy_summary": recipe.strategy.card_summary(recipe, metrics) + adapt_note(recipe, metrics) + _multitask_note(metrics),
         "strategy_options": ", ".join(f"{k}={v}" for k, v in options.items()),
         "results": {s: metrics[s] for s in splits}, "metric_names": names, "data_sizes": metrics["data"],
         "results_note": _results_note(metrics, splits),

@@ -103,6 +103,7 @@ class DataConfig:
 
 ADAPT_METHODS = ("dann", "mmd", "coral")
 TARGET_SPLIT = "target"  # adapt.target: the target domain's rows, text only (a label column is dropped unread)
+TARGET_VALIDATION_SPLIT = "target_validation"  # adapt.target_validation: labelled target rows that pick the best model
 
 
 @dataclass
@@ -121,6 +122,17 @@ class TargetConfig:
 
 
 @dataclass
+class TargetValidationConfig:
+    """``adapt.target_validation``: a small labelled set of the target domain that picks the best model.
+
+    ``files``: local files with the recipe's text column(s) and its label column (``task.label``); labels are mapped
+    with the label maps of the source train split. Without this section the source validation split picks the model.
+    """
+
+    files: list[str] = field(default_factory=list)
+
+
+@dataclass
 class AdaptConfig:
     """``adapt``: domain adaptation from the labelled (source) data to an unlabelled target domain.
 
@@ -129,10 +141,12 @@ class AdaptConfig:
     discrepancy), ``coral`` (covariance alignment), or null (no alignment term: instance weighting alone).
     ``weight``: scale of the alignment term (null: the method's default, see ``adapt.DEFAULT_WEIGHTS``).
     ``target_ratio``: share of target rows in every training batch. ``instance_weights: domain_classifier``:
-    weight each source row by p_target(x) / p_source(x) from a classifier on frozen-encoder features, clipped
-    to [1 / ``weight_clip``, ``weight_clip``] and normalised to mean 1. ``domain_hidden``: width of dann's
-    domain classifier. ``eval_rows``: source-validation and target rows scored per evaluation for the
-    logged domain numbers (alignment loss, domain-classifier accuracy, proxy A-distance).
+    weight each source row by (p_target(x) / p_source(x)) ** ``weight_exponent`` from a cross-fitted classifier
+    on frozen-encoder features, clipped to [1 / ``weight_clip``, ``weight_clip``] with mean 1 (``weight_exponent``
+    null: the largest exponent in (0, 1] that keeps an effective sample size of half the source rows).
+    ``domain_hidden``: width of dann's domain classifier. ``eval_rows``: source-validation and target rows scored
+    per evaluation for the logged domain numbers (alignment loss, domain-classifier accuracy, proxy A-distance).
+    ``target_validation``: labelled target rows that pick the best model instead of the source validation split.
     """
 
     target: TargetConfig = field(default_factory=TargetConfig)
@@ -143,7 +157,9 @@ class AdaptConfig:
     domain_hidden: int = 256
     instance_weights: Literal["domain_classifier"] | None = None
     weight_clip: float = 10.0
+    weight_exponent: float | None = None
     eval_rows: int = 256
+    target_validation: TargetValidationConfig | None = None
 
 
 @dataclass

@@ -8,6 +8,7 @@ compute on padding.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import math
 from pathlib import Path
@@ -18,7 +19,8 @@ from datasets import Dataset, DatasetDict, load_dataset
 from torch.utils.data import DataLoader
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
-from .config import IMAGEFOLDER, UNLABELED_SPLIT, DataConfig, TargetConfig, TaskConfig
+from .config import (IMAGEFOLDER, TARGET_VALIDATION_SPLIT, UNLABELED_SPLIT, DataConfig, TargetConfig, TargetValidationConfig,
+                     TaskConfig)
 from .data_checks import check_cells, json_problem, undecodable
 from .errors import DataError
 from .tasks import TaskSpec, get_task_type
@@ -79,27 +81,30 @@ def load_splits(data: DataConfig, seed: int, task: TaskConfig | None = None) -> 
     return splits
 
 
-def _load_file(split: str, path: str, fmt: str | None, tag_column: int = -1) -> Dataset:
+def _load_file(split: str, path: str, fmt: str | None, tag_column: int = -1, key: str | None = None) -> Dataset:
+    """One split's file, typed by ``datasets``; errors name ``key`` (default ``data.files.<split>``)."""
+    key = key or f"data.files.{split}"
     file = Path(path)
     if not file.is_file():
-        raise DataError(f"data.files.{split}: file not found: '{file}'. Relative paths resolve against the recipe's folder")
+        raise DataError(f"{key}: file not found: '{file}'. Relative paths resolve against the recipe's folder")
     fmt = fmt or file.suffix.lstrip(".").lower()
     if fmt in _READERS:
         return _READERS[fmt](file, tag_column)
     if fmt not in _BUILDERS:
-        raise DataError(f"data.files.{split}: cannot tell the format of '{file}' (suffix {file.suffix!r}); "
+        raise DataError(f"{key}: cannot tell the format of '{file}' (suffix {file.suffix!r}); "
                         f"use one of .{', .'.join([*_BUILDERS, *_READERS])} or set data.format")
     options = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if fmt == "tsv" else {}
     if fmt in ("json", "jsonl") and (bad := undecodable(file) or json_problem(file)):
-        raise DataError(f"data.files.{split}: cannot read '{file}' as {fmt}: {bad}")
+        raise DataError(f"{key}: cannot read '{file}' as {fmt}: {bad}")
     try:
         return load_dataset(_BUILDERS[fmt], data_files={split: str(file)}, split=split, **options)
     except Exception as exc:
         if fmt != "parquet" and (bad := undecodable(file)):
-            raise DataError(f"data.files.{split}: cannot read '{file}': {bad}") from None
+            raise DataError(f"{key}: cannot read '{file}': {bad}") from None
         if _has_no_rows(file, fmt):  # datasets fails on empty files with cryptic messages (or none)
-            raise DataError(f"data split '{split}' ({file}) is empty; give a file with at least one row") from None
-        raise DataError(f"data.files.{split}: cannot read '{file}' as {fmt}: {exc}") from None
+            what = f"data split '{split}'" if key == f"data.files.{split}" else key
+            raise DataError(f"{what} ({file}) is empty; give a file with at least one row") from None
+        raise DataError(f"{key}: cannot read '{file}' as {fmt}: {exc}") from None
 
 
 def _has_no_rows(file: Path, fmt: str) -> bool:
@@ -195,6 +200,51 @@ def load_target(target: TargetConfig, task: TaskConfig, seed: int, spec: TaskSpe
     value = get_task_type(task.type).unlabeled_value(spec)
     return rows.map(lambda b: {"labels": [value] * len(b[columns[0]])}, batched=True,
                     desc="labels target").cast_column("labels", label_feature)
+
+
+def load_target_validation(config: TargetValidationConfig, task: TaskConfig, data: DataConfig, spec: TaskSpec,
+                           label_feature) -> Dataset:
+    """The labelled target rows that pick the best model (``adapt.target_validation``): the text column(s) and
+    ``labels``, mapped with ``spec``'s label maps (those of the source train split).
+
+    Raises:
+        DataError: Naming ``adapt.target_validation.files[i]``: a file missing or unreadable, a text or label column
+            missing, an empty cell, a label the source train split never had, or no labels at all.
+    """
+    kind = get_task_type(task.type)
+    columns = kind.input_columns(task)
+    parts = []
+    for i, path in enumerate(config.files):
+        key = f"adapt.target_validation.files[{i}]"
+        rows = _load_file(TARGET_VALIDATION_SPLIT, path, data.format, data.tag_column, key=key)
+        if len(rows) == 0:
+            raise DataError(f"{key} ({path}) is empty; give labelled target rows, or remove adapt.target_validation")
+        stand_in = dataclasses.replace(data, files={TARGET_VALIDATION_SPLIT: path})  # errors name this file
+        split = DatasetDict({TARGET_VALIDATION_SPLIT: rows})
+        try:
+            check_cells(split, task, stand_in)
+            encoded, _ = kind.encode_labels(split, task, stand_in, names=spec.label_names)
+        except DataError as exc:
+            raise DataError(f"{key}: {exc}") from None
+        if TARGET_VALIDATION_SPLIT not in encoded:  # every label hidden (-1 or null)
+            raise DataError(f"{key} ('{path}'): column '{task.label}' holds no labels (all -1 or null); the rows that pick "
+                            "the best model need their labels. Give labelled target rows, or remove adapt.target_validation")
+        labelled = encoded[TARGET_VALIDATION_SPLIT].select_columns([*columns, "labels"])
+        parts.append(labelled.cast_column("labels", label_feature))
+    from datasets import concatenate_datasets
+
+    return concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+
+
+def check_no_test_overlap(selection: Dataset, test: Dataset, columns: list[str], test_source: str) -> None:
+    """Fail when rows that pick the best model (``adapt.target_validation``) are also test rows: the test score would
+    then be of rows that chose the model. Rows are compared by their text column(s)."""
+    test_rows = set(zip(*(test[c] for c in columns)))
+    shared = sum(row in test_rows for row in zip(*(selection[c] for c in columns)))
+    if shared:
+        raise DataError(f"adapt.target_validation: {shared} of its {len(selection)} rows have the same text as rows of the "
+                        f"test split ({test_source}), so the test score would come from rows that chose the model. Remove "
+                        "those rows from adapt.target_validation.files (or from the test file)")
 
 
 def _load_target_part(key: str, path: str | None, target: TargetConfig, columns: list[str]) -> Dataset:

@@ -124,14 +124,27 @@ def recipe_from_raw(raw: dict, source: str, base_dir: Path, overridden: set[str]
         if not Path(file).is_file():
             problems.append(f"data.files.{split}: file not found: '{file}'; paths in a recipe resolve against its folder, "
                             "paths given on the command line against the working directory")
-    for i, file in enumerate(recipe_obj.adapt.target.files if recipe_obj.adapt else []):
+    for key, file in _adapt_files(recipe_obj):
         if not Path(file).is_file():
-            problems.append(f"adapt.target.files[{i}]: file not found: '{file}'; paths in a recipe resolve against its folder, "
+            problems.append(f"{key}: file not found: '{file}'; paths in a recipe resolve against its folder, "
                             "paths given on the command line against the working directory")
+        elif key.startswith("adapt.target_validation") and file == recipe_obj.data.files.get("test"):
+            problems.append(f"{key}: '{file}' is also data.files.test; the rows that choose the model must not be the rows "
+                            "that test it. Give a separate labelled target file")
     if problems:
         raise RecipeError(problems, source)
     resolve_model_defaults(recipe_obj)
     return recipe_obj
+
+
+def _adapt_files(recipe: Recipe) -> list[tuple[str, str]]:
+    """(key, path) of every file the adapt section names."""
+    adapt = recipe.adapt
+    if adapt is None:
+        return []
+    selection = adapt.target_validation.files if adapt.target_validation is not None else []
+    return ([(f"adapt.target.files[{i}]", f) for i, f in enumerate(adapt.target.files)]
+            + [(f"adapt.target_validation.files[{i}]", f) for i, f in enumerate(selection)])
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -391,6 +404,15 @@ def _adapt_problems(recipe: Recipe, kind) -> list[str]:
             problems.append(f"adapt.{key}: got {getattr(adapt, key)}; expected a positive integer")
     if adapt.grl_gamma <= 0:
         problems.append(f"adapt.grl_gamma: got {adapt.grl_gamma}; expected a positive number (10 in the DANN paper)")
+    if adapt.weight_exponent is not None and not 0 < adapt.weight_exponent <= 1:
+        problems.append(f"adapt.weight_exponent: got {adapt.weight_exponent}; expected a number in (0, 1] (1: the exact "
+                        "density ratio), or null to choose it from the effective sample size")
+    elif adapt.weight_exponent is not None and adapt.instance_weights is None:
+        problems.append("adapt.weight_exponent: set, but adapt.instance_weights is null, so there are no importance weights "
+                        "to flatten; set adapt.instance_weights: domain_classifier, or remove adapt.weight_exponent")
+    if adapt.target_validation is not None and not adapt.target_validation.files:
+        problems.append("adapt.target_validation.files: no files; give local files of labelled target rows (the task.text "
+                        "and task.label columns), or remove adapt.target_validation to choose the model on source validation")
     return problems
 
 
@@ -516,6 +538,10 @@ def _resolve_paths(recipe: Recipe, base_dir: Path, overridden: set[str]) -> None
         base = Path.cwd() if "adapt.target.files" in overridden else base_dir
         recipe.adapt.target.files = [str(p if p.is_absolute() else (base / p).resolve())
                                      for p in (Path(f).expanduser() for f in recipe.adapt.target.files)]
+    if recipe.adapt is not None and recipe.adapt.target_validation is not None:
+        base = Path.cwd() if "adapt.target_validation.files" in overridden else base_dir
+        recipe.adapt.target_validation.files = [str(p if p.is_absolute() else (base / p).resolve())
+                                                for p in (Path(f).expanduser() for f in recipe.adapt.target_validation.files)]
     if recipe.data.dir:
         path = Path(recipe.data.dir).expanduser()
         base = Path.cwd() if "data.dir" in overridden else base_dir

@@ -8,6 +8,7 @@ decision that depends on them; nothing here names either.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -24,7 +25,8 @@ from datasets import DatasetDict
 from . import checkpoints as ckpt
 from . import data as data_lib
 from .cards import write_model_card
-from .config import TARGET_SPLIT, AdaptConfig, DataConfig, ModelConfig, MultiTaskRecipe, Recipe, TaskConfig, TrainConfig
+from .config import (TARGET_SPLIT, TARGET_VALIDATION_SPLIT, AdaptConfig, DataConfig, ModelConfig, MultiTaskRecipe, Recipe,
+                     TaskConfig, TrainConfig)
 from .errors import ExportError, ModelError, RecipeError
 from .export import check_output_dir, find_run_file, partial_dir, publish, verify_reload, write_run_files
 from .hub import push_after_run, require_token
@@ -147,7 +149,7 @@ def _run(recipe: Recipe, out_dir: Path, work: Path, resume: bool, run_info: dict
         metrics["truncation"] = report
     export_on_main(accelerator, lambda: export_run(recipe, strategy, model, trained, task, processor, inputs, prepared,
                                                    metrics, metric_names, work, out_dir))
-    accelerator.print(f"Saved {out_dir}  validation: {_short(metrics['validation'])}")
+    accelerator.print(f"Saved {out_dir}  validation: {_short(metrics['validation'])}" + _selection_note(metrics))
     accelerator.end_training()
     if recipe.output.push_to_hub is not None and accelerator.is_main_process:
         push_after_run(out_dir, recipe.output.push_to_hub)
@@ -176,7 +178,8 @@ def load_data(data: DataConfig, task: TaskConfig, seed: int, adapt: AdaptConfig 
     """Raw splits with a numeric ``labels`` column, train cut to ``data.fraction``; and the task's label maps.
 
     ``data.weight_column`` becomes train's ``weights``; with ``adapt``, the target domain's text is the split
-    ``target`` (its other columns, a label included, dropped unread; labels: the task's "no label" value).
+    ``target`` (its other columns, a label included, dropped unread; labels: the task's "no label" value), and
+    ``adapt.target_validation``'s labelled target rows the split ``target_validation`` (none of them a test row).
     """
     splits = data_lib.load_splits(data, seed, task)
     splits, spec = data_lib.encode_labels(splits, task, data)
@@ -184,6 +187,13 @@ def load_data(data: DataConfig, task: TaskConfig, seed: int, adapt: AdaptConfig 
         splits["train"] = data_lib.weight_rows(splits["train"], data)
     if adapt is not None:
         splits[TARGET_SPLIT] = data_lib.load_target(adapt.target, task, seed, spec, splits["train"].features["labels"])
+    if adapt is not None and adapt.target_validation is not None:
+        label_feature = splits["train"].features["labels"]
+        selection = data_lib.load_target_validation(adapt.target_validation, task, data, spec, label_feature)
+        if "test" in splits:
+            data_lib.check_no_test_overlap(selection, splits["test"], spec.kind.input_columns(task),
+                                           data_lib.where(data, "test"))
+        splits[TARGET_VALIDATION_SPLIT] = selection
     if data.fraction is not None and data.fraction < 1:
         full = len(splits["train"])
         splits["train"] = data_lib.sample_fraction(splits["train"], data.fraction, seed, spec.kind.stratify_by(splits["train"]))
@@ -231,13 +241,25 @@ def prepare(strategy: Strategy, model, processor, inputs: DatasetDict, accelerat
 
 def fit(trained, strategy: Strategy, prepared: DatasetDict, processor, cfg: TrainConfig, accelerator: Accelerator,
         task: TaskSpec, metric_names: list[str], work: Path, resume: bool = False, run_info: dict | None = None) -> LoopResult:
-    """The one loop over the strategy's batches, evaluating on validation; the best weights restored."""
+    """The one loop over the strategy's batches, evaluating on validation; the best weights restored.
+
+    With a ``target_validation`` split (``adapt.target_validation``) every evaluation also scores those labelled target
+    rows (``target/<metric>``), and they pick the best model by ``train.best_metric`` (default: the first metric).
+    """
     collator = strategy.collator(processor)
     batches = strategy.train_batches(prepared["train"], batch_size=cfg.batch_size, seed=cfg.seed,
                                      group_by_length=cfg.group_by_length, collator=collator)
-    evaluation = data_lib.eval_loader(prepared["validation"], cfg.eval_batch_size or 2 * cfg.batch_size, collator)
-    return run_loop(trained, strategy, batches, evaluation, cfg, accelerator, task=task, metric_names=metric_names,
-                    work_dir=work, resume=resume, run_info=run_info)
+    eval_batch_size = cfg.eval_batch_size or 2 * cfg.batch_size
+    loader = data_lib.eval_loader(prepared["validation"], eval_batch_size, collator)
+    evaluation = None
+    if TARGET_VALIDATION_SPLIT in prepared:
+        from .adapt.selection import target_validation_evaluation
+
+        target = data_lib.eval_loader(prepared[TARGET_VALIDATION_SPLIT], eval_batch_size, collator)
+        evaluation = target_validation_evaluation(loader, target, task, metric_names, cfg.best_metric)
+        cfg = dataclasses.replace(cfg, best_metric=None)  # the loop picks on the evaluation's own target/<metric>
+    return run_loop(trained, strategy, batches, loader, cfg, accelerator, task=task, metric_names=metric_names,
+                    work_dir=work, resume=resume, run_info=run_info, evaluation=evaluation)
 
 
 def evaluate_run(recipe: Recipe, task: TaskSpec, strategy: Strategy, model, trained, result: LoopResult,
@@ -259,6 +281,11 @@ def evaluate_run(recipe: Recipe, task: TaskSpec, strategy: Strategy, model, trai
         "num_processes": accelerator.num_processes,
         "rank_weight_checksums": _rank_checksums(model, accelerator),
     }
+    if recipe.adapt is not None:  # the source validation scores, and which rows chose the model
+        from .adapt.selection import model_selection
+
+        metrics["validation"], metrics["model_selection"] = model_selection(
+            recipe.adapt, recipe.data, result.best_metrics, cfg.best_metric or metric_names[0], metrics["data"])
     if "test" in prepared:
         collator = strategy.collator(processor)
         loader = accelerator.prepare(data_lib.eval_loader(prepared["test"], cfg.eval_batch_size or 2 * cfg.batch_size, collator))
@@ -452,6 +479,15 @@ def _flat(d: dict, prefix: str = "") -> dict:
         else:
             out[f"{prefix}{k}"] = v if isinstance(v, (int, float, str, bool)) else str(v)
     return out
+
+
+def _selection_note(metrics: dict) -> str:
+    """For a run whose best model labelled target rows chose: which rows, and its score on them."""
+    selection = metrics.get("model_selection") or {}
+    if "scores" not in selection:
+        return ""
+    return (f"  (best model chosen on {selection['on']}, {selection['rows']} labelled target rows: "
+            f"{_short(selection['scores'])})")
 
 
 def _short(scores: dict) -> str:

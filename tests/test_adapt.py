@@ -12,7 +12,8 @@ import torch
 from conftest import NEUTRAL, write_csv
 from nlp_transfer.adapt.batches import MixedBatchSampler
 from nlp_transfer.adapt.losses import DomainClassifier, coral, grl_coefficient, mmd, reverse_gradient
-from nlp_transfer.adapt.weights import importance_weights, proxy_a_distance
+from nlp_transfer.adapt.weights import (choose_exponent, effective_share, estimate_importance_weights, fit_domain_classifier,
+                                        flattened_weights, importance_weights, proxy_a_distance)
 from nlp_transfer.errors import DataError, RecipeError
 from nlp_transfer.recipe import load_recipe
 from nlp_transfer.runner import train
@@ -95,6 +96,65 @@ def test_importance_weights_recover_a_known_density_ratio():
     assert weights.mean().item() == pytest.approx(1.0)
     clipped, _ = importance_weights(source, target, clip=2.0)
     assert clipped.max() / clipped.min() <= 4.0 + 1e-9
+
+
+def _spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    ranks = [x.argsort().argsort().double() for x in (a, b)]
+    return torch.corrcoef(torch.stack(ranks))[0, 1].item()
+
+
+def test_weights_of_a_separable_but_overlapping_shift_are_spread_and_keep_an_effective_sample():
+    # 5-d N(0, I) vs N(4 e1, I): a linear classifier tells them apart ~98% of the time, as frozen-encoder features
+    # tell two review domains apart. The exact ratio exp(4 x1 - 8) is below 1/10 for ~92% of source rows, so an
+    # in-sample fit clipped to [0.1, 10] ties most rows at the floor; cross-fitting and flattening keep the ranking.
+    generator = torch.Generator().manual_seed(0)
+    source = torch.randn(1000, 5, generator=generator, dtype=torch.float64)
+    target = torch.randn(1000, 5, generator=generator, dtype=torch.float64)
+    target[:, 0] += 4.0
+    true_log_ratio = 4.0 * source[:, 0] - 8.0
+    estimate = estimate_importance_weights(source, target, clip=10.0)
+    weights, summary = estimate.weights, estimate.summary()
+    assert 0.94 < summary["domain_accuracy_out_of_fold"] < 0.995
+    assert weights.std() > 0.5 and len(torch.unique(weights.round(decimals=6))) > 500  # not all equal, not mostly tied
+    assert _spearman(weights, true_log_ratio) > 0.95
+    assert summary["exact_ratio_effective_share"] < 0.3  # the exact ratio leaves few effective rows ...
+    assert 0 < summary["exponent"] < 1 and summary["exponent_chosen"]  # ... so it is flattened
+    assert 0.49 < summary["effective_sample_share"] < 1 and summary["effective_sample_size"] == pytest.approx(
+        summary["effective_sample_share"] * 1000, abs=0.1)
+    assert weights.mean().item() == pytest.approx(1.0) and 0.1 - 1e-9 <= weights.min() <= weights.max() <= 10 + 1e-9
+    exact = estimate_importance_weights(source, target, clip=10.0, exponent=1.0)
+    assert exact.summary()["effective_sample_share"] == pytest.approx(summary["exact_ratio_effective_share"], abs=1e-4)
+
+
+def test_a_rows_weight_comes_from_a_classifier_that_never_saw_it():
+    # one distribution for both "domains", 50-d and 150 rows each: fitted on all rows, a classifier finds a
+    # separation that is not there; out of fold it cannot, and the weights stay near uniform
+    generator = torch.Generator().manual_seed(1)
+    source, target = (torch.randn(150, 50, generator=generator, dtype=torch.float64) for _ in range(2))
+    in_sample = fit_domain_classifier(source, target)
+    assert ((in_sample(source) < 0.5).double().mean() + (in_sample(target) >= 0.5).double().mean()) / 2 > 0.62
+    summary = estimate_importance_weights(source, target, clip=10.0).summary()
+    assert abs(summary["domain_accuracy_out_of_fold"] - 0.5) < 0.08
+    assert summary["effective_sample_share"] > 0.95 and summary["max"] < 1.5
+
+
+def test_flattened_weights_keep_the_clip_and_mean_one_and_follow_the_ratio():
+    generator = torch.Generator().manual_seed(2)
+    log_ratio = 3 * torch.randn(500, generator=generator, dtype=torch.float64)
+    exact = flattened_weights(log_ratio, clip=1e9, exponent=1.0)
+    torch.testing.assert_close(exact, log_ratio.exp() / log_ratio.exp().mean())  # no clip reached: the ratio itself
+    assert torch.equal(flattened_weights(log_ratio, clip=10.0, exponent=0.0), torch.ones(500, dtype=torch.float64))
+    for clip, exponent in ((3.0, 1.0), (10.0, 0.4)):
+        weights = flattened_weights(log_ratio, clip, exponent)
+        assert weights.mean().item() == pytest.approx(1.0)
+        assert 1 / clip - 1e-9 <= weights.min() and weights.max() <= clip + 1e-9
+        assert weights.min() < 1 / clip + 1e-6 and weights.max() > clip - 1e-6  # both ends reached: clipped, not squeezed
+        in_ratio_order = weights[log_ratio.argsort()]
+        assert (in_ratio_order.diff() >= -1e-12).all()  # a larger ratio never gets a smaller weight
+    exponent = choose_exponent(log_ratio, clip=10.0)
+    assert 0 < exponent < 1
+    assert effective_share(flattened_weights(log_ratio, 10.0, exponent)) == pytest.approx(0.5, abs=0.01)
+    assert choose_exponent(0.1 * log_ratio, clip=10.0) == 1.0  # a mild shift keeps the exact ratio
 
 
 def test_proxy_a_distance_is_near_zero_for_one_domain_and_near_two_for_separate_ones():
@@ -220,7 +280,9 @@ def test_instance_weights_from_a_domain_classifier_and_a_weight_column(adapt_rec
     adapt_recipe["output"]["save"] = "metrics"
     summary = train(adapt_recipe).metrics["adapt"]["importance_weights"]
     assert 1 / 5.0 - 1e-6 <= summary["min"] <= 1.0 <= summary["max"] <= 5.0 + 1e-6
-    assert summary["features_from_cache"] is False
+    assert summary["features_from_cache"] is False and summary["rows"] == 96 and summary["folds"] == 5
+    assert 0.5 - 1e-3 <= summary["effective_sample_share"] <= 1 and 0 <= summary["domain_accuracy_out_of_fold"] <= 1
+    assert summary["effective_sample_size"] == pytest.approx(96 * summary["effective_sample_share"], abs=0.1)
 
     # data.weight_column alone: a zero weight removes a row from the loss (flipping its label changes nothing),
     # and weights are relative (all 2 trains as all 1)
@@ -286,3 +348,94 @@ def test_a_bad_weight_column_is_an_error_naming_the_key(toy_recipe, toy_files, t
         train(recipe)
     with pytest.raises(DataError, match=r"data.weight_column: column 'weight' not in the train split"):
         train({**recipe, "data": {**recipe["data"], "weight_column": "weight"}})
+
+
+# ----------------------------------------------------------------------------- model selection on target rows
+
+
+def _flipped_label(i: int) -> str:
+    """Target-validation labels opposite to the opinion words' source meaning: the better a model fits the
+    source, the worse it scores on these rows, so target and source selection pick different evaluations."""
+    return "positive" if i % 2 else "negative"  # _target_rows: odd rows say "awful", even rows "lovely"
+
+
+def test_labelled_target_rows_pick_the_best_model_and_the_run_says_so(adapt_recipe, tmp_path, caplog):
+    selection_file = _write_jsonl(tmp_path / "target_dev.jsonl", _target_rows(24, seed=9, label_of=_flipped_label))
+    # no alignment term (weight 0): the source is learnt as plainly as the tiny model allows; train.best_metric: loss
+    # makes the choice follow a number that moves at every evaluation (the toy's accuracy stays flat for epochs)
+    adapt_recipe["adapt"].update({"method": "mmd", "weight": 0.0, "target_validation": {"files": [selection_file]}})
+    adapt_recipe["train"].update({"epochs": 6, "best_metric": "loss"})
+    caplog.set_level("WARNING")
+    out = train(adapt_recipe)
+    assert "Model selection uses labelled target data" in caplog.text and "target/loss" in caplog.text
+    evaluations = [r for r in (json.loads(line) for line in (out.output_dir / "train_log.jsonl").read_text().splitlines())
+                   if "validation" in r]
+    assert len(evaluations) == 6
+    assert all({"loss", "accuracy", "target/loss", "target/accuracy"} <= set(r["validation"]) for r in evaluations)
+    first_best = lambda key: min(evaluations, key=lambda r: r["validation"][key])["step"]  # noqa: E731 (min: first of ties)
+    assert first_best("loss") != first_best("target/loss")  # the setup tells the two selections apart
+    metrics = out.metrics
+    assert metrics["train"]["best_step"] == first_best("target/loss")
+    chosen = next(r["validation"] for r in evaluations if r["step"] == metrics["train"]["best_step"])
+    assert metrics["validation"] == {k: v for k, v in chosen.items() if not k.startswith("target/")}  # the source scores
+    target_scores = {k.removeprefix("target/"): v for k, v in chosen.items() if k.startswith("target/")}
+    assert set(target_scores) == {"loss", "accuracy", "f1"}
+    assert metrics["model_selection"] == {"on": "adapt.target_validation", "metric": "target/loss", "rows": 24,
+                                          "files": [selection_file], "scores": target_scores}
+    assert metrics["adapt"]["selected_on"] == "adapt.target_validation" and metrics["data"]["target_validation"] == 24
+    saved = json.loads((out.output_dir / "metrics.json").read_text())
+    assert saved["model_selection"] == metrics["model_selection"]
+    card = (out.output_dir / "README.md").read_text()
+    assert "chosen on 24 labelled target rows" in card and "target_dev.jsonl" in card
+    assert "source validation split" not in card
+
+    # train.best_metric unset: the run's first metric, on the target rows
+    adapt_recipe["train"].update({"epochs": 1, "best_metric": None})
+    adapt_recipe["output"] = {"dir": str(tmp_path / "by_accuracy"), "save": "metrics"}
+    assert train(adapt_recipe).metrics["model_selection"]["metric"] == "target/accuracy"
+
+
+def test_without_target_validation_the_source_validation_split_picks_the_model(adapt_recipe, toy_files):
+    adapt_recipe["train"]["epochs"] = 1
+    adapt_recipe["output"]["save"] = "metrics"
+    metrics = train(adapt_recipe).metrics
+    assert metrics["model_selection"] == {"on": "source validation", "metric": "accuracy", "rows": 32,
+                                          "files": [toy_files["validation"]]}
+    assert "target_validation" not in metrics["data"] and not any(k.startswith("target/") for k in metrics["validation"])
+
+
+def test_bad_target_validation_is_an_error_naming_the_key(adapt_recipe, tmp_path):
+    good = _write_jsonl(tmp_path / "target_dev.jsonl", _target_rows(8, seed=3, label_of=_flipped_label))
+    adapt = adapt_recipe["adapt"]
+    with pytest.raises(RecipeError) as info:
+        load_recipe({**adapt_recipe, "adapt": {**adapt, "target_validation": {}, "weight_exponent": 1.5}})
+    for expected in ("adapt.target_validation.files: no files", "adapt.weight_exponent: got 1.5"):
+        assert expected in str(info.value)
+    with pytest.raises(RecipeError, match=r"adapt.target_validation.files\[0\]: file not found: '.*nowhere.jsonl'"):
+        load_recipe({**adapt_recipe, "adapt": {**adapt, "target_validation": {"files": [str(tmp_path / "nowhere.jsonl")]}}})
+    with pytest.raises(RecipeError, match=r"adapt.target_validation.files\[0\]: '.*dev.jsonl' is also data.files.test"):
+        load_recipe({**adapt_recipe, "data": {"files": {**adapt_recipe["data"]["files"], "test": good}},
+                     "adapt": {**adapt, "target_validation": {"files": [good]}}})
+    with pytest.raises(RecipeError, match=r"adapt.target_validation: got '.*target_dev.jsonl'; expected"):
+        load_recipe({**adapt_recipe, "adapt": {**adapt, "target_validation": good}})
+    with pytest.raises(RecipeError, match="adapt.weight_exponent: set, but adapt.instance_weights is null"):
+        load_recipe({**adapt_recipe, "adapt": {**adapt, "weight_exponent": 0.5}})
+    with pytest.raises(RecipeError, match="target_validation: unknown section"):  # it belongs in the adapt section
+        load_recipe({**adapt_recipe, "adapt": None, "target_validation": {"files": [good]}})
+    with pytest.raises(RecipeError) as info:  # an adapt section that holds only target_validation
+        load_recipe({**adapt_recipe, "adapt": {"target_validation": {"files": [good]}}})
+    assert "adapt.target: no target data" in str(info.value) and "adapt.method: missing" in str(info.value)
+
+    def fails_with(rows, pattern, **data_files):
+        adapt_recipe["adapt"]["target_validation"] = {"files": [_write_jsonl(tmp_path / "bad_dev.jsonl", rows)]}
+        adapt_recipe["data"] = {"files": {**adapt_recipe["data"]["files"], **data_files}}
+        with pytest.raises(DataError, match=pattern):
+            train(adapt_recipe)
+
+    fails_with(_target_rows(8, seed=3), r"adapt.target_validation.files\[0\]: .*missing column\(s\) \['label'\]")
+    fails_with(_target_rows(8, seed=3, label_of=lambda i: "meh"),
+               r"adapt.target_validation.files\[0\]: .*labels \['meh'\] never occur in train")
+    rows = _target_rows(8, seed=3, label_of=_flipped_label)
+    test = write_csv(tmp_path / "test.csv", [(r["text"], r["label"]) for r in rows[:3]])
+    fails_with(rows, r"adapt.target_validation: 3 of its 8 rows have the same text as rows of the test split \(.*test.csv\)",
+               test=test)

@@ -11,7 +11,8 @@ A recipe's ``adapt`` section (and ``data.weight_column``) combines with the stra
 - ``loss``: the (weighted) task loss on the source rows plus ``adapt.weight`` x the alignment term on the
   pooled features of the two domains; target rows carry no label and the task loss never sees them.
 - ``evaluation_extras``: per evaluation, the alignment loss, the domain classifier's accuracy and a proxy
-  A-distance on held-out source-validation and target features. Model selection stays on source validation.
+  A-distance on held-out source-validation and target features. Model selection stays on source validation
+  unless the recipe gives labelled target rows (``adapt.target_validation``, see ``adapt.selection``).
 """
 
 from __future__ import annotations
@@ -133,7 +134,8 @@ class AdaptedStrategy(Strategy):
         return splits
 
     def _importance_weighted(self, model, train, target, collator, accelerator):
-        """Train rows with ``weights`` p_target/p_source from a domain classifier on the untrained encoder's features."""
+        """Train rows with ``weights`` p_target/p_source from a cross-fitted domain classifier on the untrained
+        encoder's features (``nlp_transfer.adapt.weights``: flattened when the domains barely overlap, clipped, mean 1)."""
         task_model = _task_model(model)
         key = cache.cache_key(_CACHE_VERSION, cache.weights_fingerprint(task_model), train._fingerprint, target._fingerprint,
                               self.pooling)
@@ -146,11 +148,19 @@ class AdaptedStrategy(Strategy):
         entry, hit = cache.cached("adapt-features", key, build)
         source_features = torch.tensor(entry[0]["source"])
         target_features = torch.tensor(entry[0]["target"])
-        weights, _ = weights_lib.importance_weights(source_features, target_features, self.adapt.weight_clip)
-        self.weight_summary = {"min": round(weights.min().item(), 4), "max": round(weights.max().item(), 4),
-                               "effective_sample_size": round((weights.sum() ** 2 / weights.pow(2).sum()).item(), 1),
-                               "features_from_cache": hit}
-        logger.info("Importance weights (domain classifier, clip %g): %s", self.adapt.weight_clip, self.weight_summary)
+        estimate = weights_lib.estimate_importance_weights(source_features, target_features, self.adapt.weight_clip,
+                                                           self.adapt.weight_exponent)
+        weights = estimate.weights
+        self.weight_summary = {**estimate.summary(), "features_from_cache": hit}
+        logger.info("Importance weights (cross-fitted domain classifier): %s", self.weight_summary)
+        if estimate.exponent_chosen and estimate.exponent < 1:
+            summary = self.weight_summary
+            logger.warning("adapt.instance_weights: the domain classifier tells the domains apart with out-of-fold "
+                           "accuracy %.3f; the exact ratio p_target/p_source would leave an effective sample of %.0f%% of "
+                           "the %d source rows, so the weights follow ratio ** %.3g (effective sample %.0f%%). Set "
+                           "adapt.weight_exponent (1: the exact ratio) to choose", summary["domain_accuracy_out_of_fold"],
+                           100 * summary["exact_ratio_effective_share"], summary["rows"], estimate.exponent,
+                           100 * summary["effective_sample_share"])
         if WEIGHTS in train.column_names:  # data.weight_column too: the two multiply
             weights = weights * torch.tensor(train[WEIGHTS], dtype=torch.float64)
             train = train.remove_columns(WEIGHTS)
@@ -256,7 +266,9 @@ class AdaptedStrategy(Strategy):
     def top_level_metrics(self):
         out = dict(self.inner.top_level_metrics())
         adapt = self.adapt
-        summary = {"selected_on": "source validation"}
+        on_target = adapt is not None and adapt.target_validation is not None
+        # which rows chose the best model; metrics.json's model_selection has the details
+        summary = {"selected_on": "adapt.target_validation" if on_target else "source validation"}
         if adapt is not None:
             summary.update({"method": adapt.method, "weight": self.weight, "target_ratio": adapt.target_ratio,
                             "instance_weights": adapt.instance_weights, "target": adapt.target.files or
