@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from nlp_transfer import Recipe, RecipeError, load_recipe
-from nlp_transfer.recipe import TrainConfig
+from nlp_transfer.recipe import TrainConfig, load_any_recipe
 from nlp_transfer.strategies import STRATEGIES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -230,8 +230,16 @@ def test_bundled_recipes_exist():
 
 @pytest.mark.parametrize("path", BUNDLED_RECIPES, ids=lambda p: str(p.relative_to(REPO)))
 def test_every_bundled_recipe_parses(path):
-    recipe = load_recipe(path)
+    recipe = load_any_recipe(path)
     assert recipe.model.name and recipe.output.dir
     assert recipe.strategy_name in STRATEGIES
-    for file in recipe.data.files.values():
-        assert Path(file).is_absolute()
+    for one in ([entry.recipe for entry in recipe.tasks] if hasattr(recipe, "tasks") else [recipe]):
+        assert all(Path(file).is_absolute() for file in one.data.files.values())
+
+
+def test_every_package_of_the_source_tree_is_installed():
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(init.parent.relative_to(REPO).parts) for init in (REPO / "nlp_transfer").rglob("__init__.py")}
+    assert found - listed == set(), "pyproject.toml [tool.setuptools] packages misses these: an installed wheel lacks them"
