@@ -185,12 +185,14 @@ def test_predict_works_on_a_task_folder_as_on_any_output(trained, capsys):
 
 
 # ---------------------------------------------------------------------- strategies, resume, baselines
-@pytest.mark.parametrize("strategy", ["frozen", "lora", "gradual"])
+@pytest.mark.parametrize("strategy", ["frozen", "lora", "gradual", "partial"])
 def test_other_strategies_train_several_tasks_on_one_encoder(strategy, tiny_model_dir, tmp_path):
     recipe = multitask_recipe(tiny_model_dir, tmp_path / "data", tmp_path / "out", strategy, tasks=("sentiment", "tags"),
                               epochs=3)
     if strategy == "gradual":
         recipe["strategy"].update(unfreeze_unit="steps", unfreeze_every=2)
+    if strategy == "partial":  # the top layer trains on each task's cached bottom
+        recipe["strategy"]["train_top_layers"] = 1
     out = nlp_transfer.train(recipe)
     for name in ("sentiment", "tags"):
         assert out.metrics["tasks"][name]["reload_check"]["passed"]
@@ -200,6 +202,14 @@ def test_other_strategies_train_several_tasks_on_one_encoder(strategy, tiny_mode
         shared = [k for k in a if "lora_" in k and ".encoder." in k]
         assert shared and all(torch.equal(a[k], b[k]) for k in shared)
         assert any(k.endswith("classifier.weight") for k in a) and a.keys() != b.keys()
+    if strategy == "partial":
+        assert out.metrics["tasks"]["tags"]["partial_cache_hits"] == {"train": False, "validation": False}
+        a = load_file(str(out.output_dir / "sentiment" / "model.safetensors"))
+        b = load_file(str(out.output_dir / "tags" / "model.safetensors"))
+        assert torch.equal(a["bert.encoder.layer.1.output.dense.weight"], b["bert.encoder.layer.1.output.dense.weight"])
+        pretrained = load_file(str(Path(tiny_model_dir) / "model.safetensors"))
+        assert torch.equal(a["bert.encoder.layer.0.output.dense.weight"], pretrained["encoder.layer.0.output.dense.weight"])
+        assert not torch.equal(a["bert.encoder.layer.1.output.dense.weight"], pretrained["encoder.layer.1.output.dense.weight"])
     if strategy == "frozen":
         a = load_file(str(out.output_dir / "sentiment" / "model.safetensors"))
         pretrained = load_file(str(Path(tiny_model_dir) / "model.safetensors"))
