@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 
 import yaml
-from ulmfit_rows import gradual_steps, pick_rows, row_train, table  # benchmarks/ is on sys.path when run as a script
+# benchmarks/ is on sys.path when run as a script
+from ulmfit_rows import add_run_arguments, gradual_steps, parse_run_arguments, pick_rows, row_train, table
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes" / "digits"
@@ -97,17 +98,11 @@ def main() -> None:
     parser.add_argument("--source-config", type=Path, default=RECIPES / "tiny-vit",
                         help="the source model's architecture (a folder with config.json and preprocessor_config.json)")
     parser.add_argument("--source-epochs", type=float, default=0, help="0: recipes/digits/source.yaml's")
-    parser.add_argument("--seeds", default="1,2,3")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (0: torch's default); one suits this tiny model best: on the shared "
-                             "2-core CPU, 2 threads made a run ~8x slower")
-    parser.add_argument("--rows", default="", help="comma-separated row names to run, in this order (default: all)")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ulmfit_digits_table.json")
-    args = parser.parse_args()
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    add_run_arguments(parser, seeds="1,2,3", threads=1,
+                      threads_help="torch threads (0: torch's default); one suits this tiny model best: on the shared "
+                                   "2-core CPU, 2 threads made a run ~8x slower",
+                      out=ROOT / "benchmarks" / "results" / "ulmfit_digits_table.json")
+    args = parse_run_arguments(parser)
     import nlp_transfer
     from nlp_transfer.digits import write_digits
 

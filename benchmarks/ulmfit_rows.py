@@ -24,6 +24,24 @@ ROWS = [  # (row, strategy section, train overrides)
 ]
 
 
+def add_run_arguments(parser, *, seeds: str, threads: int, threads_help: str, out) -> None:
+    """The arguments both benchmarks take: seeds, torch threads, which rows, where the JSON goes."""
+    parser.add_argument("--seeds", default=seeds)
+    parser.add_argument("--threads", type=int, default=threads, help=threads_help)
+    parser.add_argument("--rows", default="", help="comma-separated row names to run, in this order (default: all)")
+    parser.add_argument("--out", type=type(out), default=out)
+
+
+def parse_run_arguments(parser):
+    """Parse, and set torch's thread count when ``--threads`` asks for one (before the package is imported)."""
+    args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    return args
+
+
 def pick_rows(names: str) -> list[tuple]:
     """The rows named in a comma-separated list, in that order (all of them for an empty string)."""
     by_name = {r[0]: r for r in ROWS}

@@ -25,7 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ulmfit_rows import gradual_steps, pick_rows, row_train, table  # benchmarks/ is on sys.path when run as a script
+# benchmarks/ is on sys.path when run as a script
+from ulmfit_rows import add_run_arguments, gradual_steps, parse_run_arguments, pick_rows, row_train, table
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "sst2"
@@ -57,15 +58,9 @@ def main() -> None:
     parser.add_argument("--eval-rows", type=int, default=0, help="0: all 872 validation rows")
     parser.add_argument("--epochs", type=float, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--seeds", default="1")
-    parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--rows", default="", help="comma-separated row names to run, in this order (default: all)")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ulmfit_table.json")
-    args = parser.parse_args()
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    add_run_arguments(parser, seeds="1", threads=0, threads_help="torch threads (0: torch's default)",
+                      out=ROOT / "benchmarks" / "results" / "ulmfit_table.json")
+    args = parse_run_arguments(parser)
     import nlp_transfer
 
     picked = pick_rows(args.rows)

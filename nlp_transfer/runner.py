@@ -268,14 +268,11 @@ def evaluate_run(recipe: Recipe, task: TaskSpec, strategy: Strategy, model, trai
 
     ``model`` is the task model, ``trained`` what the loop trained (the strategy's wrapper), unwrapped.
     """
-    state, cfg = result.state, recipe.train
-    trainable = sum(p.numel() for p in trained.parameters() if p.requires_grad)
+    cfg = recipe.train
     metrics = {
         "validation": result.best_metrics,
-        "train": {"seconds": round(state.train_seconds, 2), "samples_per_second": round(state.samples_seen / max(state.train_seconds, 1e-9), 2),
-                  "steps": state.global_step, "epochs_completed": state.epoch, "stopped_early": result.stopped_early,
-                  "best_step": state.best_step},
-        "parameters": {"trainable": trainable, "total": total_params, "trainable_percent": round(100 * trainable / total_params, 4)},
+        "train": train_summary(result),
+        "parameters": parameter_counts(trained, total_params),
         "data": {split: len(ds) for split, ds in prepared.items()},
         "strategy": recipe.strategy_name, "model": recipe.model.name,
         "num_processes": accelerator.num_processes,
@@ -292,6 +289,21 @@ def evaluate_run(recipe: Recipe, task: TaskSpec, strategy: Strategy, model, trai
         metrics["test"] = evaluate_loader(trained, strategy, loader, accelerator, task, metric_names)
     metrics.update(strategy.top_level_metrics())
     return metrics
+
+
+def train_summary(result: LoopResult) -> dict:
+    """metrics.json's ``train``: time, throughput, steps, epochs, early stop and the best step of a finished loop."""
+    state = result.state
+    return {"seconds": round(state.train_seconds, 2),
+            "samples_per_second": round(state.samples_seen / max(state.train_seconds, 1e-9), 2),
+            "steps": state.global_step, "epochs_completed": state.epoch, "stopped_early": result.stopped_early,
+            "best_step": state.best_step}
+
+
+def parameter_counts(trained, total: int) -> dict:
+    """metrics.json's ``parameters``: what ``trained`` trains (requires grad) against the task model's ``total``."""
+    trainable = sum(p.numel() for p in trained.parameters() if p.requires_grad)
+    return {"trainable": trainable, "total": total, "trainable_percent": round(100 * trainable / total, 4)}
 
 
 def export_run(recipe: Recipe, strategy: Strategy, model, trained, task: TaskSpec, processor, inputs: DatasetDict,

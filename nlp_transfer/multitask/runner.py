@@ -77,7 +77,7 @@ def run_multitask(recipe: MultiTaskRecipe, out_dir: Path, work: Path, resume: bo
         TaskEvaluation(t.name, k, t.strategy, t.spec, data_lib.eval_loader(prepared[t.name]["validation"], eval_size, sub),
                        t.metric_names, t.weight) for k, (t, sub) in enumerate(zip(tasks, collator.collators))],
         recipe.best_metric)
-    _log_sampling(strategy, cfg)
+    _log_sampling(strategy)
     result = run_loop(trained, strategy, batches, None, cfg, accelerator, work_dir=work, resume=resume, run_info=run_info,
                       evaluation=evaluation)
     if accelerator.num_processes > 1:
@@ -95,7 +95,7 @@ def run_multitask(recipe: MultiTaskRecipe, out_dir: Path, work: Path, resume: bo
     return TrainOutput(out_dir, metrics)
 
 
-def _log_sampling(strategy: MultiTaskStrategy, cfg) -> None:
+def _log_sampling(strategy: MultiTaskStrategy) -> None:
     scheme, temperature = strategy.sampling
     expected = expected_batches(strategy.batches_per_task, scheme, temperature)
     passes = epochs_of_data(strategy.batches_per_task, scheme, temperature)
@@ -105,17 +105,13 @@ def _log_sampling(strategy: MultiTaskStrategy, cfg) -> None:
 
 
 def _shared_metrics(recipe, strategy, result, trained, total_params, accelerator, precision) -> dict:
-    state = result.state
-    trainable = sum(p.numel() for p in trained.parameters() if p.requires_grad)
+    from ..runner import parameter_counts, train_summary
+
     scheme, temperature = strategy.sampling
     return {
         "validation": result.best_metrics,
-        "train": {"seconds": round(state.train_seconds, 2),
-                  "samples_per_second": round(state.samples_seen / max(state.train_seconds, 1e-9), 2),
-                  "steps": state.global_step, "epochs_completed": state.epoch, "stopped_early": result.stopped_early,
-                  "best_step": state.best_step},
-        "parameters": {"trainable": trainable, "total": total_params,
-                       "trainable_percent": round(100 * trainable / total_params, 4)},
+        "train": train_summary(result),
+        "parameters": parameter_counts(trained, total_params),
         "multitask": {"tasks": strategy.names, "weights": dict(zip(strategy.names, strategy.weights)),
                       "sampling": scheme, "temperature": temperature if scheme == "temperature" else None,
                       "batches_per_epoch": dict(zip(strategy.names, strategy.batches_per_task)),
@@ -130,13 +126,13 @@ def _shared_metrics(recipe, strategy, result, trained, total_params, accelerator
 def _task_metrics(task: _Task, index: int, recipe, strategy, result, trained, prepared, processor, accelerator, shared,
                   report) -> dict:
     """What a single-task run's metrics.json holds, for one task of the multi-task run (plus a ``multitask`` note)."""
+    from ..runner import parameter_counts
+
     own = trained.task(index)
-    total = sum(p.numel() for p in task.model.parameters())
-    trainable = sum(p.numel() for p in own.parameters() if p.requires_grad)
     metrics = {
         "validation": task_scores(result.best_metrics, task.name),
         "train": shared["train"],
-        "parameters": {"trainable": trainable, "total": total, "trainable_percent": round(100 * trainable / total, 4)},
+        "parameters": parameter_counts(own, sum(p.numel() for p in task.model.parameters())),
         "data": {split: len(ds) for split, ds in prepared.items()},
         "strategy": recipe.strategy_name, "model": recipe.model.name, "num_processes": accelerator.num_processes,
         "mixed_precision": shared["mixed_precision"],
