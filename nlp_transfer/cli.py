@@ -51,7 +51,7 @@ def _compare(args) -> int:
     report = compare(args.recipe, args.overrides, out=args.out, strategies=args.strategies, fractions=args.fractions,
                      seeds=args.seeds, baseline=args.baseline, jobs=args.jobs, keep_models=args.keep_models,
                      backbones=[b for b in (args.backbones or "").split(",") if b], cell_overrides=args.cell_overrides,
-                     figures=not args.no_figures, card=args.card)
+                     figures=not args.no_figures, card=args.card, min_steps=args.min_steps)
     print("\n".join(report["judgments"].get("sentences", [])))
     print(f"Report: {Path(args.out) / 'report.md'}")
     return 0
@@ -265,6 +265,9 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--keep-models", action="store_true", help="keep each cell's model folder (default: metrics only)")
     compare.add_argument("--set", dest="cell_overrides", action="append", default=[], metavar="[STRATEGY:]KEY=VALUE",
                          help="override for every cell, or one strategy's (lora:train.lr=5e-4); repeatable")
+    compare.add_argument("--min-steps", type=int, default=0, metavar="N",
+                         help="a cell with fewer optimizer steps than N trains more whole epochs, up to N or more "
+                              "(small fractions learn instead of measuring a few steps); default 0: the recipe's epochs")
     compare.add_argument("--no-figures", action="store_true", help="skip the PNGs (no matplotlib needed)")
     compare.add_argument("--card", metavar="OUTPUT_DIR", help="add a 'How this compares' section to that model's card")
     compare.set_defaults(run=_compare)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -67,11 +68,13 @@ class Grid:
     seeds: list[int]
     baseline: str
     cells: list[Cell] = field(default_factory=list)
+    min_steps: int = 0  # cells under this many optimizer steps train more epochs (see compare)
 
 
 def compare(recipe: str | Path | dict, overrides=None, *, out: str | Path, strategies=("frozen", "full", "lora"),
             fractions=(0.1, 1.0), seeds: int = 1, baseline: str = SCRATCH, backbones=None, jobs: int = 1,
-            keep_models: bool = False, cell_overrides=None, figures: bool = True, card: str | Path | None = None) -> dict:
+            keep_models: bool = False, cell_overrides=None, figures: bool = True, card: str | Path | None = None,
+            min_steps: int = 0) -> dict:
     """Run (or continue) the grid and write the transfer report to ``out``.
 
     Args:
@@ -90,6 +93,9 @@ def compare(recipe: str | Path | dict, overrides=None, *, out: str | Path, strat
             (``scratch:train.lr=1e-4``).
         figures: Draw the PNG figures (needs matplotlib).
         card: An output folder whose model card gets a "How this compares" section.
+        min_steps: A cell whose budget is fewer optimizer steps than this trains more whole epochs, up to at
+            least ``min_steps`` (small fractions otherwise take a handful of steps and measure the budget, not
+            the strategy); it evaluates as often as its recipe's epochs would. 0: every cell keeps its epochs.
 
     Returns:
         The report (what ``report.json`` holds).
@@ -100,21 +106,27 @@ def compare(recipe: str | Path | dict, overrides=None, *, out: str | Path, strat
     if figures:
         require_matplotlib()  # before hours of runs, not after
     base = load_recipe(recipe, overrides)
+    if not isinstance(min_steps, int) or isinstance(min_steps, bool) or min_steps < 0:
+        raise CompareError(f"--min-steps: {min_steps!r}; give a whole number of optimizer steps (0: keep each cell's epochs)")
     grid = plan_grid(base, Path(out), strategies, fractions, seeds, baseline, backbones or [], cell_overrides or [])
+    grid.min_steps = min_steps
     pool = write_pool(base, grid)
     todo = [c for c in grid.cells if not (_cell_dir(grid.out, c) / "result.json").is_file()]
     logger.info("compare: %d cells, %d finished, %d to run (jobs=%d)", len(grid.cells), len(grid.cells) - len(todo), len(todo), jobs)
     for cell in todo:
-        _write_cell_recipe(base, grid, pool, cell, keep_models, cell_overrides or [])
+        _write_cell_recipe(base, grid, pool, cell, keep_models, cell_overrides or [], min_steps)
     failures = _run_cells(grid.out, todo, jobs)
     results = [json.loads((_cell_dir(grid.out, c) / "result.json").read_text()) for c in grid.cells
                if (_cell_dir(grid.out, c) / "result.json").is_file()]
     rankings = None
     if backbones:
+        from .compare_report import report_metrics
         from .logme import rank_backbones
 
-        rankings = rank_backbones(base, pool, [base.model.name, *backbones], grid.out / "features", results,
-                                 grid.strategies[0])
+        recipes = {name: load_recipe(_cell_dict(base, Cell("frozen", 1.0, grid.seeds[0], name if i else None),
+                                                cell_overrides or [], pool))
+                   for i, name in enumerate([base.model.name, *backbones])}
+        rankings = rank_backbones(recipes, results, grid.strategies[0], report_metrics(base)[1])
     report = write_report(grid.out, base, grid, pool, results, rankings=rankings, failures=failures, figures=figures)
     if card is not None:
         write_card_section(Path(card), report)
@@ -295,15 +307,36 @@ def _cell_dict(base, cell: Cell, cell_overrides, pool: dict | None = None, run_d
     return raw
 
 
-def _write_cell_recipe(base, grid: Grid, pool: dict, cell: Cell, keep_models: bool, cell_overrides) -> None:
+def _write_cell_recipe(base, grid: Grid, pool: dict, cell: Cell, keep_models: bool, cell_overrides,
+                       min_steps: int = 0) -> None:
     folder = _cell_dir(grid.out, cell)
     folder.mkdir(parents=True, exist_ok=True)
     raw = _cell_dict(base, cell, cell_overrides, pool, folder / "model")
+    rows = len(pool["subsets"][f"{cell.seed}/{cell.fraction:g}"]["rows"])
+    epochs = raise_epochs_to_min_steps(raw, rows, min_steps)
     spec = {"cell": {"name": cell.name, "strategy": cell.strategy, "fraction": cell.fraction, "seed": cell.seed,
-                     "backbone": cell.backbone, "train_rows": len(pool["subsets"][f"{cell.seed}/{cell.fraction:g}"]["rows"])},
+                     "backbone": cell.backbone, "train_rows": rows, "epochs": epochs},
             "keep_model": keep_models}
     (folder / "recipe.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     _write_json(folder / "cell.json", spec)
+
+
+def raise_epochs_to_min_steps(raw: dict, rows: int, min_steps: int) -> float:
+    """The cell's epochs, raised (in ``raw``) to the fewest whole epochs of at least ``min_steps`` optimizer steps.
+
+    A raised cell evaluates every ``steps / recipe epochs`` steps (as often as its recipe would), not every epoch.
+    """
+    from .recipe import load_recipe
+
+    train = load_recipe(raw).train  # the cell's resolved budget: a strategy's default epochs included
+    updates_per_epoch = math.ceil(math.ceil(rows / train.batch_size) / train.grad_accum_steps)
+    if not min_steps or train.epochs * updates_per_epoch >= min_steps:
+        return train.epochs
+    epochs = math.ceil(min_steps / updates_per_epoch)
+    raw["train"]["epochs"] = epochs
+    if not train.eval_every:
+        raw["train"]["eval_every"] = math.ceil(epochs * updates_per_epoch / max(1, math.ceil(train.epochs)))
+    return epochs
 
 
 def _run_cells(out: Path, cells: list[Cell], jobs: int) -> dict[str, str]:

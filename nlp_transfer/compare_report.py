@@ -42,7 +42,7 @@ def summarize(results: list[dict], metric: str, split: str) -> dict:
     for r in results:
         if r.get("backbone"):
             continue
-        score = _points((r.get(split) or r["validation"]).get(metric))
+        score = points((r.get(split) or r["validation"]).get(metric))
         if score is None:
             continue
         row = table.setdefault(r["strategy"], {}).setdefault(r["fraction"], {"scores": [], "seeds": [], "seconds": [],
@@ -50,6 +50,7 @@ def summarize(results: list[dict], metric: str, split: str) -> dict:
         row["scores"].append(score)
         row["seeds"].append(r["seed"])
         row["seconds"].append(r["train_seconds"])
+        row.setdefault("step_counts", []).append(r.get("steps"))
         for key in ("peak_rss_mb", "model_mb", "latency_ms_per_row"):
             row.setdefault(key, []).append(r.get(key))
         row["trainable"] = r["parameters"]["trainable"]
@@ -60,6 +61,8 @@ def summarize(results: list[dict], metric: str, split: str) -> dict:
             row["std"] = statistics.stdev(row["scores"]) if len(row["scores"]) > 1 else 0.0
             row["n"] = len(row["scores"])
             row["train_seconds"] = statistics.fmean(row.pop("seconds"))
+            steps = [v for v in row.pop("step_counts") if v is not None]
+            row["steps"] = round(statistics.fmean(steps)) if steps else None
             for key in ("peak_rss_mb", "model_mb", "latency_ms_per_row"):
                 values = [v for v in row[key] if v is not None]
                 row[key] = statistics.fmean(values) if values else None
@@ -134,13 +137,18 @@ def _sentences(table: dict, verdict: dict, baseline: str | None) -> list[str]:
 
 
 # ---------------------------------------------------------------------- files
-def write_report(out: Path, base, grid, pool: dict, results: list[dict], *, rankings=None, failures=None,
-                 figures: bool = True) -> dict:
-    """Write ``report.json``, ``report.md`` and (``figures``) the PNGs into ``out``; returns the report."""
+def report_metrics(base) -> tuple[list[str], str]:
+    """The metrics the report tables (the recipe's, else the task type's; never the loss) and the primary one."""
     from .tasks import get_task_type
 
     metrics = [m for m in base.train.metrics or get_task_type(base.task.type).default_metrics if m != "loss"]
-    primary = base.train.best_metric if base.train.best_metric in metrics else metrics[0]
+    return metrics, base.train.best_metric if base.train.best_metric in metrics else metrics[0]
+
+
+def write_report(out: Path, base, grid, pool: dict, results: list[dict], *, rankings=None, failures=None,
+                 figures: bool = True) -> dict:
+    """Write ``report.json``, ``report.md`` and (``figures``) the PNGs into ``out``; returns the report."""
+    metrics, primary = report_metrics(base)
     split = "test" if "test" in pool["splits"] else "validation"
     baseline = "scratch" if grid.baseline == "scratch" else None
     tables = {m: summarize(results, m, split) for m in metrics}
@@ -148,7 +156,7 @@ def write_report(out: Path, base, grid, pool: dict, results: list[dict], *, rank
     report = {
         "recipe": base.source, "model": base.model.name, "task": base.task.type, "split": split, "primary_metric": primary,
         "metrics": metrics, "strategies": grid.strategies, "baseline": grid.baseline, "fractions": grid.fractions,
-        "seeds": grid.seeds, "pool_rows": pool["rows"], "cells": len(results), "failed": failures or {},
+        "seeds": grid.seeds, "min_steps": grid.min_steps, "pool_rows": pool["rows"], "cells": len(results), "failed": failures or {},
         "tables": {m: {s: {f"{f:g}": row for f, row in rows.items()} for s, rows in t.items()} for m, t in tables.items()},
         "judgments": _json_keys(verdict), "backbones": rankings, "figures": [],
         "max_load_average": max((max(r["load_average"]) for r in results if r.get("load_average")), default=None),
@@ -168,6 +176,9 @@ def render_markdown(report: dict) -> str:
              f"in points; pool of {report['pool_rows']['train']} training rows; fractions "
              f"{', '.join(_pct(f) for f in report['fractions'])}; seeds {', '.join(map(str, report['seeds']))}; "
              f"{report['cells']} cells.", ""]
+    if report.get("min_steps"):
+        lines += [f"Budget: each cell trains its recipe's epochs, or more whole epochs where that is fewer than "
+                  f"{report['min_steps']} optimizer steps (`--min-steps {report['min_steps']}`; steps per cell below).", ""]
     load, threads = report.get("max_load_average"), report.get("threads")
     if load is not None and threads and load > threads:
         lines += [f"Note: the machine's 1-minute load average reached {load:.1f} during the cells, above the {threads} "
@@ -200,11 +211,12 @@ def _score_table(table: dict) -> str:
 
 
 def _cost_table(table: dict) -> str:
-    body = ["| strategy | fraction | train s | peak RSS MB | trainable params | total params | model MB | ms/row predict |",
-            "|---|---|---|---|---|---|---|---|"]
+    body = ["| strategy | fraction | steps | train s | peak RSS MB | trainable params | total params | model MB | ms/row predict |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for s, rows in table.items():
         for f, row in rows.items():
-            body.append(f"| {s} | {_pct(float(f))} | {row['train_seconds']:.1f} | {_fmt(row['peak_rss_mb'], '.0f')} | "
+            body.append(f"| {s} | {_pct(float(f))} | {_fmt(row.get('steps'), 'd')} | {row['train_seconds']:.1f} | "
+                        f"{_fmt(row['peak_rss_mb'], '.0f')} | "
                         f"{row['trainable']:,} | {row['total']:,} | {_fmt(row['model_mb'], '.1f')} | {_fmt(row['latency_ms_per_row'], '.2f')} |")
     return "\n".join(body)
 
@@ -213,7 +225,8 @@ def _backbone_table(rankings: dict) -> str:
     body = ["| backbone | LogME | LogME rank | fine-tuned | fine-tuned rank |", "|---|---|---|---|---|"]
     for row in rankings["rows"]:
         tuned = _fmt(row.get("fine_tuned"), ".1f")
-        body.append(f"| {row['backbone']} | {row['logme']:.4f} | {row['logme_rank']} | {tuned} | {row.get('fine_tuned_rank', '–')} |")
+        logme = _fmt(row["logme"], ".4f") if row["logme"] is not None else f"– ({row.get('error', 'not computed')})"
+        body.append(f"| {row['backbone']} | {logme} | {row.get('logme_rank', '–')} | {tuned} | {row.get('fine_tuned_rank', '–')} |")
     if rankings.get("spearman") is not None:
         body.append(f"\nSpearman rank correlation of LogME and the fine-tuned scores: {rankings['spearman']:.2f}.")
     return "\n".join(body)
@@ -273,7 +286,8 @@ def write_card_section(folder: Path, report: dict) -> Path:
 
 
 # ---------------------------------------------------------------------- helpers
-def _points(value):
+def points(value):
+    """A score in points: x100 for one in [-1, 1] (accuracy, F1, Pearson), as is otherwise; None when absent."""
     if value is None or not isinstance(value, (int, float)):
         return None
     return 100 * value if -1 <= value <= 1 else float(value)

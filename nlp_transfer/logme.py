@@ -9,9 +9,7 @@ serves every class and every iteration. Higher is better; only the ranking acros
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from pathlib import Path
 
 import numpy as np
 
@@ -19,15 +17,21 @@ logger = logging.getLogger(__name__)
 
 
 def logme(features: np.ndarray, labels: np.ndarray, *, max_iter: int = 100, tol: float = 1e-6) -> float:
-    """The LogME score of ``features`` (N x D) for integer class ``labels`` (N)."""
-    f = np.asarray(features, dtype=np.float64)
+    """The LogME score of ``features`` (N x D) for integer class ``labels`` (N): one one-hot column per class."""
     labels = np.asarray(labels)
+    return log_evidence(features, np.stack([(labels == c) for c in np.unique(labels)], axis=1), max_iter=max_iter, tol=tol)
+
+
+def log_evidence(features: np.ndarray, targets: np.ndarray, *, max_iter: int = 100, tol: float = 1e-6) -> float:
+    """LogME's core: the mean over the columns of ``targets`` (N x K: one-hot classes, multi-hot labels, or
+    regression values) of each column's maximum log evidence per example."""
+    f = np.asarray(features, dtype=np.float64)
+    targets = np.asarray(targets, dtype=np.float64).reshape(len(f), -1)
     n, d = f.shape
     sigma, vecs = np.linalg.eigh(f.T @ f)
     sigma = np.clip(sigma, 0.0, None)
     evidences = []
-    for cls in np.unique(labels):
-        y = (labels == cls).astype(np.float64)
+    for y in targets.T:
         z = vecs.T @ (f.T @ y)  # F^T y in the eigenbasis
         alpha, beta = 1.0, 1.0
         for _ in range(max_iter):
@@ -48,72 +52,67 @@ def logme(features: np.ndarray, labels: np.ndarray, *, max_iter: int = 100, tol:
     return float(np.mean(evidences))
 
 
-def rank_backbones(base, pool: dict, names: list[str], cache_dir: Path, results: list[dict], strategy: str) -> dict | None:
-    """LogME of each backbone's frozen, mean-pooled features of the pool's train, beside its fine-tuned score
-    (``strategy`` on all of the pool, mean over seeds).
+def rank_backbones(recipes: dict, results: list[dict], strategy: str, metric: str) -> dict:
+    """LogME of each backbone's frozen features of the pool's train, beside its fine-tuned score
+    (``strategy`` on all of the pool, mean over seeds, in ``metric``).
 
-    Returns ``{"rows": [...], "spearman": rho}``, or None (with a log line) for tasks other than
-    single-label text classification, which LogME's classification form does not cover.
+    ``recipes``: ``{backbone name: its frozen cell recipe on the pool's train}``, the grid's own model first (its
+    cells carry no ``backbone``). The features are exactly what
+    ``frozen`` trains its head on (cached with them): pooled for a sentence task, one row per tagged token for a
+    token task, the backbone's own head features for images. Returns ``{"rows": [...], "spearman": rho, ...}``.
     """
-    from .tasks import get_task_type
+    from .compare_report import points
 
-    kind = get_task_type(base.task.type)
-    if not (kind.modality == "text" and not kind.per_token and kind.problem_type == "single_label_classification"):
-        logger.warning("--backbones: LogME ranking covers single-label text classification; %s is skipped", base.task.type)
-        return None
-    from datasets import Dataset, DatasetDict
-
-    from . import data as data_lib
-
-    train = Dataset.from_parquet(pool["splits"]["train"])
-    encoded, _ = data_lib.encode_labels(DatasetDict({"train": train}), base.task, base.data, names=pool.get("labels"))
-    labels = np.asarray(encoded["train"]["labels"])
-    columns = base.task.text_columns
-    texts = list(train[columns[0]]) if len(columns) == 1 else list(zip(*(train[c] for c in columns)))
-    primary = (base.train.metrics or ["accuracy"])[0]
+    own = next(iter(recipes))
     rows = []
-    for name in names:
-        feats = _cached_features(name, texts, base.model.max_length, cache_dir)
-        tuned = [r for r in results if (r.get("backbone") or base.model.name) == name and r["fraction"] == 1.0
-                 and r["strategy"] == strategy]
-        score = np.mean([100 * (r.get("test") or r["validation"])[primary] for r in tuned]) if tuned else None
-        rows.append({"backbone": name, "logme": logme(feats, labels), "fine_tuned": None if score is None else float(score)})
+    for name, recipe in recipes.items():
+        try:
+            features, targets = frozen_features(recipe)
+        except Exception as exc:  # noqa: BLE001  the grid's scores stand; the table says which backbone and why
+            logger.warning("--backbones: no LogME for %s: %s", name, exc)
+            rows.append({"backbone": name, "logme": None, "error": str(exc), "fine_tuned": None})
+            continue
+        tuned = [points((r.get("test") or r["validation"]).get(metric)) for r in results
+                 if (r.get("backbone") or own) == name and r["fraction"] == 1.0 and r["strategy"] == strategy]
+        tuned = [v for v in tuned if v is not None]
+        rows.append({"backbone": name, "logme": log_evidence(features, targets), "examples": len(features),
+                     "fine_tuned": float(np.mean(tuned)) if tuned else None})
     for key, rank_key in (("logme", "logme_rank"), ("fine_tuned", "fine_tuned_rank")):
         order = sorted((r for r in rows if r[key] is not None), key=lambda r: -r[key])
         for i, r in enumerate(order, 1):
             r[rank_key] = i
     both = [r for r in rows if r.get("fine_tuned_rank")]
     rho = _spearman([r["logme_rank"] for r in both], [r["fine_tuned_rank"] for r in both]) if len(both) > 2 else None
-    return {"rows": rows, "spearman": rho, "metric": primary}
+    return {"rows": rows, "spearman": rho, "metric": metric}
 
 
-def _cached_features(name: str, texts: list, max_length: int, cache_dir: Path) -> np.ndarray:
-    """Mean-pooled last hidden states of ``name`` for ``texts``, cached as .npy (keyed by model and texts)."""
-    key = hashlib.sha256(repr((name, max_length, texts)).encode()).hexdigest()[:16]
-    path = cache_dir / f"{key}.npy"
-    if path.is_file():
-        return np.load(path)
-    import torch
-    from transformers import AutoModel
+def frozen_features(recipe) -> tuple[np.ndarray, np.ndarray]:
+    """``(features N x D, targets N x K)`` of ``recipe``'s train split, through the ``frozen`` strategy's own
+    feature pass (and its cache): the recipe's data, preprocessing, pooling and model.
 
-    from .models import load_tokenizer, resolve_model_path
+    Targets: one-hot classes (sequence or image classification; per token, the tagged tokens only), the multi-hot
+    labels (multi-label), or the value (regression).
+    """
+    from datasets import DatasetDict
 
-    folder = resolve_model_path(name, None)
-    tokenizer, model = load_tokenizer(folder), AutoModel.from_pretrained(folder).eval()
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(texts), 64):
-            batch = texts[start:start + 64]
-            pairs = isinstance(batch[0], tuple)
-            enc = tokenizer(*(zip(*batch) if pairs else (batch,)), truncation=True, max_length=max_length, padding=True,
-                            return_tensors="pt")
-            hidden = model(**enc).last_hidden_state
-            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            out.append(((hidden * mask).sum(1) / mask.sum(1)).numpy())
-    feats = np.concatenate(out)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    np.save(path, feats)
-    return feats
+    from .runner import build_run_model, load_data, new_accelerator, preprocess
+    from .strategies import build_strategy
+    from .tasks import IGNORE_INDEX
+
+    splits, task = load_data(recipe.data, recipe.task, recipe.train.seed)
+    strategy = build_strategy(recipe.strategy, task)
+    model, processor = build_run_model(recipe.model, task, strategy)
+    inputs, _ = preprocess(recipe, task, processor, DatasetDict({"train": splits["train"]}), augment=False)
+    strategy.prepare(model)
+    prepared = strategy.prepare_data(model, processor, inputs, new_accelerator(mixed_precision="no"))["train"]
+    features, labels = prepared["features"], prepared["labels"]
+    if task.kind.per_token:
+        tokens = [(f, tag) for row, tags in zip(features, labels) for f, tag in zip(row, tags) if tag != IGNORE_INDEX]
+        features, labels = [f for f, _ in tokens], [tag for _, tag in tokens]
+    features, labels = np.asarray(features, dtype=np.float32), np.asarray(labels)
+    if task.kind.problem_type in ("regression", "multi_label_classification"):
+        return features, labels.reshape(len(labels), -1).astype(np.float64)
+    return features, np.stack([labels == c for c in np.unique(labels)], axis=1).astype(np.float64)
 
 
 def _spearman(a: list[int], b: list[int]) -> float:

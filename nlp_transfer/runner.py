@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,7 +136,9 @@ def _run(recipe: Recipe, out_dir: Path, work: Path, resume: bool, run_info: dict
                     ", ".join(f"{key}={value}" for key, value in recipe.defaults_used.items()))
     carry = tuple(strategy.raw_columns(recipe.task, processor))  # raw inputs the strategy reads (a teacher's own tokenizer)
     inputs, report = preprocess(recipe, task, processor, splits, carry=carry)
+    prepare_started = time.perf_counter()
     trained, prepared, total_params = prepare(strategy, model, processor, inputs, accelerator)
+    prepare_seconds = time.perf_counter() - prepare_started
     inputs = inputs.remove_columns(list(carry)) if carry else inputs
     metric_names = cfg.metrics or list(task.kind.default_metrics)
     result = fit(trained, strategy, prepared, processor, cfg, accelerator, task, metric_names, work, resume, run_info)
@@ -144,6 +147,8 @@ def _run(recipe: Recipe, out_dir: Path, work: Path, resume: bool, run_info: dict
     trained = accelerator.unwrap_model(result.model, keep_fp32_wrapper=False)
     metrics = evaluate_run(recipe, task, strategy, model, trained, result, prepared, processor, accelerator, metric_names,
                            total_params)
+    # the strategy's one-off data preparation (frozen's feature pass, partial's bottom cache): part of what training costs
+    metrics["train"]["prepare_seconds"] = round(prepare_seconds, 2)
     metrics["mixed_precision"] = precision.as_dict()
     if report:
         metrics["truncation"] = report

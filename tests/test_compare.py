@@ -16,6 +16,8 @@ from nlp_transfer.recipe import load_recipe
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # thuml/LogME's LogME().fit (the fixed-point version of You et al. 2021) on _fixed_features(), computed once with it
 REFERENCE_LOGME = -0.4331189308979511
+# thuml/LogME's LogME(regression=True).fit on _fixed_features() and _regression_targets(), computed once with it
+REFERENCE_LOGME_REGRESSION = 0.013803008983727327
 
 
 @pytest.fixture
@@ -58,6 +60,25 @@ def test_subsets_identical_across_strategies_nested_across_fractions(grid_recipe
     assert scratch["model"]["from_scratch"] is True and scratch["strategy"]["name"] == "full"
     assert recipes["lora-f1-s8"]["train"]["lr"] is None and recipes["lora-f1-s8"]["train"]["seed"] == 8
     assert all(r["task"]["labels"] == ["negative", "positive"] for r in recipes.values())
+
+
+def test_min_steps_raises_the_epochs_of_small_cells_only(grid_recipe, tmp_path):
+    base = load_recipe(grid_recipe)  # 1 epoch at batch 32 on a 96-row pool
+    grid = plan_grid(base, tmp_path / "cmp", "full", "0.25,1", 1, "none", [], [])
+    pool = write_pool(base, grid)
+    for min_steps in (10, 3):
+        for cell in grid.cells:
+            compare_grid._write_cell_recipe(base, grid, pool, cell, False, [], min_steps)
+        train = {c.fraction: yaml.safe_load((tmp_path / "cmp" / "cells" / c.name / "recipe.yaml").read_text())["train"]
+                 for c in grid.cells}
+        if min_steps == 10:  # 24 rows: 1 step an epoch -> 10 epochs; 96 rows: 3 steps an epoch -> 4 epochs (12 steps)
+            assert (train[0.25]["epochs"], train[0.25]["eval_every"]) == (10, 10)  # evaluated once, as 1 epoch would be
+            assert (train[1.0]["epochs"], train[1.0]["eval_every"]) == (4, 12)
+            cell = json.loads((tmp_path / "cmp" / "cells" / "full-f0.25-s7" / "cell.json").read_text())["cell"]
+            assert cell["epochs"] == 10
+        else:  # 96 rows already take 3 steps: the recipe's budget stands
+            assert (train[1.0]["epochs"], train[1.0]["eval_every"]) == (1, 0)
+            assert train[0.25]["epochs"] == 3
 
 
 def test_grid_report_and_resume(grid_recipe, tmp_path, monkeypatch):
@@ -127,6 +148,46 @@ def test_negative_transfer_is_flagged_and_positive_is_not():
     assert any("Negative transfer" in s and "frozen" in s for s in verdict["sentences"])
 
 
+def _source_model(recipe: dict, rows: list, folder: Path, epochs: int) -> str:
+    """Train the tiny BERT with ``full`` on ``rows`` (a source task); the saved model folder."""
+    from conftest import write_csv
+
+    from nlp_transfer.runner import train
+
+    folder.mkdir(parents=True)
+    source_file = write_csv(folder / "source.csv", rows)
+    source = {**recipe, "data": {"files": {"train": source_file, "validation": source_file}},
+              "train": {**recipe["train"], "epochs": epochs}, "output": {"dir": str(folder / "model")}}
+    return str(train(load_recipe(source), overwrite=True).output_dir)
+
+
+def test_transfer_from_a_shuffled_label_source_is_flagged_and_from_a_real_one_is_not(toy_recipe, tmp_path, monkeypatch):
+    """End to end: the same grid from two source models of one architecture. Trained on the task's real labels,
+    the source beats scratch; trained to memorize shuffled labels, it ends well below scratch and is flagged."""
+    import random
+
+    from conftest import toy_sentences
+
+    rows = toy_sentences(192, seed=5)  # source rows: the same kind of task, other sentences than the target's
+    shuffled = [label for _, label in rows]
+    random.Random(0).shuffle(shuffled)
+    sources = {"real": _source_model(toy_recipe, rows, tmp_path / "real", epochs=30),
+               "shuffled": _source_model(toy_recipe, [(text, label) for (text, _), label in zip(rows, shuffled)],
+                                         tmp_path / "shuffled", epochs=60)}
+    monkeypatch.setattr(compare_grid, "_launch", _in_process([]))
+    verdicts = {}
+    for name, source in sources.items():
+        target = {**toy_recipe, "model": {**toy_recipe["model"], "name": source},
+                  "train": {**toy_recipe["train"], "epochs": 20}}
+        report = compare(target, out=tmp_path / f"cmp-{name}", strategies="full", fractions="0.25,1", seeds=2, figures=False)
+        verdicts[name] = report["judgments"]
+    assert verdicts["real"]["negative_transfer"] == []
+    assert verdicts["real"]["gain"]["full"]["0.25"]["gain"] > 10  # scratch has 24 rows to learn from, the source its task
+    flagged = {(n["strategy"], n["fraction"]) for n in verdicts["shuffled"]["negative_transfer"]}
+    assert flagged == {("full", 0.25), ("full", 1.0)}
+    assert any("Negative transfer" in s for s in verdicts["shuffled"]["sentences"])
+
+
 def test_a_drop_within_seed_noise_is_not_negative_transfer_and_the_cheaper_close_strategy_is_recommended():
     scratch = _results("scratch", {1.0: [0.80, 0.70, 0.75]}, seconds=20)
     close = _results("frozen", {1.0: [0.74, 0.76, 0.72]}, seconds=1)  # 1 point below on average, seeds spread 5 points
@@ -143,6 +204,7 @@ def test_a_drop_within_seed_noise_is_not_negative_transfer_and_the_cheaper_close
     ({"strategies": "full,transfusion"}, "unknown 'transfusion'; registered: full, frozen, lora"),
     ({"baseline": "imagenet"}, "'imagenet' is not a baseline; use one of: scratch, none"),
     ({"seeds": 0}, "--seeds"),
+    ({"min_steps": -1}, "--min-steps: -1; give a whole number of optimizer steps"),
     ({"cell_overrides": ["scratch:strategy.name=lora"]}, "cannot build its from-scratch baseline.*from_scratch"),
 ])
 def test_bad_input_is_a_clear_error(grid_recipe, tmp_path, kwargs, match):
@@ -246,24 +308,71 @@ def test_image_task_grid(image_recipe, tmp_path, monkeypatch):
     assert table["frozen"]["1"]["trainable"] < table["scratch"]["1"]["trainable"]
 
 
-def test_backbones_ranked_by_logme_beside_their_fine_tuned_scores(grid_recipe, tiny_model_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("recipe_fixture", ["grid_recipe", "toy_token_recipe"])
+def test_backbones_ranked_by_logme_beside_their_fine_tuned_scores(recipe_fixture, tiny_model_dir, tmp_path, monkeypatch,
+                                                                  request):
     import shutil
 
     import torch
     from transformers import BertConfig, BertModel
 
+    recipe = request.getfixturevalue(recipe_fixture)
+    recipe["train"]["epochs"] = 1
     other = tmp_path / "other-bert"
     shutil.copytree(tiny_model_dir, other)
     torch.manual_seed(1)
     BertModel(BertConfig.from_pretrained(other)).save_pretrained(other)
     calls: list = []
     monkeypatch.setattr(compare_grid, "_launch", _in_process(calls))
-    report = compare(grid_recipe, out=tmp_path / "cmp", strategies="frozen", fractions="1", seeds=1, baseline="none",
+    report = compare(recipe, out=tmp_path / "cmp", strategies="frozen", fractions="1", seeds=1, baseline="none",
                      backbones=[str(other)], figures=False)
     assert sorted(calls) == [f"bb-{compare_grid._slug(str(other))}-frozen-f1-s7", "frozen-f1-s7"]
     rows = {r["backbone"]: r for r in report["backbones"]["rows"]}
     assert set(rows) == {tiny_model_dir, str(other)}
     assert all(np.isfinite(r["logme"]) and r["fine_tuned"] is not None for r in rows.values())
     assert sorted(r["logme_rank"] for r in rows.values()) == [1, 2]
+    assert report["backbones"]["metric"] == report["primary_metric"]
     assert "LogME" in (tmp_path / "cmp" / "report.md").read_text()
-    assert list((tmp_path / "cmp" / "features").glob("*.npy"))  # cached: a rerun reads them
+    # the cells' caches were their own (cold, removed after); the ranking's feature pass of the pool's train is cached
+    # once per backbone, so a rerun of the report reads it
+    assert len(list((tmp_path / "nlp_transfer_cache" / "features").iterdir())) == 2
+    assert not list((tmp_path / "cmp" / "cells").glob("*/cache"))
+
+
+def _regression_targets(labels: np.ndarray) -> np.ndarray:
+    return np.stack([np.cos(0.3 * np.arange(40)) + 0.5 * labels, 0.2 * np.arange(40) / 40], axis=1)
+
+
+def test_logme_regression_matches_the_reference_implementation():
+    from nlp_transfer.logme import log_evidence
+
+    features, labels = _fixed_features()
+    assert log_evidence(features, _regression_targets(labels)) == pytest.approx(REFERENCE_LOGME_REGRESSION, abs=1e-6)
+
+
+@pytest.mark.parametrize("recipe_fixture", ["toy_token_recipe", "image_recipe", "toy_regression_recipe",
+                                            "toy_multilabel_recipe"])
+def test_logme_reads_the_frozen_features_of_every_task_type(recipe_fixture, request):
+    """Token tasks: one row per tagged token; images: one per image; regression: the value; multi-label: the labels."""
+    from collections import Counter
+
+    from conftest import toy_multilabel_rows, toy_scores, toy_tagged_sentences
+
+    from nlp_transfer.logme import frozen_features, log_evidence
+
+    raw = request.getfixturevalue(recipe_fixture)
+    features, targets = frozen_features(load_recipe({**raw, "strategy": {"name": "frozen"}}))
+    hidden = 32  # the tiny BERT's and the tiny ViT's hidden size
+    if recipe_fixture == "toy_token_recipe":
+        tags = [tag for sentence in toy_tagged_sentences(96, seed=1) for _, tag in sentence]  # one word piece per word
+        assert features.shape == (len(tags), hidden)
+        assert sorted(targets.sum(0).tolist()) == sorted(Counter(tags).values())
+    elif recipe_fixture == "image_recipe":
+        assert features.shape == (24, hidden) and targets.sum(0).tolist() == [12, 12]
+    elif recipe_fixture == "toy_regression_recipe":
+        assert targets.shape == (96, 1)
+        assert sorted(targets[:, 0]) == pytest.approx(sorted(score for _, score in toy_scores(96, seed=1)))
+    else:
+        counts = Counter(label for _, labels in toy_multilabel_rows(96, seed=1) for label in labels.split("|"))
+        assert targets.shape == (96, 3) and targets.sum(0).tolist() == [counts[k] for k in sorted(counts)]
+    assert np.isfinite(log_evidence(features, targets))
