@@ -100,7 +100,7 @@ def compare(recipe: str | Path | dict, overrides=None, *, out: str | Path, strat
     Returns:
         The report (what ``report.json`` holds).
     """
-    from .compare_report import require_matplotlib, write_card_section, write_report
+    from .compare_report import FEW_STEPS, SUGGESTED_MIN_STEPS, require_matplotlib, write_card_section, write_report
     from .recipe import load_recipe
 
     if figures:
@@ -113,8 +113,13 @@ def compare(recipe: str | Path | dict, overrides=None, *, out: str | Path, strat
     pool = write_pool(base, grid)
     todo = [c for c in grid.cells if not (_cell_dir(grid.out, c) / "result.json").is_file()]
     logger.info("compare: %d cells, %d finished, %d to run (jobs=%d)", len(grid.cells), len(grid.cells) - len(todo), len(todo), jobs)
-    for cell in todo:
-        _write_cell_recipe(base, grid, pool, cell, keep_models, cell_overrides or [], min_steps)
+    planned = {cell.name: _write_cell_recipe(base, grid, pool, cell, keep_models, cell_overrides or [], min_steps)
+               for cell in todo}
+    fewest = min(planned.items(), key=lambda item: item[1], default=None)
+    if fewest and fewest[1] < FEW_STEPS:
+        logger.warning("compare: cell %s trains only %d optimizer steps: its score will measure that budget more than "
+                       "the strategy. Consider --min-steps %d (more epochs for cells with fewer steps)",
+                       fewest[0], fewest[1], SUGGESTED_MIN_STEPS)
     failures = _run_cells(grid.out, todo, jobs)
     results = [json.loads((_cell_dir(grid.out, c) / "result.json").read_text()) for c in grid.cells
                if (_cell_dir(grid.out, c) / "result.json").is_file()]
@@ -308,21 +313,24 @@ def _cell_dict(base, cell: Cell, cell_overrides, pool: dict | None = None, run_d
 
 
 def _write_cell_recipe(base, grid: Grid, pool: dict, cell: Cell, keep_models: bool, cell_overrides,
-                       min_steps: int = 0) -> None:
+                       min_steps: int = 0) -> int:
+    """Write the cell's ``recipe.yaml`` and ``cell.json``; returns how many optimizer steps it will train."""
     folder = _cell_dir(grid.out, cell)
     folder.mkdir(parents=True, exist_ok=True)
     raw = _cell_dict(base, cell, cell_overrides, pool, folder / "model")
     rows = len(pool["subsets"][f"{cell.seed}/{cell.fraction:g}"]["rows"])
-    epochs = raise_epochs_to_min_steps(raw, rows, min_steps)
+    epochs, steps = raise_epochs_to_min_steps(raw, rows, min_steps)
     spec = {"cell": {"name": cell.name, "strategy": cell.strategy, "fraction": cell.fraction, "seed": cell.seed,
                      "backbone": cell.backbone, "train_rows": rows, "epochs": epochs},
             "keep_model": keep_models}
     (folder / "recipe.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     _write_json(folder / "cell.json", spec)
+    return steps
 
 
-def raise_epochs_to_min_steps(raw: dict, rows: int, min_steps: int) -> float:
-    """The cell's epochs, raised (in ``raw``) to the fewest whole epochs of at least ``min_steps`` optimizer steps.
+def raise_epochs_to_min_steps(raw: dict, rows: int, min_steps: int) -> tuple[float, int]:
+    """The cell's ``(epochs, optimizer steps)``, its epochs raised (in ``raw``) to the fewest whole epochs of at
+    least ``min_steps`` steps.
 
     A raised cell evaluates every ``steps / recipe epochs`` steps (as often as its recipe would), not every epoch.
     """
@@ -330,13 +338,14 @@ def raise_epochs_to_min_steps(raw: dict, rows: int, min_steps: int) -> float:
 
     train = load_recipe(raw).train  # the cell's resolved budget: a strategy's default epochs included
     updates_per_epoch = math.ceil(math.ceil(rows / train.batch_size) / train.grad_accum_steps)
-    if not min_steps or train.epochs * updates_per_epoch >= min_steps:
-        return train.epochs
+    steps = max(1, math.ceil(train.epochs * updates_per_epoch))  # as the loop counts them
+    if not min_steps or steps >= min_steps:
+        return train.epochs, steps
     epochs = math.ceil(min_steps / updates_per_epoch)
     raw["train"]["epochs"] = epochs
     if not train.eval_every:
         raw["train"]["eval_every"] = math.ceil(epochs * updates_per_epoch / max(1, math.ceil(train.epochs)))
-    return epochs
+    return epochs, epochs * updates_per_epoch
 
 
 def _run_cells(out: Path, cells: list[Cell], jobs: int) -> dict[str, str]:

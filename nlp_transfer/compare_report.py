@@ -22,6 +22,8 @@ from pathlib import Path
 from .errors import NlpTransferError
 
 WITHIN_POINTS = 1.0
+FEW_STEPS = 50  # a cell with fewer optimizer steps than this gets a note in the report (without --min-steps)
+SUGGESTED_MIN_STEPS = 150
 CARD_START, CARD_END = "<!-- compare:start -->", "<!-- compare:end -->"
 
 
@@ -179,6 +181,12 @@ def render_markdown(report: dict) -> str:
     if report.get("min_steps"):
         lines += [f"Budget: each cell trains its recipe's epochs, or more whole epochs where that is fewer than "
                   f"{report['min_steps']} optimizer steps (`--min-steps {report['min_steps']}`; steps per cell below).", ""]
+    else:
+        few = _fewest_steps(report["tables"][primary])
+        if few is not None and few[0] < FEW_STEPS:
+            lines += [f"Note: the cells at {_pct(float(few[1]))} trained only {few[0]} optimizer steps: their scores measure "
+                      f"that budget more than the strategies. Rerun into a new --out with `--min-steps {SUGGESTED_MIN_STEPS}` (more "
+                      "epochs where a cell has fewer steps; finished cells are never rerun).", ""]
     load, threads = report.get("max_load_average"), report.get("threads")
     if load is not None and threads and load > threads:
         lines += [f"Note: the machine's 1-minute load average reached {load:.1f} during the cells, above the {threads} "
@@ -302,6 +310,12 @@ def _rows(table: dict, f: float):
         if f"{f:g}" in rows:
             return rows[f"{f:g}"]["train_rows"]
     return "?"
+
+
+def _fewest_steps(table: dict) -> tuple[int, str] | None:
+    """``(steps, fraction)`` of the cell row with the fewest optimizer steps, or None when no row recorded them."""
+    rows = [(row["steps"], f) for rows in table.values() for f, row in rows.items() if row.get("steps") is not None]
+    return min(rows) if rows else None
 
 
 def _fmt(value, spec: str) -> str:

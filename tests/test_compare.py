@@ -81,12 +81,13 @@ def test_min_steps_raises_the_epochs_of_small_cells_only(grid_recipe, tmp_path):
             assert train[0.25]["epochs"] == 3
 
 
-def test_grid_report_and_resume(grid_recipe, tmp_path, monkeypatch):
+def test_grid_report_and_resume(grid_recipe, tmp_path, monkeypatch, caplog):
     calls: list = []
     monkeypatch.setattr(compare_grid, "_launch", _in_process(calls))
     out = tmp_path / "cmp"
     report = compare(grid_recipe, out=out, strategies="frozen,full", fractions="0.5,1", seeds=1)
     assert len(calls) == 6
+    assert "trains only 2 optimizer steps" in caplog.text and "--min-steps 150" in caplog.text  # said before any cell
     for name in ("report.md", "report.json", "learning_curve_accuracy.png", "learning_curve_f1.png", "cost.png"):
         assert (out / name).is_file(), name
     for png in out.glob("*.png"):
@@ -98,6 +99,8 @@ def test_grid_report_and_resume(grid_recipe, tmp_path, monkeypatch):
     assert cell["train_rows"] == 96 and cell["peak_rss_mb"] > 0 and cell["model_mb"] > 0 and cell["latency_ms_per_row"] > 0
     assert not (out / "cells" / "full-f1-s7" / "model").exists()  # metrics only unless keep_models
     assert "Recommendation at 50%" in (out / "report.md").read_text()
+    # 48 rows, 1 epoch at batch 32: 2 steps, and the report says what that budget means
+    assert "cells at 50% trained only 2 optimizer steps" in (out / "report.md").read_text()
 
     calls.clear()
     compare(grid_recipe, out=out, strategies="frozen,full", fractions="0.5,1", seeds=1)
