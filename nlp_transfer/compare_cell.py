@@ -2,9 +2,9 @@
 
 Trains the cell's ``recipe.yaml``, then measures what the report compares beside the scores:
 train time (the loop plus the strategy's one-off data preparation, such as frozen's feature pass, on a
-cold cache of the cell's own: a cell never reuses another's features), this process's peak resident memory, parameters, the model's size on disk and the
-predict latency per row (the saved folder through ``Predictor``). Writes ``result.json`` last,
-whole, so a cell without it is unfinished and reruns.
+cold cache of the cell's own: a cell never reuses another's features), this process's peak resident
+memory, parameters, the model's size on disk and the predict latency per row (the saved folder through
+``Predictor``). Writes ``result.json`` last, whole, so a cell without it is unfinished and reruns.
 """
 
 from __future__ import annotations

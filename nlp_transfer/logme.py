@@ -1,8 +1,9 @@
 """Backbone ranking without fine-tuning: LogME (You et al., ICML 2021) on frozen features.
 
 LogME is the log of the maximum evidence of a Bayesian linear model from features ``F`` (N x D) to
-each class's one-hot column ``y``, with a Gaussian prior of precision ``alpha`` on the weights and
-Gaussian noise of precision ``beta``, averaged over classes and divided by N. ``alpha`` and ``beta``
+each target column ``y`` (a class's one-hot column, a label of a multi-label task, or a regression
+value), with a Gaussian prior of precision ``alpha`` on the weights and Gaussian noise of precision
+``beta``, averaged over the columns and divided by N. ``alpha`` and ``beta``
 are found by MacKay's fixed-point updates in the eigenbasis of ``F^T F``, so one eigendecomposition
 serves every class and every iteration. Higher is better; only the ranking across backbones matters.
 """
@@ -57,9 +58,9 @@ def rank_backbones(recipes: dict, results: list[dict], strategy: str, metric: st
     (``strategy`` on all of the pool, mean over seeds, in ``metric``).
 
     ``recipes``: ``{backbone name: its frozen cell recipe on the pool's train}``, the grid's own model first (its
-    cells carry no ``backbone``). The features are exactly what
-    ``frozen`` trains its head on (cached with them): pooled for a sentence task, one row per tagged token for a
-    token task, the backbone's own head features for images. Returns ``{"rows": [...], "spearman": rho, ...}``.
+    cells carry no ``backbone``). The features are exactly what ``frozen`` trains its head on (see
+    ``frozen_features``). Returns ``{"rows": [...], "spearman": rho, "metric": metric}``; a backbone whose features
+    fail gets a row with the error instead of a score.
     """
     from .compare_report import points
 
