@@ -191,7 +191,10 @@ def _names_of(module, params: list) -> list[str]:
 def _train_step(model, strategy, batch, optimizer, scheduler, trainable, cfg, accelerator, state, work_dir, ctx):
     """One micro-batch: forward, finite-loss guard, backward, and (when due) an optimizer step."""
     with accelerator.accumulate(model):
-        loss, extra = strategy.loss(model, batch, ctx)
+        # the run's precision for the whole loss, not only the prepared model's forward: a strategy that calls the
+        # encoder's modules itself (adapt's features for the alignment term) trains in bf16 too
+        with accelerator.autocast():
+            loss, extra = strategy.loss(model, batch, ctx)
         # every process decides together: a rank that stopped alone would leave the others waiting in backward
         bad = torch.tensor(0.0 if torch.isfinite(loss.detach()).all() else 1.0, device=loss.device)
         if accelerator.reduce(bad, "sum").item() > 0:

@@ -251,6 +251,27 @@ def test_a_run_logs_the_domain_numbers_and_exports_a_plain_classifier(method, ad
     assert "target.jsonl" in card and "train.csv" in card and f"`{method}`" in card
 
 
+def test_the_alignment_term_trains_in_the_runs_precision(adapt_recipe, monkeypatch):
+    """A bf16 run computes the features the alignment term reads under bf16 autocast too: adapt's loss calls the
+    encoder's modules itself, outside the prepared model's forward (which alone carried the autocast before)."""
+    import nlp_transfer.adapt.losses as adapt_losses
+
+    trained_on = []
+    real_dann_loss = adapt_losses.dann_loss
+
+    def spy(classifier, source, target, coefficient):
+        if torch.is_grad_enabled():  # training steps, not the evaluation's domain numbers
+            trained_on.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32)
+        return real_dann_loss(classifier, source, target, coefficient)
+
+    monkeypatch.setattr(adapt_losses, "dann_loss", spy)
+    adapt_recipe["train"].update(mixed_precision="bf16", epochs=1)
+    adapt_recipe["output"]["save"] = "metrics"
+    out = train(adapt_recipe)
+    assert out.metrics["mixed_precision"]["used"] == "bf16"
+    assert trained_on and set(trained_on) == {torch.bfloat16}
+
+
 @pytest.mark.parametrize("strategy, method", [("lora", "mmd"), ("gradual", "dann")])  # gradual: its lr factors + the domain group
 def test_adapt_wraps_other_adaptable_strategies(strategy, method, adapt_recipe):
     adapt_recipe["strategy"] = {"name": strategy}
