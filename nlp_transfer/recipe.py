@@ -529,23 +529,21 @@ def resolve_model_defaults(recipe: Recipe, model_path: str | None = None) -> dic
 
 def _resolve_paths(recipe: Recipe, base_dir: Path, overridden: set[str]) -> None:
     """Recipe paths are relative to the recipe's folder; command-line ones to the working directory."""
+
+    def resolve(path: str, key: str) -> str:
+        path = Path(path).expanduser()
+        return str(path if path.is_absolute() else ((Path.cwd() if key in overridden else base_dir) / path).resolve())
+
     files = recipe.data.files
     for split, file in files.items():
-        path = Path(file).expanduser()
-        base = Path.cwd() if f"data.files.{split}" in overridden else base_dir
-        files[split] = str(path if path.is_absolute() else (base / path).resolve())
+        files[split] = resolve(file, f"data.files.{split}")
     if recipe.adapt is not None:
-        base = Path.cwd() if "adapt.target.files" in overridden else base_dir
-        recipe.adapt.target.files = [str(p if p.is_absolute() else (base / p).resolve())
-                                     for p in (Path(f).expanduser() for f in recipe.adapt.target.files)]
+        recipe.adapt.target.files = [resolve(f, "adapt.target.files") for f in recipe.adapt.target.files]
     if recipe.adapt is not None and recipe.adapt.target_validation is not None:
-        base = Path.cwd() if "adapt.target_validation.files" in overridden else base_dir
-        recipe.adapt.target_validation.files = [str(p if p.is_absolute() else (base / p).resolve())
-                                                for p in (Path(f).expanduser() for f in recipe.adapt.target_validation.files)]
+        recipe.adapt.target_validation.files = [resolve(f, "adapt.target_validation.files")
+                                                for f in recipe.adapt.target_validation.files]
     if recipe.data.dir:
-        path = Path(recipe.data.dir).expanduser()
-        base = Path.cwd() if "data.dir" in overridden else base_dir
-        recipe.data.dir = str(path if path.is_absolute() else (base / path).resolve())
+        recipe.data.dir = resolve(recipe.data.dir, "data.dir")
 
 
 def _deep_copy(value):
