@@ -140,7 +140,8 @@ class AdaptConfig:
     weight warms up as 2/(1+exp(-``grl_gamma`` * progress)) - 1), ``mmd`` (multi-kernel maximum mean
     discrepancy), ``coral`` (covariance alignment), or null (no alignment term: instance weighting alone).
     ``weight``: scale of the alignment term (null: the method's default, see ``adapt.DEFAULT_WEIGHTS``).
-    ``target_ratio``: share of target rows in every training batch. ``instance_weights: domain_classifier``:
+    ``target_ratio``: share of target rows in every training batch (with a ``method``; instance weighting alone
+    trains on batches of source rows). ``instance_weights: domain_classifier``:
     weight each source row by (p_target(x) / p_source(x)) ** ``weight_exponent`` from a cross-fitted classifier
     on frozen-encoder features, clipped to [1 / ``weight_clip``, ``weight_clip``] with mean 1 (``weight_exponent``
     null: the largest exponent in (0, 1] that keeps an effective sample size of half the source rows).

@@ -393,7 +393,8 @@ def _adapt_problems(recipe: Recipe, kind) -> list[str]:
     if not 0 < adapt.target_ratio < 1:
         problems.append(f"adapt.target_ratio: got {adapt.target_ratio}; expected the share of target rows in a batch, "
                         "in (0, 1), e.g. 0.5")
-    elif round(recipe.train.batch_size * adapt.target_ratio) < 1 or round(recipe.train.batch_size * (1 - adapt.target_ratio)) < 1:
+    elif adapt.method is not None and min(round(recipe.train.batch_size * adapt.target_ratio),
+                                          round(recipe.train.batch_size * (1 - adapt.target_ratio))) < 1:
         problems.append(f"adapt.target_ratio: {adapt.target_ratio} of train.batch_size {recipe.train.batch_size} leaves a "
                         "batch without source or without target rows; raise train.batch_size or move the ratio toward 0.5")
     if adapt.weight_clip < 1:

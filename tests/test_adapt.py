@@ -326,6 +326,29 @@ def test_instance_weights_from_a_domain_classifier_and_a_weight_column(adapt_rec
     assert ones != run("flipped_ones", flipped, [1.0] * 96)  # the flip matters unweighted
 
 
+
+def test_instance_weighting_alone_trains_on_whole_batches_of_source_rows(adapt_recipe, monkeypatch):
+    """Without an alignment term a target row would only pad the batch (no label, no term reads it): the run's
+    batches are the source rows alone, every one labelled and weighted, as many steps as the unweighted run."""
+    from nlp_transfer.strategies.adapted import DOMAIN, WEIGHTS, AdaptedStrategy
+
+    seen = []
+    real_task_loss = AdaptedStrategy._task_loss
+
+    def spy(self, logits, batch):
+        seen.append(batch)
+        return real_task_loss(self, logits, batch)
+
+    monkeypatch.setattr(AdaptedStrategy, "_task_loss", spy)
+    adapt_recipe["adapt"].update({"method": None, "instance_weights": "domain_classifier"})
+    adapt_recipe["train"]["epochs"] = 1
+    adapt_recipe["output"]["save"] = "metrics"
+    out = train(adapt_recipe)
+    assert len(seen) == 96 // 16  # the toy train split's 96 rows in batches of train.batch_size
+    assert all(DOMAIN not in b and len(b["labels"]) == 16 and (b["labels"] >= 0).all() and (b[WEIGHTS] > 0).all() for b in seen)
+    assert out.metrics["adapt"]["target_ratio"] is None and "proxy_a_distance" in out.metrics["adapt"]["last_evaluation"]
+
+
 # ------------------------------------------------------------------------------------------- bad input
 
 

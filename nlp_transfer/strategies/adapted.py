@@ -7,7 +7,9 @@ A recipe's ``adapt`` section (and ``data.weight_column``) combines with the stra
 - ``prepare``: dann adds a domain classifier beside the model (``AdaptedModel``); it trains but is never exported.
 - ``prepare_data``: keeps the target rows, computes importance weights (``adapt.instance_weights``) from the
   frozen encoder's features (cached on disk), and sets aside the rows the per-evaluation domain numbers use.
-- ``train_batches``: source and target rows in every batch at ``adapt.target_ratio`` (``adapt.batches``).
+- ``train_batches``: with an alignment method, source and target rows in every batch at ``adapt.target_ratio``
+  (``adapt.batches``); instance weighting alone trains on source batches only (a target row has no label and,
+  without an alignment term, nothing to contribute to the loss).
 - ``loss``: the (weighted) task loss on the source rows plus ``adapt.weight`` x the alignment term on the
   pooled features of the two domains; target rows carry no label and the task loss never sees them.
 - ``evaluation_extras``: per evaluation, the alignment loss, the domain classifier's accuracy and a proxy
@@ -170,7 +172,7 @@ class AdaptedStrategy(Strategy):
         return self.inner.collator(processor)
 
     def train_batches(self, train, *, batch_size, seed, group_by_length, collator):
-        if self.adapt is None:
+        if self.method is None:  # data.weight_column or instance weights alone: the source rows, as the strategy batches them
             return self.inner.train_batches(train, batch_size=batch_size, seed=seed, group_by_length=group_by_length,
                                             collator=collator)
         from ..adapt.batches import MixedBatchSampler
@@ -270,7 +272,7 @@ class AdaptedStrategy(Strategy):
         # which rows chose the best model; metrics.json's model_selection has the details
         summary = {"selected_on": "adapt.target_validation" if on_target else "source validation"}
         if adapt is not None:
-            summary.update({"method": adapt.method, "weight": self.weight, "target_ratio": adapt.target_ratio,
+            summary.update({"method": adapt.method, "weight": self.weight, "target_ratio": adapt.target_ratio if adapt.method else None,
                             "instance_weights": adapt.instance_weights, "target": adapt.target.files or
                             f"{adapt.target.source} [{adapt.target.split}]", "last_evaluation": self.last_extras})
         if self.weight_summary:
