@@ -7,9 +7,11 @@ the target ``train.jsonl`` as unlabelled text (labels dropped unread), and the t
 train and dev reviews are among their 2,000 test reviews, so the target text the adapt methods see overlaps the
 reviews they are scored on (without labels): the usual transductive protocol on this data.
 
-    python benchmarks/amazon_table.py                                    # the issue's budget: 12 pairs x 5 methods x 3 seeds
-    python benchmarks/amazon_table.py --mixed-precision auto --out benchmarks/results/amazon_table_bf16.json
-                                          # bf16 autocast where the CPU has it: about 2.8x faster per step here
+    python benchmarks/amazon_table.py        # 12 pairs x 5 methods x 3 seeds: every source row for 1 epoch at 64 tokens,
+                                             # bf16 autocast where the CPU has it (about 3 h on 2 cores)
+    python benchmarks/amazon_table.py --seeds 2 --threads 1 --out benchmarks/results/amazon_table_seed2.json &
+                                             # one seed per process, one thread each, to share 2 cores
+    python benchmarks/amazon_table.py --merge benchmarks/results/amazon_table*.json   # the table of every run found
     python benchmarks/amazon_table.py --pairs books:kitchen --seeds 1 --train-rows 500 --target-rows 500 --test-rows 500 \\
         --epochs 1 --max-length 64 --adapt-eval-rows 128 --threads 2 --methods source_only,dann,coral,mmd,weighted
 """
@@ -62,13 +64,23 @@ def main() -> None:
     parser.add_argument("--target-rows", type=int, default=0, help="unlabelled target rows (0: all 1,700)")
     parser.add_argument("--test-rows", type=int, default=0, help="target test reviews scored, a seeded sample (0: all 2,000)")
     parser.add_argument("--adapt-eval-rows", type=int, default=256, help="adapt.eval_rows: rows per domain for the logged domain numbers")
-    parser.add_argument("--epochs", type=float, default=2)
-    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--epochs", type=float, default=1)
+    parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--mixed-precision", choices=("auto", "no", "bf16"),
-                        help="train.mixed_precision for every run (default: the recipes', fp32)")
+    parser.add_argument("--mixed-precision", choices=("auto", "no", "bf16"), default="auto",
+                        help="train.mixed_precision for every run (the bundled recipes pin fp32)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "amazon_table.json"))
+    parser.add_argument("--merge", nargs="+", metavar="JSON", help="print the table of these results files and run nothing")
     args = parser.parse_args()
+    pairs = ([(s, t) for s, t in itertools.permutations(DOMAINS, 2)] if args.pairs == "all"
+             else [tuple(p.split(":")) for p in args.pairs.split(",")])
+    methods, seeds = args.methods.split(","), [int(s) for s in args.seeds.split(",")]
+    if args.merge:
+        merged = {}
+        for file in args.merge:
+            merged.update(json.loads(Path(file).read_text()))
+        print(table(merged, pairs, methods))
+        return
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
@@ -76,13 +88,10 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    pairs = ([(s, t) for s, t in itertools.permutations(DOMAINS, 2)] if args.pairs == "all"
-             else [tuple(p.split(":")) for p in args.pairs.split(",")])
-    methods, seeds = args.methods.split(","), [int(s) for s in args.seeds.split(",")]
     out_file = Path(args.out)
     results = json.loads(out_file.read_text()) if out_file.is_file() else {}
     with tempfile.TemporaryDirectory() as tmp:
-        for (source, target), seed, method in itertools.product(pairs, seeds, methods):
+        for seed, (source, target), method in itertools.product(seeds, pairs, methods):  # a seed's table first
             key = f"{source}->{target}|{method}|{seed}"
             if key in results:  # resumable: a finished run is kept
                 continue
