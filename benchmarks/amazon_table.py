@@ -109,9 +109,10 @@ def main() -> None:
 
 
 def table(results: dict, pairs, methods) -> str:
-    """Markdown: one row per pair, mean +- std of the target accuracy (%) per method, then the averages."""
+    """Markdown: one row per pair, mean +- std of the target accuracy (%) per method over its seeds, then the
+    averages over the pairs every method has run on, and each method's difference from source-only there."""
     lines = ["| pair | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
-    per_method: dict[str, list[float]] = {m: [] for m in methods}
+    means: dict[tuple, float] = {}
     for source, target in pairs:
         cells = []
         for method in methods:
@@ -119,11 +120,16 @@ def table(results: dict, pairs, methods) -> str:
             if not values:
                 cells.append("-")
                 continue
-            per_method[method].append(statistics.mean(values))
+            means[source, target, method] = statistics.mean(values)
             spread = f" +- {statistics.stdev(values):.1f}" if len(values) > 1 else ""
             cells.append(f"{statistics.mean(values):.1f}{spread} (n={len(values)})")
         lines.append(f"| {source} -> {target} | " + " | ".join(cells) + " |")
-    lines.append("| average | " + " | ".join(f"{statistics.mean(v):.1f}" if v else "-" for v in per_method.values()) + " |")
+    complete = [pair for pair in pairs if all((*pair, m) in means for m in methods)]
+    if complete:
+        average = {m: statistics.mean(means[(*pair, m)] for pair in complete) for m in methods}
+        lines.append(f"| average ({len(complete)} pairs) | " + " | ".join(f"{average[m]:.1f}" for m in methods) + " |")
+        if "source_only" in methods:
+            lines.append("| vs source-only | " + " | ".join(f"{average[m] - average['source_only']:+.1f}" for m in methods) + " |")
     return "\n".join(lines)
 
 
