@@ -79,7 +79,7 @@ def main() -> None:
         merged = {}
         for file in args.merge:
             merged.update(json.loads(Path(file).read_text()))
-        print(table(merged, pairs, methods))
+        print(table(merged, pairs, methods), diagnostics(merged, methods), sep="\n\n")
         return
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
@@ -105,7 +105,7 @@ def main() -> None:
                   f"{results[key]['seconds']:.0f} s)", flush=True)
             out_file.parent.mkdir(parents=True, exist_ok=True)
             out_file.write_text(json.dumps(results, indent=1))
-    print(table(results, pairs, methods))
+    print(table(results, pairs, methods), diagnostics(results, methods), sep="\n\n")
 
 
 def table(results: dict, pairs, methods) -> str:
@@ -130,6 +130,30 @@ def table(results: dict, pairs, methods) -> str:
         lines.append(f"| average ({len(complete)} pairs) | " + " | ".join(f"{average[m]:.1f}" for m in methods) + " |")
         if "source_only" in methods:
             lines.append("| vs source-only | " + " | ".join(f"{average[m] - average['source_only']:+.1f}" for m in methods) + " |")
+    return "\n".join(lines)
+
+
+def diagnostics(results: dict, methods) -> str:
+    """Markdown: per method, means over every finished run of what the run logged besides the target score:
+    source dev accuracy, the last evaluation's proxy A-distance and linear domain accuracy (held-out source-dev
+    and target features), the importance weights' effective sample share, and the run's seconds."""
+    lines = ["| method | runs | source dev acc | proxy A-distance | linear domain acc | effective sample | seconds |",
+             "|---|---|---|---|---|---|---|"]
+    for method in methods:
+        runs = [r for k, r in results.items() if k.split("|")[1] == method]
+        if not runs:
+            continue
+
+        def mean(values, fmt):
+            values = [v for v in values if v is not None]
+            return format(statistics.mean(values), fmt) if values else "-"
+
+        last = [r["adapt"].get("last_evaluation", {}) for r in runs]
+        weights = [r["adapt"].get("importance_weights", {}).get("effective_sample_share") for r in runs]
+        lines.append(f"| {method} | {len(runs)} | {mean([100 * r['source_dev_accuracy'] for r in runs], '.1f')} | "
+                     f"{mean([e.get('proxy_a_distance') for e in last], '.2f')} | "
+                     f"{mean([e.get('linear_domain_accuracy') for e in last], '.3f')} | {mean(weights, '.0%')} | "
+                     f"{mean([r['seconds'] for r in runs], '.0f')} |")
     return "\n".join(lines)
 
 
