@@ -326,10 +326,9 @@ def test_instance_weights_from_a_domain_classifier_and_a_weight_column(adapt_rec
     assert ones != run("flipped_ones", flipped, [1.0] * 96)  # the flip matters unweighted
 
 
-
 def test_instance_weighting_alone_trains_on_whole_batches_of_source_rows(adapt_recipe, monkeypatch):
     """Without an alignment term a target row would only pad the batch (no label, no term reads it): the run's
-    batches are the source rows alone, every one labelled and weighted, as many steps as the unweighted run."""
+    batches are the source rows alone, every one labelled and weighted, one step per train.batch_size source rows."""
     from nlp_transfer.strategies.adapted import DOMAIN, WEIGHTS, AdaptedStrategy
 
     seen = []

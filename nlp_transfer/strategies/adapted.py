@@ -272,7 +272,8 @@ class AdaptedStrategy(Strategy):
         # which rows chose the best model; metrics.json's model_selection has the details
         summary = {"selected_on": "adapt.target_validation" if on_target else "source validation"}
         if adapt is not None:
-            summary.update({"method": adapt.method, "weight": self.weight, "target_ratio": adapt.target_ratio if adapt.method else None,
+            summary.update({"method": adapt.method, "weight": self.weight,
+                            "target_ratio": adapt.target_ratio if adapt.method else None,  # no mixed batches without a term
                             "instance_weights": adapt.instance_weights, "target": adapt.target.files or
                             f"{adapt.target.source} [{adapt.target.split}]", "last_evaluation": self.last_extras})
         if self.weight_summary:
