@@ -8,7 +8,8 @@ train and dev reviews are among their 2,000 test reviews, so the target text the
 reviews they are scored on (without labels): the usual transductive protocol on this data.
 
     python benchmarks/amazon_table.py        # 12 pairs x 5 methods x 3 seeds: every source row for 1 epoch at 64 tokens,
-                                             # bf16 autocast where the CPU has it (about 3 h on 2 cores)
+                                             # bf16 autocast where the CPU has it (about 2.5 h on 2 cores as two
+                                             # one-thread processes, below)
     python benchmarks/amazon_table.py --seeds 2 --threads 1 --out benchmarks/results/amazon_table_seed2.json &
                                              # one seed per process, one thread each, to share 2 cores
     python benchmarks/amazon_table.py --merge benchmarks/results/amazon_table*.json   # the table of every run found
@@ -133,6 +134,11 @@ def table(results: dict, pairs, methods) -> str:
     return "\n".join(lines)
 
 
+def _mean(values, fmt: str) -> str:
+    values = [v for v in values if v is not None]
+    return format(statistics.mean(values), fmt) if values else "-"
+
+
 def diagnostics(results: dict, methods) -> str:
     """Markdown: per method, means over every finished run of what the run logged besides the target score:
     source dev accuracy, the last evaluation's proxy A-distance and linear domain accuracy (held-out source-dev
@@ -143,17 +149,12 @@ def diagnostics(results: dict, methods) -> str:
         runs = [r for k, r in results.items() if k.split("|")[1] == method]
         if not runs:
             continue
-
-        def mean(values, fmt):
-            values = [v for v in values if v is not None]
-            return format(statistics.mean(values), fmt) if values else "-"
-
         last = [r["adapt"].get("last_evaluation", {}) for r in runs]
         weights = [r["adapt"].get("importance_weights", {}).get("effective_sample_share") for r in runs]
-        lines.append(f"| {method} | {len(runs)} | {mean([100 * r['source_dev_accuracy'] for r in runs], '.1f')} | "
-                     f"{mean([e.get('proxy_a_distance') for e in last], '.2f')} | "
-                     f"{mean([e.get('linear_domain_accuracy') for e in last], '.3f')} | {mean(weights, '.0%')} | "
-                     f"{mean([r['seconds'] for r in runs], '.0f')} |")
+        lines.append(f"| {method} | {len(runs)} | {_mean([100 * r['source_dev_accuracy'] for r in runs], '.1f')} | "
+                     f"{_mean([e.get('proxy_a_distance') for e in last], '.2f')} | "
+                     f"{_mean([e.get('linear_domain_accuracy') for e in last], '.3f')} | {_mean(weights, '.0%')} | "
+                     f"{_mean([r['seconds'] for r in runs], '.0f')} |")
     return "\n".join(lines)
 
 
