@@ -40,7 +40,7 @@ def trained_dir(tiny_model_dir, tmp_path_factory) -> Path:
         "model": {"name": tiny_model_dir, "max_length": 32},
         "data": {"files": {"train": write_csv(folder / "train.csv", toy_sentences(96, seed=1)),
                            "validation": write_csv(folder / "validation.csv", toy_sentences(32, seed=2))}},
-        "train": {"epochs": 6, "batch_size": 16, "lr": 3e-3, "seed": 7, "warmup_ratio": 0.0},
+        "train": {"epochs": 10, "batch_size": 16, "lr": 3e-3, "seed": 7, "warmup_ratio": 0.0},
         "output": {"dir": str(folder / "out")},
     }
     with contextlib.redirect_stdout(io.StringIO()):

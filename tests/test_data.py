@@ -285,7 +285,7 @@ def test_sampler_yields_every_index_once_per_epoch(grouped):
         batches = list(sampler)
         assert len(batches) == len(sampler) == 7
         assert sorted(i for b in batches for i in b) == list(range(101))
-        assert all(len(b) == 16 for b in batches[:-1]) and len(batches[-1]) == 5
+        assert sorted(len(b) for b in batches) == [5] + [16] * 6
 
 
 @pytest.mark.parametrize("grouped", [True, False], ids=["grouped", "shuffled"])
@@ -306,3 +306,19 @@ def test_sampler_groups_similar_lengths():
     shuffled = mean_spread(_batches(None, 512, batch_size=16, seed=1))
     assert shuffled > 100  # random batches of lengths 3..200 span most of the range
     assert grouped < 0.2 * shuffled, (grouped, shuffled)
+
+
+def test_sampler_shuffles_the_batch_order_and_puts_the_longest_batch_first():
+    lengths = _varied_lengths(2000)
+    batches = _batches(lengths, 2000, batch_size=16, seed=2)
+    longest = [max(lengths[i] for i in b) for b in batches]
+    assert longest[0] == max(lengths)
+    rises = sum(b > a for a, b in zip(longest[1:], longest[2:]))
+    # sorted groups cut in order would rise at nearly every step; a shuffled order rises about half the time
+    assert 0.3 < rises / (len(longest) - 2) < 0.7, rises
+
+
+def test_sampler_pads_little():
+    lengths = _varied_lengths(2000)
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in _batches(lengths, 2000, batch_size=32, seed=4))
+    assert padded < 1.05 * sum(lengths)

@@ -29,13 +29,13 @@ def _tree(folder: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def trained(tiny_model_dir, tmp_path_factory) -> Path:
-    """The conftest toy recipe for 6 epochs, trained once for the tests that only read its output."""
+    """The conftest toy recipe for 10 epochs, trained once for the tests that only read its output."""
     folder = tmp_path_factory.mktemp("export")
     recipe = {
         "model": {"name": tiny_model_dir, "max_length": 32},
         "data": {"files": {"train": write_csv(folder / "train.csv", toy_sentences(96, seed=1)),
                            "validation": write_csv(folder / "validation.csv", toy_sentences(32, seed=2))}},
-        "train": {"epochs": 6, "batch_size": 16, "lr": 3e-3, "seed": 7, "log_every": 1, "warmup_ratio": 0.0},
+        "train": {"epochs": 10, "batch_size": 16, "lr": 3e-3, "seed": 7, "log_every": 1, "warmup_ratio": 0.0},
         "output": {"dir": str(folder / "out")},
     }
     return nlp_transfer.train(recipe).output_dir
@@ -52,9 +52,9 @@ def test_output_folder_contents(trained):
     assert {"accuracy", "f1", "loss"} <= metrics["validation"].keys()
     assert metrics["parameters"]["trainable"] == metrics["parameters"]["total"] > 0
     assert metrics["reload_check"]["passed"] is True
-    assert metrics["train"]["steps"] == 36
+    assert metrics["train"]["steps"] == 60  # 10 epochs of 6 batches
     recipe = yaml.safe_load((trained / "recipe.yaml").read_text())
-    assert recipe["train"]["epochs"] == 6 and recipe["output"]["dir"] == str(trained)
+    assert recipe["train"]["epochs"] == 10 and recipe["output"]["dir"] == str(trained)
     assert nlp_transfer.load_recipe(trained / "recipe.yaml").to_dict() == recipe  # the saved recipe reruns as is
     # what a push uploads holds no absolute local path: file and folder names only
     published = yaml.safe_load(publishable_recipe((trained / "recipe.yaml").read_text()))
@@ -63,7 +63,7 @@ def test_output_folder_contents(trained):
     assert published["train"] == recipe["train"]
     card = (trained / "README.md").read_text()
     assert card.startswith("---") and "nlp-transfer" in card and "accuracy" in card
-    assert (trained / "train_log.jsonl").read_text().count('"validation"') == 6
+    assert (trained / "train_log.jsonl").read_text().count('"validation"') == 10  # one evaluation per epoch
     # no work folder or staging left beside the output
     assert sorted(p.name for p in trained.parent.iterdir() if p.name.startswith(".")) == []
 
