@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.utils import DistributedType
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
@@ -28,6 +29,7 @@ from . import checkpoints as ckpt
 from .checkpoints import BEST_WEIGHTS, CHECKPOINTS, LOG_FILE  # noqa: F401 (re-exported: the loop's file names)
 from .config import TrainConfig
 from .errors import TrainingError
+from .heap import freed_memory_kept
 from .metrics import greater_is_better
 from .schedules import build_scheduler
 from .strategies.base import StepContext
@@ -80,6 +82,7 @@ class Evaluation:
         return evaluate_loader(model, strategy, self.loader, accelerator, self.task, self.metric_names)
 
 
+@freed_memory_kept()  # a step's large buffers (the word-embedding gradient) reuse memory instead of faulting it in
 def run_loop(model, strategy, train_loader, eval_loader, cfg: TrainConfig, accelerator: Accelerator, *,
              task: TaskSpec | None = None, metric_names: list[str] | None = None, work_dir: Path, resume: bool = False,
              run_info: dict | None = None, evaluation: Evaluation | None = None) -> LoopResult:
@@ -202,12 +205,32 @@ def _train_step(model, strategy, batch, optimizer, scheduler, trainable, cfg, ac
             raise ckpt.diverged(accelerator, work_dir, state, loss.detach().float().mean().item(), largest, cfg)
         accelerator.backward(loss)
         if accelerator.sync_gradients and cfg.max_grad_norm:
-            accelerator.clip_grad_norm_(trainable, cfg.max_grad_norm)
+            _clip_grad_norm(accelerator, trainable, cfg.max_grad_norm)
         optimizer.step()
         if accelerator.sync_gradients and not accelerator.optimizer_step_was_skipped:
             scheduler.step()
         optimizer.zero_grad(set_to_none=True)
     return loss, extra
+
+
+_PLAIN_GRADIENTS = (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
+
+
+def _clip_grad_norm(accelerator: Accelerator, params: list, max_norm: float) -> None:
+    """accelerate's ``clip_grad_norm_`` without its pass over every gradient when none needs clipping.
+
+    torch scales the gradients by min(1, max_norm / norm) at every step, a multiply of every gradient by 1 in the
+    usual step: about 4 ms of a 210 ms MiniLM step on 2 CPU cores. The norm is the same foreach norm torch computes;
+    sharded and compiled setups (FSDP, DeepSpeed, XLA) keep accelerate's own clipping.
+    """
+    if accelerator.distributed_type not in _PLAIN_GRADIENTS:
+        accelerator.clip_grad_norm_(params, max_norm)
+        return
+    accelerator.unscale_gradients()
+    grads = [p.grad for p in params if p.grad is not None]
+    total = torch.nn.utils.get_total_norm(grads, foreach=True)
+    if not total + 1e-6 <= max_norm:  # torch's factor, max_norm / (norm + 1e-6), is below 1 (a nan norm scales too)
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, total, foreach=True)
 
 
 def evaluate_loader(model, strategy, loader, accelerator, task: TaskSpec, metric_names: list[str]) -> dict[str, float]:

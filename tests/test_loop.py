@@ -186,3 +186,29 @@ def test_best_model_is_the_one_saved(toy_run):
     assert evaluations[best_step] == metrics["validation"]
     assert evaluations[metrics["train"]["steps"]]["loss"] != pytest.approx(metrics["validation"]["loss"])
     assert nlp_transfer.evaluate(out) == pytest.approx(metrics["validation"], abs=1e-5)
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 1e6], ids=["clipped", "under-the-norm"])
+def test_gradient_clipping_matches_torch_and_leaves_small_gradients_untouched(max_norm):
+    from accelerate import Accelerator
+
+    from nlp_transfer.loop import _clip_grad_norm
+
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(shape)) for shape in [(30, 8), (8,), (8, 2)]]
+    for p in params:
+        p.grad = torch.randn_like(p)
+    expected = [p.grad.clone() for p in params]
+    reference = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    for ref, g in zip(reference, expected):
+        ref.grad = g.clone()
+    torch.nn.utils.clip_grad_norm_(reference, max_norm)
+    grad_ids = [id(p.grad) for p in params]
+    _clip_grad_norm(Accelerator(cpu=True), params, max_norm)
+    for p, ref in zip(params, reference):
+        torch.testing.assert_close(p.grad, ref.grad, rtol=1e-6, atol=0)
+    assert [id(p.grad) for p in params] == grad_ids
+    if max_norm > 1:  # no multiply by 1: the gradients are bit for bit the ones backward wrote
+        assert all(torch.equal(p.grad, g) for p, g in zip(params, expected))
+    else:
+        assert torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in params])) == pytest.approx(max_norm, rel=1e-5)
