@@ -422,8 +422,10 @@ NOTES = [
     "published model's metrics.json score.",
     "Both sides: the same resolved model folder, rows, lr, epochs, batch size (evaluation batch 2x), warmup ratio, "
     "weight decay, max_length (truncation, dynamic padding), seed and torch threads. Each side keeps its own defaults "
-    "otherwise: ours groups training batches by length and uses torch AdamW; Trainer shuffles randomly and uses its "
-    "default optimizer (adamw_torch_fused); warmup steps: ours floor(ratio x steps), Trainer ceil.",
+    "otherwise: ours groups training batches by length (rows sorted in groups of 50 batches, batch order shuffled), "
+    "uses torch's fused AdamW, keeps freed memory for reuse while training (glibc) and skips the clipping multiply "
+    "when the gradient norm is under max_grad_norm; Trainer shuffles randomly and uses its default optimizer "
+    "(adamw_torch_fused); warmup steps: ours floor(ratio x steps), Trainer ceil.",
     "Trainer with a frozen encoder: `requires_grad=False` on the base model except BERT's pooler, so both sides train "
     "the same head (pooler + classifier); Trainer still runs the encoder forward at every step, ours extracts features "
     "once into a cold on-disk cache.",
