@@ -1,4 +1,4 @@
-"""Domain adaptation on the four Amazon review domains: source-only vs dann, mmd, coral and instance weighting.
+"""Domain adaptation on the four Amazon review domains: source-only vs dann, mmd, coral, mcc and instance weighting.
 
 Every run starts from one of the bundled recipes ``recipes/amazon/books_to_kitchen/<method>.yaml`` with the source
 and target domains swapped in: labelled ``<source>/train.jsonl``, the source ``dev.jsonl`` for model selection,
@@ -7,8 +7,8 @@ the target ``train.jsonl`` as unlabelled text (labels dropped unread), and the t
 train and dev reviews are among their 2,000 test reviews, so the target text the adapt methods see overlaps the
 reviews they are scored on (without labels): the usual transductive protocol on this data.
 
-    python benchmarks/amazon_table.py        # 12 pairs x 5 methods x 3 seeds: every source row for 1 epoch at 64 tokens,
-                                             # bf16 autocast where the CPU has it (about 2.5 h on 2 cores as two
+    python benchmarks/amazon_table.py        # 12 pairs x 6 methods x 3 seeds: every source row for 1 epoch at 64 tokens,
+                                             # bf16 autocast where the CPU has it (about 3 h on 2 cores as two
                                              # one-thread processes, below)
     python benchmarks/amazon_table.py --seeds 2 --threads 1 --out benchmarks/results/amazon_table_seed2.json &
                                              # one seed per process, one thread each, to share 2 cores
@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "amazon_domains"
 RECIPES = ROOT / "recipes" / "amazon" / "books_to_kitchen"
 DOMAINS = ("books", "dvd", "electronics", "kitchen")
-METHODS = ("source_only", "dann", "mmd", "coral", "weighted")
+METHODS = ("source_only", "dann", "mmd", "coral", "mcc", "weighted")
 
 
 def _recipe(method: str, source: str, target: str, seed: int, args, out: Path) -> dict:

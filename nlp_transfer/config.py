@@ -101,7 +101,7 @@ class DataConfig:
     weight_column: str | None = None  # a train column of per-row weights (>= 0) that every training loss uses
 
 
-ADAPT_METHODS = ("dann", "mmd", "coral")
+ADAPT_METHODS = ("dann", "mmd", "coral", "mcc")
 TARGET_SPLIT = "target"  # adapt.target: the target domain's rows, text only (a label column is dropped unread)
 TARGET_VALIDATION_SPLIT = "target_validation"  # adapt.target_validation: labelled target rows that pick the best model
 
@@ -138,7 +138,9 @@ class AdaptConfig:
 
     ``method``: ``dann`` (a domain classifier on the pooled features behind a gradient-reversal layer whose
     weight warms up as 2/(1+exp(-``grl_gamma`` * progress)) - 1), ``mmd`` (multi-kernel maximum mean
-    discrepancy), ``coral`` (covariance alignment), or null (no alignment term: instance weighting alone).
+    discrepancy), ``coral`` (covariance alignment), ``mcc`` (minimum class confusion on the target rows' class
+    probabilities, softened by ``mcc_temperature``; single-label classification), or null (no adaptation term:
+    instance weighting alone).
     ``weight``: scale of the alignment term (null: the method's default, see ``adapt.DEFAULT_WEIGHTS``).
     ``target_ratio``: share of target rows in every training batch (with a ``method``; instance weighting alone
     trains on batches of source rows). ``instance_weights: domain_classifier``:
@@ -151,11 +153,12 @@ class AdaptConfig:
     """
 
     target: TargetConfig = field(default_factory=TargetConfig)
-    method: Literal["dann", "mmd", "coral"] | None = None
+    method: Literal["dann", "mmd", "coral", "mcc"] | None = None
     weight: float | None = None
     target_ratio: float = 0.5
     grl_gamma: float = 10.0
     domain_hidden: int = 256
+    mcc_temperature: float = 2.5
     instance_weights: Literal["domain_classifier"] | None = None
     weight_clip: float = 10.0
     weight_exponent: float | None = None

@@ -377,6 +377,12 @@ def _adapt_problems(recipe: Recipe, kind) -> list[str]:
     if kind is not None and (not kind.pools or kind.per_token):
         problems.append(f"adapt: task.type {kind.name} has no pooled sequence features to align; domain adaptation "
                         "needs a sequence-level text task (e.g. text-classification)")
+    elif kind is not None and adapt.method == "mcc" and kind.problem_type != "single_label_classification":
+        problems.append(f"adapt.method: mcc reads the class probabilities of the target rows, and task.type {kind.name} "
+                        "has none (softmax over classes); use dann, mmd or coral, which align the features")
+    if adapt.mcc_temperature <= 0:
+        problems.append(f"adapt.mcc_temperature: got {adapt.mcc_temperature}; expected a positive number (2.5 in the "
+                        "MCC paper)")
     target = adapt.target
     if not target.files and not target.source:
         problems.append("adapt.target: no target data; give adapt.target.files (a list of local files of the target "

@@ -11,7 +11,8 @@ import torch
 
 from conftest import NEUTRAL, write_csv
 from nlp_transfer.adapt.batches import MixedBatchSampler
-from nlp_transfer.adapt.losses import DomainClassifier, coral, grl_coefficient, mmd, reverse_gradient
+from nlp_transfer.adapt.losses import (DomainClassifier, coral, grl_coefficient, minimum_class_confusion, mmd,
+                                       reverse_gradient)
 from nlp_transfer.adapt.weights import (choose_exponent, effective_share, estimate_importance_weights, fit_domain_classifier,
                                         flattened_weights, importance_weights, proxy_a_distance)
 from nlp_transfer.errors import DataError, RecipeError
@@ -82,6 +83,30 @@ def test_coral_matches_a_hand_computation():
     expected = ((cs - ct) ** 2).sum() / (4 * 3 * 3)
     assert coral(torch.tensor(source), torch.tensor(target)).item() == pytest.approx(expected, rel=1e-5)
     assert coral(torch.tensor(source), torch.tensor(source)).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_minimum_class_confusion_matches_a_hand_computation_and_punishes_confusion_and_collapse():
+    logits = np.array([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0], [0.0, 0.0, 3.0], [1.0, 1.0, 1.0]])
+    temperature = 2.0
+    p = np.exp(logits / temperature)
+    p /= p.sum(1, keepdims=True)
+    entropy = -(p * np.log(p)).sum(1)
+    w = 1 + np.exp(-entropy)
+    w = len(p) * w / w.sum()
+    c = (p * w[:, None]).T @ p
+    c /= c.sum(1, keepdims=True)
+    expected = (c.sum() - np.trace(c)) / 3
+    assert minimum_class_confusion(torch.tensor(logits), temperature).item() == pytest.approx(expected, rel=1e-5)
+
+    confident = torch.tensor([[30.0, 0.0], [0.0, 30.0]] * 8)  # certain, both classes present
+    uniform = torch.zeros(16, 2)  # every row torn between the classes
+    collapsed = torch.tensor([[30.0, 0.0]] * 16)  # certain, but all one class
+    assert minimum_class_confusion(confident).item() < 1e-3
+    assert minimum_class_confusion(uniform).item() == pytest.approx(0.5)
+    assert minimum_class_confusion(collapsed).item() == pytest.approx(0.5, abs=1e-3)  # collapse gains nothing
+    logits = torch.zeros(16, 2, requires_grad=True)
+    minimum_class_confusion(logits + torch.tensor([[0.1, 0.0], [0.0, 0.1]] * 8)).backward()
+    assert (logits.grad[0::2, 0] < 0).all() and (logits.grad[1::2, 1] < 0).all()  # a step sharpens each row's lean
 
 
 def test_importance_weights_recover_a_known_density_ratio():
@@ -225,7 +250,7 @@ def adapt_recipe(toy_recipe, tmp_path) -> dict:
     return recipe
 
 
-@pytest.mark.parametrize("method", ["dann", "mmd", "coral"])
+@pytest.mark.parametrize("method", ["dann", "mmd", "coral", "mcc"])
 def test_a_run_logs_the_domain_numbers_and_exports_a_plain_classifier(method, adapt_recipe, tmp_path):
     from transformers import AutoModelForSequenceClassification
 
@@ -367,6 +392,12 @@ def test_bad_adapt_settings_are_errors_naming_the_key(adapt_recipe):
                      "data": {**adapt_recipe["data"], "weight_column": "w"}})
     with pytest.raises(RecipeError, match="adapt.target: no target data"):
         load_recipe({**adapt_recipe, "adapt": {"method": "mmd"}})
+    regression = {**adapt_recipe, "task": {**adapt_recipe["task"], "type": "regression"},
+                  "adapt": {**adapt_recipe["adapt"], "method": "mcc", "mcc_temperature": 0}}
+    with pytest.raises(RecipeError) as info:
+        load_recipe(regression)
+    assert "adapt.method: mcc reads the class probabilities" in str(info.value)
+    assert "adapt.mcc_temperature: got 0" in str(info.value)
     with pytest.raises(RecipeError, match="adapt.method: missing"):
         load_recipe({**adapt_recipe, "adapt": {"target": adapt_recipe["adapt"]["target"]}})
 

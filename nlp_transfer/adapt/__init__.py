@@ -1,5 +1,5 @@
-"""Domain adaptation: alignment losses (dann, mmd, coral), importance weights, mixed source/target batches, and
-model selection on labelled target rows (``selection``).
+"""Domain adaptation: alignment losses (dann, mmd, coral), minimum class confusion (mcc), importance weights,
+mixed source/target batches, and model selection on labelled target rows (``selection``).
 
 Small pieces any model can use; ``strategies/adapted.py`` puts them around a strategy's hooks when a recipe
 has an ``adapt`` section. Module level stays light (validating a recipe reads ``DEFAULT_WEIGHTS``).
@@ -22,8 +22,10 @@ from __future__ import annotations
 # gradient, in effect no alignment; 1e4 makes it about 1/5 (term 0.035): it shapes the features without
 # overriding the task. A backbone whose features have another scale needs its own adapt.weight (the logged
 # alignment_loss shows the term); about 2/3 of a 32-row batch's term is sampling noise (same-domain batches
-# give 2-4e-6), so much larger weights mostly chase noise.
-DEFAULT_WEIGHTS = {"dann": 0.1, "mmd": 1.0, "coral": 1e4}
+# give 2-4e-6), so much larger weights mostly chase noise. mcc's term is bounded by (classes - 1) / classes (0.5 for
+# two classes, where a torn or a collapsed batch sits), the size of the task loss at initialisation: weight 1, the
+# MCC paper's trade-off.
+DEFAULT_WEIGHTS = {"dann": 0.1, "mmd": 1.0, "coral": 1e4, "mcc": 1.0}
 
 
 def alignment_weight(method: str | None, weight: float | None) -> float:

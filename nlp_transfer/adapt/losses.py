@@ -1,4 +1,5 @@
-"""Alignment losses between source and target features: gradient reversal (dann), multi-kernel MMD, CORAL."""
+"""Adaptation losses: gradient reversal (dann), multi-kernel MMD and CORAL between source and target features;
+minimum class confusion (mcc) on the target rows' predictions."""
 
 from __future__ import annotations
 
@@ -86,3 +87,22 @@ def coral(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return centred.T @ centred / max(1, len(x) - 1)
 
     return (covariance(source) - covariance(target)).pow(2).sum() / (4 * d * d)
+
+
+def minimum_class_confusion(logits: torch.Tensor, temperature: float = 2.5) -> torch.Tensor:
+    """Minimum Class Confusion (Jin et al., ECCV 2020) on unlabelled target logits (n, classes).
+
+    Predictions are softened by ``temperature``; the class-correlation matrix sums, over the rows, the outer
+    product of each row's prediction with itself, rows weighted by 1 + exp(-entropy) (confident rows count more;
+    weights scaled to sum to n). Each matrix row is normalised to sum to 1 (so a class predicted rarely weighs as
+    much as a frequent one: collapsing onto one class does not lower the loss), and the loss is the off-diagonal
+    mass over the number of classes: 0 when every row is certain of one class, and every class is one of them.
+    """
+    n, classes = logits.shape
+    probabilities = torch.softmax(logits.float() / temperature, dim=1)
+    entropy = -(probabilities * torch.log(probabilities.clamp(min=1e-12))).sum(dim=1)
+    row_weights = 1 + torch.exp(-entropy.detach())
+    row_weights = (n * row_weights / row_weights.sum()).unsqueeze(1)
+    correlation = (probabilities * row_weights).T @ probabilities
+    correlation = correlation / correlation.sum(dim=1, keepdim=True).clamp(min=1e-12)
+    return (correlation.sum() - correlation.trace()) / classes

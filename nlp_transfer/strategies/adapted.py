@@ -10,8 +10,9 @@ A recipe's ``adapt`` section (and ``data.weight_column``) combines with the stra
 - ``train_batches``: with an alignment method, source and target rows in every batch at ``adapt.target_ratio``
   (``adapt.batches``); instance weighting alone trains on source batches only (a target row has no label and,
   without an alignment term, nothing to contribute to the loss).
-- ``loss``: the (weighted) task loss on the source rows plus ``adapt.weight`` x the alignment term on the
-  pooled features of the two domains; target rows carry no label and the task loss never sees them.
+- ``loss``: the (weighted) task loss on the source rows plus ``adapt.weight`` x the adaptation term: alignment of
+  the pooled features of the two domains (dann, mmd, coral), or mcc on the target rows' logits; target rows carry
+  no label and the task loss never sees them.
 - ``evaluation_extras``: per evaluation, the alignment loss, the domain classifier's accuracy and a proxy
   A-distance on held-out source-validation and target features. Model selection stays on source validation
   unless the recipe gives labelled target rows (``adapt.target_validation``, see ``adapt.selection``).
@@ -203,7 +204,7 @@ class AdaptedStrategy(Strategy):
         logits = head_logits(task_model, features)
         is_target = batch[DOMAIN].bool()
         task_loss = self._task_loss(logits, batch)
-        alignment, extra = self._alignment(model, features[~is_target], features[is_target], ctx)
+        alignment, extra = self._alignment(model, features[~is_target], features[is_target], ctx, logits[is_target])
         extra.update({"task_loss": task_loss.item(), "alignment_loss": alignment.item()})
         return task_loss + self.weight * alignment, extra
 
@@ -217,7 +218,15 @@ class AdaptedStrategy(Strategy):
         weights = batch[WEIGHTS].float() * labelled
         return (per_row * weights).sum() / weights.sum().clamp(min=1e-12)
 
-    def _alignment(self, model, source, target, ctx: StepContext):
+    def _alignment(self, model, source, target, ctx: StepContext, target_logits=None):
+        """The adaptation term on source and target features (mcc: on the target rows' logits, the head's output
+        on ``target`` unless given)."""
+        if self.method == "mcc":
+            if target_logits is None:
+                from ..models import head_logits
+
+                target_logits = head_logits(_task_model(_inner_model(model)), target)
+            return losses.minimum_class_confusion(target_logits, self.adapt.mcc_temperature), {}
         if self.method == "dann":
             coefficient = losses.grl_coefficient(ctx.progress, self.adapt.grl_gamma)
             loss, accuracy = losses.dann_loss(model.domain_classifier, source, target, coefficient)
