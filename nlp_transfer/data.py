@@ -335,8 +335,15 @@ def tokenize_splits(splits: DatasetDict, tokenizer, text_columns: list[str], max
         drop = [c for c in ds.column_names if c not in ("labels", WEIGHTS) and c not in carry]
         out = ds.map(lambda batch: tokenize_texts(tokenizer, batch, text_columns, max_length), batched=True,
                      remove_columns=drop, desc=f"tokenize {split}")
-        tokenized[split] = out if split == "train" else out.sort("length", reverse=True).flatten_indices()
+        tokenized[split] = out if split == "train" else longest_first(out)
     return tokenized
+
+
+def longest_first(ds: Dataset) -> Dataset:
+    """The rows by ``length``, longest first, ties in their order (``Dataset.sort`` does the same through a pyarrow
+    option that warns of its deprecation in every run)."""
+    lengths = list(ds["length"])
+    return ds.select(sorted(range(len(lengths)), key=lambda i: -lengths[i])).flatten_indices()
 
 
 def tokenize_texts(tokenizer, batch: dict, text_columns: list[str], max_length: int):

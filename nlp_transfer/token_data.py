@@ -152,6 +152,8 @@ def tokenize_and_align(splits: DatasetDict, tokenizer, task: TaskConfig, max_len
         The tokenized splits and a truncation report per split: sentences cut by ``max_length``
         and how many of their words were lost.
     """
+    from .data import longest_first  # data imports this module
+
     if not getattr(tokenizer, "is_fast", False):
         raise DataError(f"task.type token-classification needs a fast tokenizer (word ids per piece); "
                         f"{type(tokenizer).__name__} is not one. Use a model whose tokenizer has a fast version")
@@ -180,7 +182,7 @@ def tokenize_and_align(splits: DatasetDict, tokenizer, task: TaskConfig, max_len
                            "were cut (no loss or score for them). Raise model.max_length to keep them", split,
                            report[split]["sentences_truncated"], len(cut), max_length, report[split]["words_cut"])
         out = out.remove_columns("words_cut")
-        tokenized[split] = out if split == "train" else out.sort("length", reverse=True).flatten_indices()
+        tokenized[split] = out if split == "train" else longest_first(out)
     return tokenized, report
 
 

@@ -232,6 +232,15 @@ def test_tokenize_adds_lengths_and_sorts_evaluation_splits(toy_files, tiny_model
     assert lengths == sorted(lengths, reverse=True) and len(set(lengths)) > 1
 
 
+def test_longest_first_keeps_ties_in_order_and_warns_nothing():
+    import warnings
+
+    rows = Dataset.from_dict({"length": [3, 5, 3, 9, 5, 1], "text": list("abcdef")})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Dataset.sort's pyarrow option warned of its deprecation in every run
+        assert list(data_lib.longest_first(rows)["text"]) == ["d", "b", "e", "a", "c", "f"]
+
+
 def test_tokenize_truncates_to_max_length(tmp_path, tiny_model_dir):
     long_text = " ".join(["good"] * 100)
     train = _csv(tmp_path, "train.csv", [(long_text, "a"), ("bad", "b")])
