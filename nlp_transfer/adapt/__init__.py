@@ -47,7 +47,8 @@ def adapt_note(recipe, metrics: dict | None = None) -> str:
     target_data = ", ".join(_short(f) for f in target.files) or f"{target.source} ({target.split})"
     how = []
     if adapt.method:
-        how.append(f"`{adapt.method}` alignment (weight {alignment_weight(adapt.method, adapt.weight):g})")
+        term = "minimum class confusion on the target predictions" if adapt.method == "mcc" else "alignment"
+        how.append(f"`{adapt.method}` {term} (weight {alignment_weight(adapt.method, adapt.weight):g})")
     if adapt.instance_weights:
         how.append(f"source rows weighted by a `{adapt.instance_weights}` importance ratio")
     return (f"; domain-adapted from the labelled source data {source} to the unlabelled target data {target_data} "
