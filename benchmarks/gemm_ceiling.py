@@ -106,7 +106,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
-    from transformers import AutoConfig
+    from transformers import AutoConfig, AutoModelForSequenceClassification
 
     from nlp_transfer.models import resolve_model_path
 
@@ -115,10 +115,11 @@ def main() -> None:
     config = AutoConfig.from_pretrained(model_dir)
     shapes, lengths = batch_shapes(Path(args.data_dir), args.rows, args.batch_size, args.max_length, args.seed, model_dir)
     tokens, squared = sum(lengths), sum(n * n for n in lengths)
-    # the report's count, 6 N T + 12 layers hidden sum(L^2), with N the encoder layers' weights (the pooler and the
-    # head see one row per sequence)
-    layer_weights = 4 * config.hidden_size ** 2 + 2 * config.hidden_size * config.intermediate_size
-    flops = 6 * config.num_hidden_layers * layer_weights * tokens + 12 * config.num_hidden_layers * config.hidden_size * squared
+    # the report's count (report._training_flops): 6 N T + 12 layers hidden sum(L^2), N the parameters outside the
+    # embeddings (sides.run_machine), so the two shares of the peak divide the same FLOPs
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2)
+    non_embedding = sum(p.numel() for name, p in model.named_parameters() if ".embeddings." not in name)
+    flops = 6 * non_embedding * tokens + 12 * config.num_hidden_layers * config.hidden_size * squared
     peak = square_peak()
     seconds = time_products(config, shapes, args.repeats)
     padded_tokens = sum(rows * length for rows, length in shapes)
