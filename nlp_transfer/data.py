@@ -342,8 +342,7 @@ def tokenize_splits(splits: DatasetDict, tokenizer, text_columns: list[str], max
 def longest_first(ds: Dataset) -> Dataset:
     """The rows by ``length``, longest first, ties in their order (``Dataset.sort`` does the same through a pyarrow
     option that warns of its deprecation in every run)."""
-    lengths = list(ds["length"])
-    return ds.select(sorted(range(len(lengths)), key=lambda i: -lengths[i])).flatten_indices()
+    return ds.select(longest_first_order(ds)).flatten_indices()
 
 
 def tokenize_texts(tokenizer, batch: dict, text_columns: list[str], max_length: int):
@@ -422,3 +421,8 @@ def _model_columns(ds: Dataset) -> Dataset:
 def row_lengths(ds: Dataset) -> np.ndarray:
     """Token counts per row (all 0 for rows without a ``length``, such as images)."""
     return np.asarray(ds["length"]) if "length" in ds.column_names else np.zeros(len(ds), dtype=np.int64)
+
+
+def longest_first_order(ds: Dataset) -> np.ndarray:
+    """Row indices by token count, longest first, ties in their order: tight padded batches for a pass over ``ds``."""
+    return np.argsort(-row_lengths(ds), kind="stable")

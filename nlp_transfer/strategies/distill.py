@@ -294,11 +294,11 @@ class DistillStrategy(Strategy):
             return self._teacher_pass(ds, hidden_map, tokenizer, align)
 
     def _teacher_pass(self, ds, hidden_map: list[int] | None, tokenizer=None, align=None):
-        from ..data import row_lengths
+        from ..data import longest_first_order
 
         started = time.perf_counter()
         teacher = self.teacher.to(self.device).eval()
-        order = np.argsort(-row_lengths(ds), kind="stable")
+        order = longest_first_order(ds)
         inputs = ds.remove_columns([c for c in ds.column_names if c in _NOT_INPUTS])
         pad = self.task.kind.collator(tokenizer or self._tokenizer)
         per_token = self.task.kind.per_token

@@ -125,12 +125,12 @@ class FrozenStrategy(Strategy):
 
     def _extract(self, model, processor, ds, device, batch_size: int = 64, progress: str | None = None):
         """Features for every row of ``ds`` (model inputs only; pooled, or per token), in length order to keep padding tight."""
-        from ..data import row_lengths
+        from ..data import longest_first_order
 
         with torch.inference_mode():
             model.eval()
             model.to(device)
-            order = np.argsort(-row_lengths(ds), kind="stable")
+            order = longest_first_order(ds)
             pad = self.task.kind.collator(processor)
             model_inputs = ds.remove_columns([c for c in ("labels", "length") if c in ds.column_names])
             rows: list = [None] * len(ds)

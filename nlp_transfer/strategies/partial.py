@@ -18,7 +18,6 @@ from ..errors import ModelError
 from .base import Strategy
 from .layerwise import LayerwiseOptions, layerwise_param_groups
 
-np = lazy("numpy")
 torch = lazy("torch")
 datasets = lazy("datasets")
 
@@ -113,9 +112,9 @@ class PartialStrategy(Strategy):
 
     def _with_bottom(self, wrapper, processor, ds, device, batch_size: int = 64):
         """``ds`` with a ``bottom`` column: the frozen bottom's output per row (its own tokens only)."""
-        from ..data import row_lengths
+        from ..data import longest_first_order
 
-        order = np.argsort(-row_lengths(ds), kind="stable")
+        order = longest_first_order(ds)
         pad = self.task.kind.collator(processor)
         inputs = ds.remove_columns([c for c in ("labels", "length") if c in ds.column_names])
         rows: list = [None] * len(ds)
