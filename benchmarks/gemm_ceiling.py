@@ -16,25 +16,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def square_peak(n: int = 2048, repeats: int = 20) -> float:
-    """GFLOP/s of the fastest of ``repeats`` n x n fp32 matmuls (``sides.run_machine``'s peak)."""
-    import torch
-
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    for _ in range(3):
-        a @ b
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - start)
-    return 2 * n ** 3 / min(times) / 1e9
 
 
 def batch_shapes(data_dir: Path, rows: int, batch_size: int, max_length: int, seed: int, model_dir: str) -> tuple[list, list]:
@@ -120,7 +106,10 @@ def main() -> None:
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2)
     non_embedding = sum(p.numel() for name, p in model.named_parameters() if ".embeddings." not in name)
     flops = 6 * non_embedding * tokens + 12 * config.num_hidden_layers * config.hidden_size * squared
-    peak = square_peak()
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from sides import matmul_seconds  # run.py's peak: the fastest of 20 fp32 2048 x 2048 matmuls
+
+    peak = 2 * 2048 ** 3 / min(matmul_seconds(2048, 20)) / 1e9
     seconds = time_products(config, shapes, args.repeats)
     padded_tokens = sum(rows * length for rows, length in shapes)
     gflops = flops / seconds / 1e9

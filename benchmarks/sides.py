@@ -75,6 +75,19 @@ def _recipe_section(name: str, section: str) -> dict:
 
 # ----------------------------------------------------------------------------- machine
 
+def matmul_seconds(n: int, repeats: int, dtype=torch.float32) -> list[float]:
+    """Seconds of each of ``repeats`` n x n matmuls in ``dtype``, after 3 warm-ups (2 n^3 FLOPs each)."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    for _ in range(3):
+        torch.matmul(a, b)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.matmul(a, b)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
 def run_machine(args) -> dict:
     """fp32 matmul peak with the benchmark's thread count, versions, and the model's shape."""
     import platform
@@ -85,23 +98,8 @@ def run_machine(args) -> dict:
     from nlp_transfer.strategies import STRATEGIES
 
     n = args.matmul_size
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    for _ in range(3):
-        torch.matmul(a, b)
-    times = []
-    for _ in range(args.matmul_repeats):
-        t0 = time.perf_counter()
-        torch.matmul(a, b)
-        times.append(time.perf_counter() - t0)
+    times, times16 = (matmul_seconds(n, args.matmul_repeats, dtype) for dtype in (torch.float32, torch.bfloat16))
     flops = 2 * n ** 3
-    a16, b16 = a.bfloat16(), b.bfloat16()
-    for _ in range(3):
-        torch.matmul(a16, b16)
-    times16 = []
-    for _ in range(args.matmul_repeats):
-        t0 = time.perf_counter()
-        torch.matmul(a16, b16)
-        times16.append(time.perf_counter() - t0)
     model = AutoModelForSequenceClassification.from_pretrained(_model_path(), num_labels=2)
     params = dict(model.named_parameters())
     return {
