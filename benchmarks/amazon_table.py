@@ -1,4 +1,5 @@
-"""Domain adaptation on the four Amazon review domains: source-only vs dann, mmd, coral, mcc and instance weighting.
+"""Domain adaptation on the four Amazon review domains: source-only vs dann, mmd, coral, mcc, instance weighting and
+self-training, and source-only trained twice as long (the others' compute).
 
 Every run starts from one of the bundled recipes ``recipes/amazon/books_to_kitchen/<method>.yaml`` with the source
 and target domains swapped in: labelled ``<source>/train.jsonl``, the source ``dev.jsonl`` for model selection,
@@ -7,8 +8,8 @@ the target ``train.jsonl`` as unlabelled text (labels dropped unread), and the t
 train and dev reviews are among their 2,000 test reviews, so the target text the adapt methods see overlaps the
 reviews they are scored on (without labels): the usual transductive protocol on this data.
 
-    python benchmarks/amazon_table.py        # 12 pairs x 6 methods x 3 seeds: every source row for 1 epoch at 64 tokens,
-                                             # bf16 autocast where the CPU has it (about 3 h on 2 cores as two
+    python benchmarks/amazon_table.py        # 12 pairs x 8 methods x 3 seeds: every source row for 1 epoch at 64 tokens,
+                                             # bf16 autocast where the CPU has it (about 4.5 h on 2 cores as two
                                              # one-thread processes, below)
     python benchmarks/amazon_table.py --seeds 2 --threads 1 --out benchmarks/results/amazon_table_seed2.json &
                                              # one seed per process, one thread each, to share 2 cores
@@ -35,17 +36,21 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "amazon_domains"
 RECIPES = ROOT / "recipes" / "amazon" / "books_to_kitchen"
 DOMAINS = ("books", "dvd", "electronics", "kitchen")
-METHODS = ("source_only", "dann", "mmd", "coral", "mcc", "weighted")
+METHODS = ("source_only", "dann", "mmd", "coral", "mcc", "weighted", "self_training", "source_only_2x")
+# source_only_2x: the source_only recipe trained twice as long (2 x --epochs), the compute of a self_training run (its
+# first training, then one round on as many rows) and of the alignment methods (their batches add as many target rows)
+LONGER = {"source_only_2x": ("source_only", 2)}
 
 
 def _recipe(method: str, source: str, target: str, seed: int, args, out: Path) -> dict:
-    recipe = yaml.safe_load((RECIPES / f"{method}.yaml").read_text())
+    name, epochs_factor = LONGER.get(method, (method, 1))
+    recipe = yaml.safe_load((RECIPES / f"{name}.yaml").read_text())
     recipe["data"]["files"] = {"train": str(DATA / source / "train.jsonl"), "validation": str(DATA / source / "dev.jsonl"),
                                "test": str(DATA / target / "test.jsonl")}
     limits = {"train": args.train_rows, "test": args.test_rows}
     recipe["data"]["limit"] = {split: n for split, n in limits.items() if n}
     recipe["model"]["max_length"] = args.max_length
-    recipe["train"].update({"seed": seed, "epochs": args.epochs})
+    recipe["train"].update({"seed": seed, "epochs": args.epochs * epochs_factor})
     if args.mixed_precision:
         recipe["train"]["mixed_precision"] = args.mixed_precision
     if "adapt" in recipe:
@@ -102,6 +107,9 @@ def main() -> None:
                             "seconds": round(time.perf_counter() - started, 1), "adapt": metrics.get("adapt", {}),
                             "budget": {k: getattr(args, k) for k in ("train_rows", "target_rows", "test_rows", "epochs", "max_length")},
                             "mixed_precision": metrics["mixed_precision"]["used"]}
+            if "self_training" in metrics:  # each round's pseudo-label counts and confidences
+                results[key]["self_training"] = [{k: r[k] for k in ("per_class", "mean_confidence", "lowest_confidence")}
+                                                 for r in metrics["self_training"]["rounds"]]
             print(f"{key}: target acc {results[key]['target_accuracy']:.4f} (source dev {results[key]['source_dev_accuracy']:.4f}, "
                   f"{results[key]['seconds']:.0f} s)", flush=True)
             out_file.parent.mkdir(parents=True, exist_ok=True)

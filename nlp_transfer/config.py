@@ -122,6 +122,22 @@ class TargetConfig:
 
 
 @dataclass
+class SelfTrainingConfig:
+    """``adapt.self_training``: after the recipe's training, ``rounds`` more trainings of the same model, each on
+    the target rows the model is most sure of, labelled with its own predictions (pseudo-labels), and as many
+    source rows.
+
+    ``keep``: share of the target rows pseudo-labelled per round, the same number per predicted class (the most
+    confident of each), so a round cannot drift toward one class. Single-label classification only. The target's own
+    labels are never read; each round picks its best model on the same rows as the first (source validation unless
+    ``adapt.target_validation``) and starts from the last round's.
+    """
+
+    rounds: int = 1
+    keep: float = 0.5
+
+
+@dataclass
 class TargetValidationConfig:
     """``adapt.target_validation``: a small labelled set of the target domain that picks the best model.
 
@@ -150,6 +166,8 @@ class AdaptConfig:
     ``domain_hidden``: width of dann's domain classifier. ``eval_rows``: source-validation and target rows scored
     per evaluation for the logged domain numbers (alignment loss, domain-classifier accuracy, proxy A-distance).
     ``target_validation``: labelled target rows that pick the best model instead of the source validation split.
+    ``self_training``: further training rounds on pseudo-labelled target rows (``SelfTrainingConfig``); with or
+    without a ``method``.
     """
 
     target: TargetConfig = field(default_factory=TargetConfig)
@@ -164,6 +182,7 @@ class AdaptConfig:
     weight_exponent: float | None = None
     eval_rows: int = 256
     target_validation: TargetValidationConfig | None = None
+    self_training: SelfTrainingConfig | None = None
 
 
 @dataclass

@@ -233,8 +233,8 @@ def _clip_grad_norm(accelerator: Accelerator, params: list, max_norm: float) -> 
         torch.nn.utils.clip_grads_with_norm_(params, max_norm, total, foreach=True)
 
 
-def evaluate_loader(model, strategy, loader, accelerator, task: TaskSpec, metric_names: list[str]) -> dict[str, float]:
-    """Loss and metrics over a whole (prepared) dataloader, gathered across processes."""
+def predict_loader(model, strategy, loader, accelerator, task: TaskSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and labels of every row of a (prepared) dataloader, gathered across processes, in the loader's order."""
     model.eval()
     all_logits, all_labels = [], []
     with torch.inference_mode():
@@ -242,7 +242,12 @@ def evaluate_loader(model, strategy, loader, accelerator, task: TaskSpec, metric
             logits, labels = task.kind.gather(accelerator, strategy.logits(model, batch).float(), batch["labels"])
             all_logits.append(logits.cpu())
             all_labels.append(labels.cpu())
-    logits, labels = concat_rows(all_logits, 0.0), concat_rows(all_labels, IGNORE_INDEX)
+    return concat_rows(all_logits, 0.0), concat_rows(all_labels, IGNORE_INDEX)
+
+
+def evaluate_loader(model, strategy, loader, accelerator, task: TaskSpec, metric_names: list[str]) -> dict[str, float]:
+    """Loss and metrics over a whole (prepared) dataloader, gathered across processes."""
+    logits, labels = predict_loader(model, strategy, loader, accelerator, task)
     scores = {"loss": task.loss(logits, labels).item()}
     scores.update(task.kind.compute_metrics(metric_names, task.predictions(logits.numpy()), labels.numpy(), task))
     return scores

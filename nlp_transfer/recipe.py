@@ -391,9 +391,11 @@ def _adapt_problems(recipe: Recipe, kind) -> list[str]:
         problems.append("adapt.target: give adapt.target.files or adapt.target.source, not both")
     if target.limit is not None and target.limit < 1:
         problems.append(f"adapt.target.limit: got {target.limit}; expected a positive number of rows")
-    if adapt.method is None and adapt.instance_weights is None:
+    if adapt.method is None and adapt.instance_weights is None and adapt.self_training is None:
         problems.append(f"adapt.method: missing; choose one of {', '.join(ADAPT_METHODS)}, or set "
-                        "adapt.instance_weights: domain_classifier (instance weighting alone)")
+                        "adapt.instance_weights: domain_classifier (instance weighting alone) or adapt.self_training: {} "
+                        "(pseudo-labelled target rows alone)")
+    problems.extend(_self_training_problems(adapt.self_training, kind))
     if adapt.weight is not None and adapt.weight < 0:
         problems.append(f"adapt.weight: got {adapt.weight}; expected a number >= 0 (the alignment term's scale)")
     if not 0 < adapt.target_ratio < 1:
@@ -420,6 +422,23 @@ def _adapt_problems(recipe: Recipe, kind) -> list[str]:
     if adapt.target_validation is not None and not adapt.target_validation.files:
         problems.append("adapt.target_validation.files: no files; give local files of labelled target rows (the task.text "
                         "and task.label columns), or remove adapt.target_validation to choose the model on source validation")
+    return problems
+
+
+def _self_training_problems(self_training, kind) -> list[str]:
+    if self_training is None:
+        return []
+    problems = []
+    if kind is not None and kind.problem_type != "single_label_classification":
+        problems.append(f"adapt.self_training: pseudo-labels are the predicted class of a target row, and task.type "
+                        f"{kind.name} predicts no single class; remove adapt.self_training (or use a single-label "
+                        "text-classification task)")
+    if self_training.rounds < 1:
+        problems.append(f"adapt.self_training.rounds: got {self_training.rounds}; expected a positive integer (training "
+                        "rounds on pseudo-labelled target rows after the first training, e.g. 1)")
+    if not 0 < self_training.keep <= 1:
+        problems.append(f"adapt.self_training.keep: got {self_training.keep}; expected the share of target rows "
+                        "pseudo-labelled per round, in (0, 1], e.g. 0.5")
     return problems
 
 

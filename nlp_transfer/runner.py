@@ -1,8 +1,8 @@
 """The staged pipeline behind ``nlp-transfer train`` and ``nlp-transfer evaluate``.
 
 ``train`` runs small public stages with plain arguments, each usable on its own:
-``load_data`` -> ``build_run_model`` -> ``preprocess`` -> ``prepare`` -> ``fit`` -> ``evaluate_run``
--> ``export_run``. The task type (``tasks/``) and the strategy (``strategies/``) supply every
+``load_data`` -> ``build_run_model`` -> ``preprocess`` -> ``prepare`` -> ``fit`` (then, with ``adapt.self_training``,
+``self_train``'s rounds of ``fit``) -> ``evaluate_run`` -> ``export_run``. The task type (``tasks/``) and the strategy (``strategies/``) supply every
 decision that depends on them; nothing here names either.
 """
 
@@ -31,7 +31,7 @@ from .config import (TARGET_SPLIT, TARGET_VALIDATION_SPLIT, AdaptConfig, DataCon
 from .errors import ExportError, ModelError, RecipeError
 from .export import check_output_dir, find_run_file, partial_dir, publish, verify_reload, write_run_files
 from .hub import push_after_run, require_token
-from .loop import LoopResult, evaluate_loader, run_loop
+from .loop import LOG_FILE, LoopResult, evaluate_loader, predict_loader, run_loop
 from .metrics import preload_metrics
 from .model_files import default_pooling
 from .models import build_task_model, load_model, model_pooling, resolve_model_path
@@ -104,6 +104,9 @@ def _train_locked(recipe: Recipe | MultiTaskRecipe, out_dir: Path, *, resume: bo
     for task_recipe in _task_recipes(recipe):
         preload_metrics(task_recipe.train.metrics or [], task_recipe.task.type)
         check_max_length(task_recipe)
+    if resume and getattr(recipe, "adapt", None) is not None and recipe.adapt.self_training is not None:
+        raise RecipeError(["--resume: not available with adapt.self_training (an interrupted self-training run starts "
+                           "again from the beginning); run the recipe again without --resume"], recipe.source)
     if resume:
         ckpt.check_resume(work, recipe.to_dict(), _launched_processes())
     run_info = ckpt.run_info(recipe.to_dict(), _launched_processes())
@@ -141,12 +144,22 @@ def _run(recipe: Recipe, out_dir: Path, work: Path, resume: bool, run_info: dict
     prepare_seconds = time.perf_counter() - prepare_started
     inputs = inputs.remove_columns(list(carry)) if carry else inputs
     metric_names = cfg.metrics or list(task.kind.default_metrics)
-    result = fit(trained, strategy, prepared, processor, cfg, accelerator, task, metric_names, work, resume, run_info)
+    results = [fit(trained, strategy, prepared, processor, cfg, accelerator, task, metric_names, work, resume, run_info)]
+    rounds = None  # adapt.self_training: the rounds' summaries
+    if recipe.adapt is not None and recipe.adapt.self_training is not None:
+        round_results, rounds = self_train(recipe.adapt, results[0], strategy, prepared, processor, cfg, accelerator, task,
+                                           metric_names, work, run_info)
+        results += round_results
+    result = results[-1]
     if accelerator.num_processes > 1:
-        _LIVE_UNTIL_EXIT.extend([accelerator, result.model])  # freeing DDP can deadlock: see finish_processes
+        _LIVE_UNTIL_EXIT.extend([accelerator, *(r.model for r in results)])  # freeing DDP can deadlock: see finish_processes
     trained = accelerator.unwrap_model(result.model, keep_fp32_wrapper=False)
     metrics = evaluate_run(recipe, task, strategy, model, trained, result, prepared, processor, accelerator, metric_names,
                            total_params)
+    if rounds is not None:
+        metrics["train"] = train_summary(*results)
+        metrics["self_training"] = {"keep": recipe.adapt.self_training.keep, "first_training": results[0].best_metrics,
+                                    "rounds": rounds}
     # the strategy's one-off data preparation (frozen's feature pass, partial's bottom cache): part of what training costs
     metrics["train"]["prepare_seconds"] = round(prepare_seconds, 2)
     metrics["mixed_precision"] = precision.as_dict()
@@ -267,6 +280,41 @@ def fit(trained, strategy: Strategy, prepared: DatasetDict, processor, cfg: Trai
                     work_dir=work, resume=resume, run_info=run_info, evaluation=evaluation)
 
 
+def self_train(adapt: AdaptConfig, result: LoopResult, strategy: Strategy, prepared: DatasetDict, processor, cfg: TrainConfig,
+               accelerator: Accelerator, task: TaskSpec, metric_names: list[str], work: Path, run_info: dict):
+    """``adapt.self_training``'s rounds after the first training (``adapt/self_training.py``): each predicts the target
+    rows, then runs the loop again on the same model with the pseudo-labelled rows and as many source rows. Each round
+    works in its own folder under ``work``; its log lines join the run's log, marked with the round."""
+    from .adapt.self_training import run_rounds
+
+    module = accelerator.unwrap_model(result.model, keep_fp32_wrapper=False)  # the same module trains every round
+    collator = strategy.collator(processor)
+    target_rows = accelerator.prepare(data_lib.eval_loader(prepared[TARGET_SPLIT], cfg.eval_batch_size or 2 * cfg.batch_size,
+                                                           collator))
+
+    def predict_target():
+        with accelerator.autocast():  # in the run's precision, as its evaluations
+            return predict_loader(module, strategy, target_rows, accelerator, task)[0]
+
+    def fit_round(train, number: int) -> LoopResult:
+        folder = work / f"self_training_round_{number}"
+        if accelerator.is_main_process:
+            folder.mkdir(exist_ok=True)
+        accelerator.wait_for_everyone()
+        splits = DatasetDict({**prepared, "train": train})
+        unwrapped = accelerator.unwrap_model(module, keep_fp32_wrapper=False)  # the last prepare's autocast wrapper off
+        out = fit(unwrapped, strategy, splits, processor, dataclasses.replace(cfg, seed=cfg.seed + number), accelerator, task,
+                  metric_names, folder, False, run_info)
+        if accelerator.is_main_process:
+            with (work / LOG_FILE).open("a", encoding="utf-8") as log:
+                for line in (folder / LOG_FILE).read_text(encoding="utf-8").splitlines():
+                    log.write(json.dumps({"self_training_round": number, **json.loads(line)}) + "\n")
+        return out
+
+    return run_rounds(adapt.self_training, predict_target=predict_target, fit_round=fit_round,
+                      source=prepared["train"], target=prepared[TARGET_SPLIT], seed=cfg.seed)
+
+
 def evaluate_run(recipe: Recipe, task: TaskSpec, strategy: Strategy, model, trained, result: LoopResult,
                  prepared: DatasetDict, processor, accelerator: Accelerator, metric_names: list[str], total_params: int) -> dict:
     """metrics.json: scores per split, speed, parameter counts, the strategy's numbers, the ranks' weight checksums.
@@ -296,13 +344,15 @@ def evaluate_run(recipe: Recipe, task: TaskSpec, strategy: Strategy, model, trai
     return metrics
 
 
-def train_summary(result: LoopResult) -> dict:
-    """metrics.json's ``train``: time, throughput, steps, epochs, early stop and the best step of a finished loop."""
-    state = result.state
-    return {"seconds": round(state.train_seconds, 2),
-            "samples_per_second": round(state.samples_seen / max(state.train_seconds, 1e-9), 2),
-            "steps": state.global_step, "epochs_completed": state.epoch, "stopped_early": result.stopped_early,
-            "best_step": state.best_step}
+def train_summary(*results: LoopResult) -> dict:
+    """metrics.json's ``train``: time, throughput, steps, epochs, early stop and the best step of a finished loop
+    (of several, e.g. self-training rounds: their time, samples and steps added up; the rest the last one's)."""
+    state, result = results[-1].state, results[-1]
+    seconds = sum(r.state.train_seconds for r in results)
+    return {"seconds": round(seconds, 2),
+            "samples_per_second": round(sum(r.state.samples_seen for r in results) / max(seconds, 1e-9), 2),
+            "steps": sum(r.state.global_step for r in results), "epochs_completed": state.epoch,
+            "stopped_early": result.stopped_early, "best_step": state.best_step}
 
 
 def parameter_counts(trained, total: int) -> dict:

@@ -1,5 +1,6 @@
 """Domain adaptation: alignment losses (dann, mmd, coral), minimum class confusion (mcc), importance weights,
-mixed source/target batches, and model selection on labelled target rows (``selection``).
+mixed source/target batches, self-training rounds on pseudo-labelled target rows (``self_training``) and model
+selection on labelled target rows (``selection``).
 
 Small pieces any model can use; ``strategies/adapted.py`` puts them around a strategy's hooks when a recipe
 has an ``adapt`` section. Module level stays light (validating a recipe reads ``DEFAULT_WEIGHTS``).
@@ -51,12 +52,18 @@ def adapt_note(recipe, metrics: dict | None = None) -> str:
         how.append(f"`{adapt.method}` {term} (weight {alignment_weight(adapt.method, adapt.weight):g})")
     if adapt.instance_weights:
         how.append(f"source rows weighted by a `{adapt.instance_weights}` importance ratio")
+    if adapt.self_training:
+        rounds = adapt.self_training.rounds
+        how.append(f"{rounds} self-training round{'s' * (rounds > 1)} on the {adapt.self_training.keep:.0%} of target rows "
+                   "it predicted most confidently (per class), labelled with its own predictions, beside as many source rows")
     return (f"; domain-adapted from the labelled source data {source} to the unlabelled target data {target_data} "
             f"with {' and '.join(how)} ({_batches_note(adapt)}, their labels, if any, never read; "
             f"{_selection_note(adapt, (metrics or {}).get('model_selection') or {})})")
 
 
 def _batches_note(adapt) -> str:
+    if adapt.method is None and adapt.instance_weights is None:
+        return "the target rows were read for their pseudo-labels only"
     if adapt.method is None:
         return "the target rows were read by the importance weights' domain classifier only"
     return f"{adapt.target_ratio:.0%} of every training batch were target rows"
