@@ -57,8 +57,20 @@ def _recipe(method: str, source: str, target: str, seed: int, args, out: Path) -
         recipe["adapt"]["target"] = {"files": [str(DATA / target / "train.jsonl")],
                                      **({"limit": args.target_rows} if args.target_rows else {})}
         recipe["adapt"]["eval_rows"] = args.adapt_eval_rows
-    recipe["output"] = {"dir": str(out), "save": "metrics", "overwrite": True}
+    recipe["output"] = {"dir": str(out), "save": "model" if args.target_dev else "metrics", "overwrite": True}
     return recipe
+
+
+def _target_dev_accuracy(out: Path, target: str) -> float:
+    """Accuracy of the saved model (fp32 ``Predictor``) on the target's 300 ``dev.jsonl`` reviews: none of them is among
+    the target ``train.jsonl`` rows a run adapts on, so this score is inductive (the 2,000 test reviews include them)."""
+    from nlp_transfer.inference import Predictor
+
+    rows = [json.loads(line) for line in (DATA / target / "dev.jsonl").read_text().splitlines()]
+    predictor = Predictor(out, variant="fp32")
+    predicted = predictor.logits([r["text"] for r in rows]).argmax(-1)
+    label2id = {name: i for i, name in predictor.id2label.items()}
+    return sum(int(p) == label2id[str(r["label"])] for p, r in zip(predicted, rows)) / len(rows)
 
 
 def main() -> None:
@@ -75,6 +87,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--mixed-precision", choices=("auto", "no", "bf16"), default="auto",
                         help="train.mixed_precision for every run (the bundled recipes pin fp32)")
+    parser.add_argument("--target-dev", action="store_true",
+                        help="also score each run's model on the target's dev.jsonl (300 reviews no run adapts on): target_dev_accuracy")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "amazon_table.json"))
     parser.add_argument("--merge", nargs="+", metavar="JSON", help="print the table of these results files and run nothing")
     args = parser.parse_args()
@@ -107,6 +121,8 @@ def main() -> None:
                             "seconds": round(time.perf_counter() - started, 1), "adapt": metrics.get("adapt", {}),
                             "budget": {k: getattr(args, k) for k in ("train_rows", "target_rows", "test_rows", "epochs", "max_length")},
                             "mixed_precision": metrics["mixed_precision"]["used"]}
+            if args.target_dev:
+                results[key]["target_dev_accuracy"] = _target_dev_accuracy(Path(tmp) / key.replace("|", "_"), target)
             if "self_training" in metrics:  # each round's pseudo-label counts and confidences
                 results[key]["self_training"] = [{k: r[k] for k in ("per_class", "mean_confidence", "lowest_confidence")}
                                                  for r in metrics["self_training"]["rounds"]]
