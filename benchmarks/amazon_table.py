@@ -153,8 +153,10 @@ def table(results: dict, pairs, methods) -> str:
     if complete:
         average = {m: statistics.mean(means[(*pair, m)] for pair in complete) for m in methods}
         lines.append(f"| average ({len(complete)} pairs) | " + " | ".join(f"{average[m]:.1f}" for m in methods) + " |")
-        if "source_only" in methods:
-            lines.append("| vs source-only | " + " | ".join(f"{average[m] - average['source_only']:+.1f}" for m in methods) + " |")
+        for baseline in ("source_only", "source_only_2x"):
+            if baseline in methods:
+                lines.append(f"| vs {baseline.replace('_', '-')} | " + " | ".join(f"{average[m] - average[baseline]:+.2f}"
+                                                                               for m in methods) + " |")
     return "\n".join(lines)
 
 
@@ -165,17 +167,20 @@ def _mean(values, fmt: str) -> str:
 
 def diagnostics(results: dict, methods) -> str:
     """Markdown: per method, means over every finished run of what the run logged besides the target score:
-    source dev accuracy, the last evaluation's proxy A-distance and linear domain accuracy (held-out source-dev
-    and target features), the importance weights' effective sample share, and the run's seconds."""
-    lines = ["| method | runs | source dev acc | proxy A-distance | linear domain acc | effective sample | seconds |",
-             "|---|---|---|---|---|---|---|"]
+    source dev accuracy, the target dev accuracy (``--target-dev`` runs), the last evaluation's proxy A-distance and
+    linear domain accuracy (held-out source-dev and target features), the importance weights' effective sample share,
+    and the run's seconds."""
+    lines = ["| method | runs | source dev acc | target dev acc | proxy A-distance | linear domain acc | effective sample | seconds |",
+             "|---|---|---|---|---|---|---|---|"]
     for method in methods:
         runs = [r for k, r in results.items() if k.split("|")[1] == method]
         if not runs:
             continue
         last = [r["adapt"].get("last_evaluation", {}) for r in runs]
         weights = [r["adapt"].get("importance_weights", {}).get("effective_sample_share") for r in runs]
+        target_dev = [100 * r["target_dev_accuracy"] if "target_dev_accuracy" in r else None for r in runs]
         lines.append(f"| {method} | {len(runs)} | {_mean([100 * r['source_dev_accuracy'] for r in runs], '.1f')} | "
+                     f"{_mean(target_dev, '.1f')} | "
                      f"{_mean([e.get('proxy_a_distance') for e in last], '.2f')} | "
                      f"{_mean([e.get('linear_domain_accuracy') for e in last], '.3f')} | {_mean(weights, '.0%')} | "
                      f"{_mean([r['seconds'] for r in runs], '.0f')} |")
