@@ -2,8 +2,8 @@
 
 ``train`` runs small public stages with plain arguments, each usable on its own:
 ``load_data`` -> ``build_run_model`` -> ``preprocess`` -> ``prepare`` -> ``fit`` (then, with ``adapt.self_training``,
-``self_train``'s rounds of ``fit``) -> ``evaluate_run`` -> ``export_run``. The task type (``tasks/``) and the strategy (``strategies/``) supply every
-decision that depends on them; nothing here names either.
+``self_train``'s rounds of ``fit``) -> ``evaluate_run`` -> ``export_run``. The task type (``tasks/``) and the
+strategy (``strategies/``) supply every decision that depends on them; nothing here names either.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ After the recipe's training, each round (``adapt.self_training``):
    source rows (``round_train_split``), the best model chosen on the same rows as the first training.
 
 The target's own labels are never read (the target split holds none). The rounds give the model labelled text of the
-target domain, which alignment terms cannot: on the Amazon reviews, the most confident half of a source-trained
-model's target predictions are right about 95 % of the time.
+target domain, which alignment terms cannot: in a pilot on the Amazon reviews (11 pairs, one seed), the most
+confident half of a source-trained model's target predictions were right 90-99 % of the time.
 """
 
 from __future__ import annotations
@@ -87,17 +87,19 @@ def run_rounds(config, *, predict_target, fit_round, source, target, seed: int):
     results, summaries = [], []
     for number in range(1, config.rounds + 1):
         pseudo = select_pseudo_labels(predict_target(), config.keep)
-        empty = [c for c, n in enumerate(pseudo.summary()["per_class"]) if n == 0]
+        summary = pseudo.summary()
+        empty = [c for c, n in enumerate(summary["per_class"]) if n == 0]
         if empty:
             logger.warning("Self-training round %d: the model predicts no target row as class(es) %s; the round's "
                            "pseudo-labels hold only the other classes", number, empty)
         train = round_train_split(source, target, pseudo, seed + number)
+        source_rows = len(train) - len(pseudo.rows)
         logger.info("Self-training round %d: %d pseudo-labelled target rows (%s per class, lowest confidence %.3f) and "
-                    "%d source rows", number, len(pseudo.rows), pseudo.summary()["per_class"],
-                    pseudo.summary()["lowest_confidence"] or 0.0, len(train) - len(pseudo.rows))
+                    "%d source rows", number, len(pseudo.rows), summary["per_class"], summary["lowest_confidence"] or 0.0,
+                    source_rows)
         result = fit_round(train, number)
         results.append(result)
-        summaries.append({"round": number, **pseudo.summary(), "source_rows": len(train) - len(pseudo.rows),
+        summaries.append({"round": number, **summary, "source_rows": source_rows,
                           "steps": result.state.global_step, "seconds": round(result.state.train_seconds, 2),
                           "best_step": result.state.best_step, "validation": result.best_metrics})
     return results, summaries
