@@ -85,7 +85,7 @@ class Evaluation:
 @freed_memory_kept()  # a step's large buffers (the word-embedding gradient) reuse memory instead of faulting it in
 def run_loop(model, strategy, train_loader, eval_loader, cfg: TrainConfig, accelerator: Accelerator, *,
              task: TaskSpec | None = None, metric_names: list[str] | None = None, work_dir: Path, resume: bool = False,
-             run_info: dict | None = None, evaluation: Evaluation | None = None) -> LoopResult:
+             run_info: dict | None = None, evaluation: Evaluation | None = None, tracker_step_offset: int = 0) -> LoopResult:
     """Train ``model`` with ``strategy.loss`` and return the best validation metrics.
 
     Args:
@@ -100,6 +100,8 @@ def run_loop(model, strategy, train_loader, eval_loader, cfg: TrainConfig, accel
         work_dir: Where checkpoints, the best weights and the JSONL log go.
         resume: Continue from the newest complete checkpoint in ``work_dir`` (see ``checkpoints.py``).
         run_info: What every checkpoint records about the run (the recipe...), for ``--resume`` to check.
+        tracker_step_offset: Added to the step the trackers (tensorboard, wandb) get: a later loop of the same run
+            (a self-training round) continues the curves instead of drawing over the first loop's steps.
     """
     sampler = train_loader.batch_sampler
     groups = strategy.param_groups(model, cfg.lr, cfg.head_lr, cfg.weight_decay)
@@ -119,7 +121,7 @@ def run_loop(model, strategy, train_loader, eval_loader, cfg: TrainConfig, accel
     if resume:  # after a non-finite loss the recipe may lower the learning rates
         ckpt.apply_learning_rates(optimizer, scheduler, [g["lr"] for g in groups])
     selector = _Selector(cfg, evaluation.default_metric, _names_of(accelerator.unwrap_model(model), may_train))
-    log = _JsonlLog(work_dir / LOG_FILE, accelerator)
+    log = _JsonlLog(work_dir / LOG_FILE, accelerator, tracker_step_offset)
 
     def evaluate():
         scores = evaluation(model, strategy, accelerator)
@@ -303,8 +305,8 @@ def _save_best(model, accelerator: Accelerator, work_dir: Path, names: list[str]
 class _JsonlLog:
     """One JSON object per line; trackers (tensorboard, wandb) get the same numbers."""
 
-    def __init__(self, path: Path, accelerator: Accelerator):
-        self.path, self.accelerator = path, accelerator
+    def __init__(self, path: Path, accelerator: Accelerator, tracker_step_offset: int = 0):
+        self.path, self.accelerator, self.tracker_step_offset = path, accelerator, tracker_step_offset
 
     def write(self, record: dict) -> None:
         if self.accelerator.is_main_process:
@@ -316,4 +318,4 @@ class _JsonlLog:
                 values.update({f"{key}/{k}": v for k, v in value.items()})
             elif key != "step" and "validation" not in record:
                 values[key] = value
-        self.accelerator.log(values, step=record["step"])
+        self.accelerator.log(values, step=self.tracker_step_offset + record["step"])

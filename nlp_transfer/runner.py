@@ -258,7 +258,8 @@ def prepare(strategy: Strategy, model, processor, inputs: DatasetDict, accelerat
 
 
 def fit(trained, strategy: Strategy, prepared: DatasetDict, processor, cfg: TrainConfig, accelerator: Accelerator,
-        task: TaskSpec, metric_names: list[str], work: Path, resume: bool = False, run_info: dict | None = None) -> LoopResult:
+        task: TaskSpec, metric_names: list[str], work: Path, resume: bool = False, run_info: dict | None = None,
+        tracker_step_offset: int = 0) -> LoopResult:
     """The one loop over the strategy's batches, evaluating on validation; the best weights restored.
 
     With a ``target_validation`` split (``adapt.target_validation``) every evaluation also scores those labelled target
@@ -277,14 +278,16 @@ def fit(trained, strategy: Strategy, prepared: DatasetDict, processor, cfg: Trai
         evaluation = target_validation_evaluation(loader, target, task, metric_names, cfg.best_metric)
         cfg = dataclasses.replace(cfg, best_metric=None)  # the loop picks on the evaluation's own target/<metric>
     return run_loop(trained, strategy, batches, loader, cfg, accelerator, task=task, metric_names=metric_names,
-                    work_dir=work, resume=resume, run_info=run_info, evaluation=evaluation)
+                    work_dir=work, resume=resume, run_info=run_info, evaluation=evaluation,
+                    tracker_step_offset=tracker_step_offset)
 
 
 def self_train(adapt: AdaptConfig, result: LoopResult, strategy: Strategy, prepared: DatasetDict, processor, cfg: TrainConfig,
                accelerator: Accelerator, task: TaskSpec, metric_names: list[str], work: Path, run_info: dict):
     """``adapt.self_training``'s rounds after the first training (``adapt/self_training.py``): each predicts the target
     rows, then runs the loop again on the same model with the pseudo-labelled rows and as many source rows. Each round
-    works in its own folder under ``work``; its log lines join the run's log, marked with the round."""
+    works in its own folder under ``work``; its log lines join the run's log, marked with the round, and the trackers
+    get its steps after those of the training before it."""
     from .adapt.self_training import run_rounds
 
     module = accelerator.unwrap_model(result.model, keep_fp32_wrapper=False)  # the same module trains every round
@@ -296,6 +299,8 @@ def self_train(adapt: AdaptConfig, result: LoopResult, strategy: Strategy, prepa
         with accelerator.autocast():  # in the run's precision, as its evaluations
             return predict_loader(module, strategy, target_rows, accelerator, task)[0]
 
+    steps_before = [result.state.global_step]  # optimizer steps of the first training and the rounds so far
+
     def fit_round(train, number: int) -> LoopResult:
         folder = work / f"self_training_round_{number}"
         if accelerator.is_main_process:
@@ -304,7 +309,8 @@ def self_train(adapt: AdaptConfig, result: LoopResult, strategy: Strategy, prepa
         splits = DatasetDict({**prepared, "train": train})
         unwrapped = accelerator.unwrap_model(module, keep_fp32_wrapper=False)  # the last prepare's autocast wrapper off
         out = fit(unwrapped, strategy, splits, processor, dataclasses.replace(cfg, seed=cfg.seed + number), accelerator, task,
-                  metric_names, folder, False, run_info)
+                  metric_names, folder, False, run_info, tracker_step_offset=steps_before[0])
+        steps_before[0] += out.state.global_step
         if accelerator.is_main_process:
             with (work / LOG_FILE).open("a", encoding="utf-8") as log:
                 for line in (folder / LOG_FILE).read_text(encoding="utf-8").splitlines():

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from accelerate import Accelerator
 from datasets import Dataset, Features, Value
 
 from nlp_transfer.adapt import self_training
@@ -84,6 +85,8 @@ def test_a_run_trains_rounds_on_its_own_predictions_and_records_them(method, sel
     monkeypatch.setattr(self_training, "round_train_split",
                         lambda source, target, pseudo, seed: seen[-1].update(pseudo=pseudo, source=len(source))
                         or seen[-1].setdefault("split", real_split(source, target, pseudo, seed)))
+    tracker_steps = []  # what tensorboard / wandb would get
+    monkeypatch.setattr(Accelerator, "log", lambda self, values, step=None, log_kwargs=None: tracker_steps.append(step))
     out = train(self_training_recipe)
     metrics = out.metrics
 
@@ -107,6 +110,9 @@ def test_a_run_trains_rounds_on_its_own_predictions_and_records_them(method, sel
     assert sum(1 for r in log if "validation" in r) == 3 * 2  # 2 epochs: the first training and each round
     first_training_steps = max(r["step"] for r in log if "self_training_round" not in r)
     assert metrics["train"]["steps"] == first_training_steps + sum(s["steps"] for s in metrics["self_training"]["rounds"])
+    # the trackers' steps go on across the rounds (each round's log restarts at 1; its curve must not overdraw)
+    assert len(tracker_steps) == len(log) and tracker_steps == sorted(tracker_steps)
+    assert tracker_steps[-1] == metrics["train"]["steps"]
     assert metrics["self_training"]["keep"] == 0.5 and "accuracy" in metrics["self_training"]["first_training"]
     assert metrics["validation"] == metrics["self_training"]["rounds"][-1]["validation"]  # the last round's model
     if not exports:
