@@ -116,8 +116,17 @@ def run_machine(args) -> dict:
         "strategies": sorted(STRATEGIES),
         "model": {"name": MODEL, "path": _model_path(), "layers": model.config.num_hidden_layers,
                   "hidden": model.config.hidden_size, "total_params": sum(p.numel() for p in params.values()),
-                  "non_embedding_params": sum(p.numel() for name, p in params.items() if ".embeddings." not in name)},
+                  "non_embedding_params": sum(p.numel() for name, p in params.items() if ".embeddings." not in name),
+                  "last_layer_first_token_params": _last_layer_first_token_params(params, model.config.num_hidden_layers)},
     }
+
+
+def _last_layer_first_token_params(params: dict, layers: int) -> int:
+    """The last layer's parameters that a first-token-only last layer applies at position 0 alone (all but the keys'
+    and values' projections, which still see every position)."""
+    last = f".encoder.layer.{layers - 1}."
+    return sum(p.numel() for name, p in params.items()
+               if last in name and ".attention.self.key." not in name and ".attention.self.value." not in name)
 
 
 def _cpu_model() -> str:

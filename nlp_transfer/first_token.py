@@ -6,9 +6,10 @@ the last encoder layer's output at that one position. Keys and values still come
 position, but the query, the attention output projection, the residual, the norms and the
 feed-forward block run for position 0 alone: about 10/12 of the last layer's matmul work
 (1/6 of the model's for 6 layers, minus the keys and values) is skipped. Logits are the full
-model's up to float rounding (tests hold them within 1e-5), and so are one step's gradients.
-``Predictor`` uses it; training does not (yet): with it on, the digits demo's few-shot frozen
-transfer scored 0.58 instead of 0.65, a difference not explained before it was turned off.
+model's up to float rounding (tests hold them within 1e-5), and so are one step's gradients:
+no gradient flows from the positions the head never reads. ``Predictor`` uses it, and so does
+training where the strategy's loss reads nothing but the model's logits (``full``, ``lora``,
+``gradual``: ``Strategy.first_token_training``); dropout still applies at position 0.
 
 The last layer's ``forward`` is replaced on that one module instance (weights, module names
 and ``state_dict`` stay exactly as they were, so saving and loading are unaffected);
@@ -17,9 +18,10 @@ and ``state_dict`` stay exactly as they were, so saving and loading are unaffect
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
@@ -67,6 +69,19 @@ def first_token_enabled(model) -> bool:
     """Whether ``model`` currently runs a first-token-only last layer."""
     plan = _plan(_unwrap(model))
     return plan is not None and bool(getattr(plan[0], _MARK, False))
+
+
+@contextlib.contextmanager
+def first_token_last_layer(model, wanted: bool = True) -> Iterator[bool]:
+    """Within the block, ``model``'s last layer computes position 0 alone where ``wanted`` and the head allows it;
+    yields whether it does. A model that already ran it before the block keeps it after."""
+    already = first_token_enabled(model)
+    enabled = wanted and enable_first_token(model)
+    try:
+        yield bool(enabled or already)
+    finally:
+        if enabled and not already:
+            disable_first_token(model)
 
 
 def _unwrap(model):

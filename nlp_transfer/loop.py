@@ -62,6 +62,7 @@ class LoopResult:
     best_metrics: dict[str, float]
     stopped_early: bool
     total_steps: int
+    first_token_last_layer: bool = False  # whether the last layer computed position 0 alone (first_token.py)
 
 
 class Evaluation:

@@ -30,6 +30,7 @@ from .config import (TARGET_SPLIT, TARGET_VALIDATION_SPLIT, AdaptConfig, DataCon
                      TaskConfig, TrainConfig)
 from .errors import ExportError, ModelError, RecipeError
 from .export import check_output_dir, find_run_file, partial_dir, publish, verify_reload, write_run_files
+from .first_token import first_token_last_layer
 from .hub import push_after_run, require_token
 from .loop import LOG_FILE, LoopResult, evaluate_loader, predict_loader, run_loop
 from .metrics import preload_metrics
@@ -260,7 +261,8 @@ def prepare(strategy: Strategy, model, processor, inputs: DatasetDict, accelerat
 def fit(trained, strategy: Strategy, prepared: DatasetDict, processor, cfg: TrainConfig, accelerator: Accelerator,
         task: TaskSpec, metric_names: list[str], work: Path, resume: bool = False, run_info: dict | None = None,
         tracker_step_offset: int = 0) -> LoopResult:
-    """The one loop over the strategy's batches, evaluating on validation; the best weights restored.
+    """The one loop over the strategy's batches, evaluating on validation; the best weights restored. Where the
+    strategy's loss reads only logits and the head only position 0, the last layer computes that position alone.
 
     With a ``target_validation`` split (``adapt.target_validation``) every evaluation also scores those labelled target
     rows (``target/<metric>``), and they pick the best model by ``train.best_metric`` (default: the first metric).
@@ -277,9 +279,11 @@ def fit(trained, strategy: Strategy, prepared: DatasetDict, processor, cfg: Trai
         target = data_lib.eval_loader(prepared[TARGET_VALIDATION_SPLIT], eval_batch_size, collator)
         evaluation = target_validation_evaluation(loader, target, task, metric_names, cfg.best_metric)
         cfg = dataclasses.replace(cfg, best_metric=None)  # the loop picks on the evaluation's own target/<metric>
-    return run_loop(trained, strategy, batches, loader, cfg, accelerator, task=task, metric_names=metric_names,
-                    work_dir=work, resume=resume, run_info=run_info, evaluation=evaluation,
-                    tracker_step_offset=tracker_step_offset)
+    with first_token_last_layer(trained, strategy.first_token_training) as first_token:
+        result = run_loop(trained, strategy, batches, loader, cfg, accelerator, task=task, metric_names=metric_names,
+                          work_dir=work, resume=resume, run_info=run_info, evaluation=evaluation,
+                          tracker_step_offset=tracker_step_offset)
+    return dataclasses.replace(result, first_token_last_layer=first_token)
 
 
 def self_train(adapt: AdaptConfig, result: LoopResult, strategy: Strategy, prepared: DatasetDict, processor, cfg: TrainConfig,
@@ -358,7 +362,8 @@ def train_summary(*results: LoopResult) -> dict:
     return {"seconds": round(seconds, 2),
             "samples_per_second": round(sum(r.state.samples_seen for r in results) / max(seconds, 1e-9), 2),
             "steps": sum(r.state.global_step for r in results), "epochs_completed": state.epoch,
-            "stopped_early": result.stopped_early, "best_step": state.best_step}
+            "stopped_early": result.stopped_early, "best_step": state.best_step,
+            "first_token_last_layer": result.first_token_last_layer}
 
 
 def parameter_counts(trained, total: int) -> dict:

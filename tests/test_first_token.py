@@ -6,7 +6,8 @@ from transformers import (BertConfig, BertForSequenceClassification, BertForToke
                           DistilBertForSequenceClassification, ElectraConfig, ElectraForSequenceClassification,
                           RobertaConfig, RobertaForSequenceClassification, ViTConfig, ViTForImageClassification)
 
-from nlp_transfer.first_token import disable_first_token, enable_first_token, first_token_enabled, supports_first_token
+from nlp_transfer.first_token import (disable_first_token, enable_first_token, first_token_enabled, first_token_last_layer,
+                                      supports_first_token)
 
 SMALL = dict(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
              max_position_embeddings=40, num_labels=3)
@@ -56,11 +57,34 @@ def test_vit_logits_match_the_full_model():
     assert torch.allclose(fast, full, atol=1e-5), (fast - full).abs().max()
 
 
-def test_training_gradients_match_the_full_model():
-    """No gradient flows from the skipped positions, so one training step is the same step."""
+def _vit():
+    return ViTForImageClassification(ViTConfig(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=2,
+                                               num_attention_heads=4, intermediate_size=48, num_labels=3))
+
+
+def _lora_bert():
+    from peft import LoraConfig, get_peft_model
+
+    model = BertForSequenceClassification(BertConfig(**SMALL))
+    return get_peft_model(model, LoraConfig(r=4, target_modules=["query", "value"], modules_to_save=["classifier"],
+                                            init_lora_weights=False))  # non-zero B: the adapters change the logits
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "electra", "distilbert", "vit", "lora-bert"])
+def test_training_gradients_match_the_full_model(family):
+    """No gradient flows from the skipped positions, so one training step is the same step (dropout off to compare)."""
     torch.manual_seed(0)
-    model = BertForSequenceClassification(BertConfig(**SMALL, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
-    batch, labels = _batch(), torch.tensor([0, 1, 2, 1])
+    model = {"vit": _vit, "lora-bert": _lora_bert}.get(family, lambda: dict(_text_models())[family])()
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    for config in {id(m.config): m.config for m in model.modules() if hasattr(m, "config")}.values():
+        for key in ("attention_probs_dropout_prob", "attention_dropout", "dropout"):
+            if isinstance(getattr(config, key, None), float):
+                setattr(config, key, 0.0)
+    model.train()
+    batch = {"pixel_values": torch.randn(4, 3, 16, 16)} if family == "vit" else _batch()
+    labels = torch.tensor([0, 1, 2, 1])
 
     def grads():
         model.zero_grad()
@@ -68,11 +92,43 @@ def test_training_gradients_match_the_full_model():
         return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
     full = grads()
-    enable_first_token(model)
-    fast = grads()
-    assert full.keys() == fast.keys()
+    with first_token_last_layer(model) as used:
+        assert used and first_token_enabled(model)
+        fast = grads()
+    assert not first_token_enabled(model)  # the block gave the full layer back
+    assert full.keys() == fast.keys() and len(full) > 4
+    assert any(full[name].abs().sum() > 0 for name in full if "layer.1." in name or "layers.1." in name)
     for name in full:
         assert torch.allclose(fast[name], full[name], atol=1e-5), name
+
+
+def test_dropout_still_applies_at_the_first_position_while_training():
+    """The last layer's dropouts run on position 0 in training (and not at evaluation)."""
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(**SMALL, hidden_dropout_prob=0.5, attention_probs_dropout_prob=0.5))
+    last = model.bert.encoder.layer[-1]
+    seen = []
+    for module in (last.attention.output.dropout, last.output.dropout):
+        module.register_forward_hook(lambda module, args, out: seen.append((args[0].shape[1], module.training)))
+    with first_token_last_layer(model):
+        model.train()
+        first, second = model(**_batch()).logits, model(**_batch()).logits
+        assert seen == [(1, True)] * 4  # both dropouts, position 0 only, twice
+        assert not torch.allclose(first, second)  # random masks
+        model.eval()
+        with torch.no_grad():
+            assert torch.equal(model(**_batch()).logits, model(**_batch()).logits)
+
+
+def test_a_block_leaves_a_model_that_ran_it_before_as_it_was():
+    model = BertForSequenceClassification(BertConfig(**SMALL))
+    enable_first_token(model)
+    with first_token_last_layer(model, wanted=False) as used:
+        assert used
+    assert first_token_enabled(model)
+    token_model = BertForTokenClassification(BertConfig(**SMALL))
+    with first_token_last_layer(token_model) as used:
+        assert not used
 
 
 def test_state_dict_is_unchanged_and_disable_restores(tmp_path):
@@ -98,3 +154,15 @@ def test_heads_that_read_every_token_are_left_alone():
     assert enable_first_token(model) is False
     with torch.no_grad():
         assert model(**_batch()).logits.shape[:2] == (4, 11)
+
+
+@pytest.mark.parametrize("strategy, pooling, used", [("full", "cls", True), ("lora", "cls", True), ("full", "mean", False),
+                                                     ("frozen", "cls", False)])
+def test_runs_train_with_it_where_the_loss_reads_only_first_token_logits(toy_recipe, strategy, pooling, used):
+    """Recorded in metrics.json (the export's reload check compares the saved model's logits with the trained one's)."""
+    from nlp_transfer.runner import train
+
+    recipe = {**toy_recipe, "model": {**toy_recipe["model"], "pooling": pooling}, "strategy": {"name": strategy},
+              "train": {**toy_recipe["train"], "epochs": 1}}
+    out = train(recipe)
+    assert out.metrics["train"]["first_token_last_layer"] is used

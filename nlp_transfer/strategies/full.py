@@ -27,6 +27,7 @@ class FullStrategy(Strategy):
 
     name = "full"
     Options = FullOptions
+    first_token_training = True
 
     def prepare(self, model):
         model.requires_grad_(True)

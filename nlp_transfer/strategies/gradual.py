@@ -71,6 +71,7 @@ class GradualStrategy(Strategy):
 
     name = "gradual"
     Options = GradualOptions
+    first_token_training = True
     changes_trainable = True
 
     def __init__(self, options, task):

@@ -103,6 +103,7 @@ class LoraStrategy(Strategy):
 
     name = "lora"
     Options = LoraOptions
+    first_token_training = True
 
     def __init__(self, options, task):
         super().__init__(options, task)
