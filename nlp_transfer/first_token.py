@@ -9,7 +9,7 @@ feed-forward block run for position 0 alone: about 10/12 of the last layer's mat
 model's up to float rounding (tests hold them within 1e-5), and so are one step's gradients:
 no gradient flows from the positions the head never reads. ``Predictor`` uses it, and so does
 training where the strategy's loss reads nothing but the model's logits (``full``, ``lora``,
-``gradual``: ``Strategy.first_token_training``); dropout still applies at position 0.
+``gradual``, ``partial``: ``Strategy.first_token_training``); dropout still applies at position 0.
 
 The last layer's ``forward`` is replaced on that one module instance (weights, module names
 and ``state_dict`` stay exactly as they were, so saving and loading are unaffected);
@@ -85,7 +85,8 @@ def first_token_last_layer(model, wanted: bool = True) -> Iterator[bool]:
 
 
 def _unwrap(model):
-    """The transformers model inside a peft wrapper (its modules are the ones that run)."""
+    """The transformers model inside a peft wrapper or ``partial``'s ``PartialModel`` (its modules are the ones that run)."""
+    model = getattr(model, "task_model", model)
     get_base = getattr(model, "get_base_model", None)
     return get_base() if callable(get_base) else model
 

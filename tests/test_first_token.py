@@ -156,8 +156,8 @@ def test_heads_that_read_every_token_are_left_alone():
         assert model(**_batch()).logits.shape[:2] == (4, 11)
 
 
-@pytest.mark.parametrize("strategy, pooling, used", [("full", "cls", True), ("lora", "cls", True), ("full", "mean", False),
-                                                     ("frozen", "cls", False)])
+@pytest.mark.parametrize("strategy, pooling, used", [("full", "cls", True), ("lora", "cls", True), ("partial", "cls", True),
+                                                     ("full", "mean", False), ("frozen", "cls", False)])
 def test_runs_train_with_it_where_the_loss_reads_only_first_token_logits(toy_recipe, strategy, pooling, used):
     """Recorded in metrics.json (the export's reload check compares the saved model's logits with the trained one's)."""
     from nlp_transfer.runner import train

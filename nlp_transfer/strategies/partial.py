@@ -55,6 +55,7 @@ class PartialStrategy(Strategy):
 
     name = "partial"
     Options = PartialOptions
+    first_token_training = True
 
     def __init__(self, options, task):
         super().__init__(options, task)
