@@ -452,8 +452,8 @@ NOTES = [
     "Precision: every training run is fp32 (`train.mixed_precision: no` on our side) except the `bf16` case, where ours "
     "runs `mixed_precision: bf16` and Trainer `bf16=True`: both bf16 autocast on the CPU, the same rows and seeds.",
     "Our Predictor runs the first-token-only last layer where the head reads position 0 only (MiniLM's BERT pooler): "
-    "the same logits within 1e-5, about 1/7 fewer FLOPs for 6 layers. Our `full`, `lora` and `gradual` training use it "
-    "too (the same gradients: nothing flows from the positions the head never reads; metrics.json "
+    "the same logits within 1e-5, about 1/7 fewer FLOPs for 6 layers. Our `full`, `lora`, `gradual` and `partial` "
+    "training use it too (the same gradients: nothing flows from the positions the head never reads; metrics.json "
     "`train.first_token_last_layer`); the hardware-efficiency row then counts only the FLOPs ours executes.",
     "optimize's pick: `nlp_transfer.optimize(copy of the full model)` measures fp32, bf16, dynamic int8 and (with the "
     "`onnx` extra) ONNX Runtime variants on the recipe's validation rows and selects the fastest within 0.5 accuracy "
