@@ -14,6 +14,10 @@ class MixedBatchSampler:
     one pass over the source rows (each once, the last batch may be short of source rows but keeps the
     ratio); target rows are drawn in a fresh permutation per pass, cycling when the target set is smaller.
     Seeded with ``seed + epoch`` (``set_epoch``), so a resumed run sees the same batches.
+
+    Not grouped by length (``train.group_by_length`` does not apply here). Tried: source and target rows of similar
+    length in each batch cut padded tokens from 24 % to 9 % (books + kitchen reviews at 128 tokens) and trained
+    books -> kitchen dann 1.18x faster, but its kitchen test accuracy fell in 2 of 3 seeds (mean 88.5 vs 89.3 %).
     """
 
     def __init__(self, num_source: int, num_target: int, batch_size: int, target_ratio: float, seed: int):
