@@ -1,7 +1,7 @@
 """First-token-only last layer: skip the work a [CLS]-reading head never looks at.
 
-A sequence classifier whose head reads only the first position (BERT's pooler, RoBERTa's and
-ELECTRA's classification heads, DistilBERT's pre-classifier, ViT's [CLS] classifier) needs
+A sequence classifier whose head reads only the first position (BERT's pooler, RoBERTa's, ELECTRA's
+and MPNet's classification heads, DistilBERT's pre-classifier, ViT's [CLS] classifier) needs
 the last encoder layer's output at that one position. Keys and values still come from every
 position, but the query, the attention output projection, the residual, the norms and the
 feed-forward block run for position 0 alone: about 10/12 of the last layer's matmul work
@@ -101,6 +101,8 @@ def _plan(model) -> tuple[torch.nn.Module, Callable] | None:
             return model.base_model.encoder.layer[-1], _bert_layer_forward
         if name == "DistilBertForSequenceClassification":
             return model.distilbert.transformer.layer[-1], _distilbert_layer_forward
+        if name == "MPNetForSequenceClassification":
+            return model.mpnet.encoder.layer[-1], _mpnet_layer_forward
         if name == "ViTForImageClassification":
             return model.vit.layers[-1], _vit_layer_forward
     except (AttributeError, IndexError):  # another transformers version laid the model out differently: run it as it is
@@ -143,6 +145,25 @@ def _distilbert_layer_forward(self, hidden_states, attention_mask=None, **kwargs
                             sa.attention_head_size, sa.dropout.p, **_attention_kwargs(kwargs))
     attended = self.sa_layer_norm(sa.out_lin(context) + first)
     return self.output_layer_norm(self.ffn(attended) + attended)
+
+
+def _mpnet_layer_forward(self, hidden_states, attention_mask=None, position_bias=None, *args, **kwargs):
+    """MPNetLayer at position 0: MPNet's own attention arithmetic (relative position bias added to the scores; it has
+    no pluggable attention function), output projection + norm, feed-forward. Returns the layer's 1-tuple."""
+    sa = self.attention.attn
+    first = hidden_states[:, :1]
+    batch, heads, head_dim = hidden_states.shape[0], sa.num_attention_heads, sa.attention_head_size
+    query = sa.q(first).view(batch, 1, heads, head_dim).transpose(1, 2)
+    key = sa.k(hidden_states).view(batch, -1, heads, head_dim).transpose(1, 2)
+    value = sa.v(hidden_states).view(batch, -1, heads, head_dim).transpose(1, 2)
+    scores = torch.matmul(query, key.transpose(-1, -2)) / head_dim ** 0.5
+    for bias in (position_bias, attention_mask):  # (batch, heads or 1, queries, keys): position 0's query row
+        if bias is not None:
+            scores = scores + (bias[:, :, :1] if bias.dim() == 4 and bias.shape[2] > 1 else bias)
+    probs = sa.dropout(torch.softmax(scores, dim=-1))
+    context = torch.matmul(probs, value).transpose(1, 2).reshape(batch, 1, heads * head_dim)
+    attended = self.attention.LayerNorm(self.attention.dropout(sa.o(context)) + first)
+    return (self.output(self.intermediate(attended), attended),)
 
 
 def _vit_layer_forward(self, hidden_states, attention_mask=None, **kwargs):

@@ -4,7 +4,8 @@ import pytest
 import torch
 from transformers import (BertConfig, BertForSequenceClassification, BertForTokenClassification, DistilBertConfig,
                           DistilBertForSequenceClassification, ElectraConfig, ElectraForSequenceClassification,
-                          RobertaConfig, RobertaForSequenceClassification, ViTConfig, ViTForImageClassification)
+                          MPNetConfig, MPNetForSequenceClassification, RobertaConfig, RobertaForSequenceClassification,
+                          ViTConfig, ViTForImageClassification)
 
 from nlp_transfer.first_token import (disable_first_token, enable_first_token, first_token_enabled, first_token_last_layer,
                                       supports_first_token)
@@ -19,6 +20,9 @@ def _text_models():
     yield "electra", ElectraForSequenceClassification(ElectraConfig(**SMALL, embedding_size=16))
     yield "distilbert", DistilBertForSequenceClassification(DistilBertConfig(
         vocab_size=64, dim=32, n_layers=2, n_heads=4, hidden_dim=48, max_position_embeddings=40, num_labels=3))
+    mpnet = MPNetForSequenceClassification(MPNetConfig(**SMALL, pad_token_id=1))
+    torch.nn.init.normal_(mpnet.mpnet.encoder.relative_attention_bias.weight)  # a position bias large enough to matter
+    yield "mpnet", mpnet
 
 
 def _batch():
@@ -30,7 +34,7 @@ def _batch():
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
-@pytest.mark.parametrize("family", ["bert", "roberta", "electra", "distilbert"])
+@pytest.mark.parametrize("family", ["bert", "roberta", "electra", "distilbert", "mpnet"])
 def test_text_logits_match_the_full_model(family, attention):
     torch.manual_seed(0)
     model = dict(_text_models())[family]
@@ -70,7 +74,7 @@ def _lora_bert():
                                             init_lora_weights=False))  # non-zero B: the adapters change the logits
 
 
-@pytest.mark.parametrize("family", ["bert", "roberta", "electra", "distilbert", "vit", "lora-bert"])
+@pytest.mark.parametrize("family", ["bert", "roberta", "electra", "distilbert", "mpnet", "vit", "lora-bert"])
 def test_training_gradients_match_the_full_model(family):
     """No gradient flows from the skipped positions, so one training step is the same step (dropout off to compare)."""
     torch.manual_seed(0)
