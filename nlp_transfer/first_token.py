@@ -119,13 +119,17 @@ def _attend_first(attention, q_proj, k_proj, v_proj, first, hidden, mask, heads:
     query = q_proj(first).view(batch, 1, heads, head_dim).transpose(1, 2)
     key = k_proj(hidden).view(batch, -1, heads, head_dim).transpose(1, 2)
     value = v_proj(hidden).view(batch, -1, heads, head_dim).transpose(1, 2)
-    if mask is not None and mask.dim() == 4 and mask.shape[2] > 1:
-        mask = mask[:, :, :1]  # the query row of position 0 (a (batch, 1, queries, keys) mask)
+    mask = _first_query_row(mask)
     eager = getattr(sys.modules[type(attention).__module__], "eager_attention_forward", None)
     interface = ALL_ATTENTION_FUNCTIONS.get_interface(attention.config._attn_implementation, eager)
     out, _ = interface(attention, query, key, value, mask, dropout=dropout if attention.training else 0.0,
                        scaling=getattr(attention, "scaling", head_dim ** -0.5), **kwargs)
     return out.reshape(batch, 1, heads * head_dim)
+
+
+def _first_query_row(mask: torch.Tensor | None) -> torch.Tensor | None:
+    """Of a (batch, heads or 1, queries, keys) mask or score bias, the row of position 0's query."""
+    return mask[:, :, :1] if mask is not None and mask.dim() == 4 and mask.shape[2] > 1 else mask
 
 
 def _bert_layer_forward(self, hidden_states, attention_mask=None, *args, **kwargs):
@@ -157,9 +161,9 @@ def _mpnet_layer_forward(self, hidden_states, attention_mask=None, position_bias
     key = sa.k(hidden_states).view(batch, -1, heads, head_dim).transpose(1, 2)
     value = sa.v(hidden_states).view(batch, -1, heads, head_dim).transpose(1, 2)
     scores = torch.matmul(query, key.transpose(-1, -2)) / head_dim ** 0.5
-    for bias in (position_bias, attention_mask):  # (batch, heads or 1, queries, keys): position 0's query row
+    for bias in (position_bias, attention_mask):
         if bias is not None:
-            scores = scores + (bias[:, :, :1] if bias.dim() == 4 and bias.shape[2] > 1 else bias)
+            scores = scores + _first_query_row(bias)
     probs = sa.dropout(torch.softmax(scores, dim=-1))
     context = torch.matmul(probs, value).transpose(1, 2).reshape(batch, 1, heads * head_dim)
     attended = self.attention.LayerNorm(self.attention.dropout(sa.o(context)) + first)

@@ -303,9 +303,10 @@ def self_train(adapt: AdaptConfig, result: LoopResult, strategy: Strategy, prepa
         with accelerator.autocast():  # in the run's precision, as its evaluations
             return predict_loader(module, strategy, target_rows, accelerator, task)[0]
 
-    steps_before = [result.state.global_step]  # optimizer steps of the first training and the rounds so far
+    steps_before = result.state.global_step  # optimizer steps of the first training and the rounds so far
 
     def fit_round(train, number: int) -> LoopResult:
+        nonlocal steps_before
         folder = work / f"self_training_round_{number}"
         if accelerator.is_main_process:
             folder.mkdir(exist_ok=True)
@@ -313,8 +314,8 @@ def self_train(adapt: AdaptConfig, result: LoopResult, strategy: Strategy, prepa
         splits = DatasetDict({**prepared, "train": train})
         unwrapped = accelerator.unwrap_model(module, keep_fp32_wrapper=False)  # the last prepare's autocast wrapper off
         out = fit(unwrapped, strategy, splits, processor, dataclasses.replace(cfg, seed=cfg.seed + number), accelerator, task,
-                  metric_names, folder, False, run_info, tracker_step_offset=steps_before[0])
-        steps_before[0] += out.state.global_step
+                  metric_names, folder, False, run_info, tracker_step_offset=steps_before)
+        steps_before += out.state.global_step
         if accelerator.is_main_process:
             with (work / LOG_FILE).open("a", encoding="utf-8") as log:
                 for line in (folder / LOG_FILE).read_text(encoding="utf-8").splitlines():
