@@ -98,26 +98,28 @@ def full_rows(runs, machine, config) -> list[dict]:
     return rows
 
 
-def bf16_rows(runs) -> list[dict]:
-    """Training in bf16 autocast on both sides; accuracy also against our fp32 run (same rows, seeds)."""
-    ours, theirs, fp32 = _get(runs, "bf16-ours"), _get(runs, "bf16-theirs"), _get(runs, "full-ours")
+def mixed_precision_rows(runs, precision: str) -> list[dict]:
+    """Training in ``precision`` (bf16 or fp16) autocast on both sides; accuracy also against our fp32 run (same rows,
+    seeds). The issue's goal (>= 2x Trainer) is for bf16; fp16 (GPUs only) is reported beside it."""
+    ours, theirs, fp32 = _get(runs, f"{precision}-ours"), _get(runs, f"{precision}-theirs"), _get(runs, "full-ours")
     if not (ours and theirs):
         return []
     speed = _div(ours["train_samples_per_second"], theirs["train_samples_per_second"])
     acc_o, acc_t = _pct(ours["accuracy_last_epoch"]), _pct(theirs["accuracy_last_epoch"])
-    rows = [_row("bf16", "train throughput vs Trainer, both bf16 autocast", ours["train_samples_per_second"],
+    goal = precision == "bf16"
+    rows = [_row(precision, f"train throughput vs Trainer, both {precision} autocast", ours["train_samples_per_second"],
                  theirs["train_samples_per_second"], unit="samples/s", ratio=speed, ratio_label="ours/Trainer",
-                 target=">= 2x", met=bool(speed and speed >= 2.0)),
-            _row("bf16", "validation accuracy (last epoch) vs Trainer, both bf16", acc_o, acc_t, unit="%",
+                 target=">= 2x" if goal else "", met=bool(speed and speed >= 2.0) if goal else None),
+            _row(precision, f"validation accuracy (last epoch) vs Trainer, both {precision}", acc_o, acc_t, unit="%",
                  ratio=_points(acc_o, acc_t), ratio_label="points")]
     if fp32:
         acc_f = _pct(fp32["accuracy_last_epoch"])
         close = acc_o is not None and acc_f is not None and abs(acc_o - acc_f) <= 1.0
-        rows += [_row("bf16", "validation accuracy (last epoch), ours bf16 vs ours fp32", acc_o, acc_f, unit="%",
+        rows += [_row(precision, f"validation accuracy (last epoch), ours {precision} vs ours fp32", acc_o, acc_f, unit="%",
                       ratio=_points(acc_o, acc_f), ratio_label="points", target="within 1 pt", met=close),
-                 _row("bf16", "train throughput, ours bf16 vs ours fp32", ours["train_samples_per_second"],
+                 _row(precision, f"train throughput, ours {precision} vs ours fp32", ours["train_samples_per_second"],
                       fp32["train_samples_per_second"], unit="samples/s",
-                      ratio=_div(ours["train_samples_per_second"], fp32["train_samples_per_second"]), ratio_label="bf16/fp32")]
+                      ratio=_div(ours["train_samples_per_second"], fp32["train_samples_per_second"]), ratio_label=f"{precision}/fp32")]
     return rows
 
 
@@ -300,8 +302,9 @@ def build_results(runs: dict, machine: dict, config: dict, cases: list[str], ski
     rows = []
     if "full" in cases:
         rows += full_rows(runs, machine, config)
-    if "bf16" in cases:
-        rows += bf16_rows(runs)
+    for precision in ("bf16", "fp16"):
+        if precision in cases:
+            rows += mixed_precision_rows(runs, precision)
     if "frozen" in cases:
         rows += frozen_rows(runs, config)
     if "lora" in cases:
@@ -317,7 +320,7 @@ def build_results(runs: dict, machine: dict, config: dict, cases: list[str], ski
 
         rows += distill_big.rows(runs)
     checks = {}
-    for case in ("full", "bf16", "frozen"):
+    for case in ("full", "bf16", "fp16", "frozen"):
         o, t = _get(runs, f"{case}-ours"), _get(runs, f"{case}-theirs")
         if o and t:
             checks[case] = _data_check(o, t)
@@ -372,7 +375,7 @@ def markdown_table(results: dict) -> str:
 
 def markdown(results: dict, png_name: str | None) -> str:
     m, c = results["machine"], results["config"]
-    mm = m.get("matmul") or {}
+    mm, gpu = m.get("matmul") or {}, m.get("gpu")
     model = m.get("model") or {}
     out = [
         f"# nlp_transfer vs plain transformers: {results['date']}",
@@ -382,8 +385,13 @@ def markdown(results: dict, png_name: str | None) -> str:
         f"{m.get('memory_gib', '?')} GiB RAM; torch threads {c['threads']} (both sides). torch {m.get('torch')}, "
         f"transformers {m.get('transformers')}, datasets {m.get('datasets')}, accelerate {m.get('accelerate')}, "
         f"peft {m.get('peft')}, nlp_transfer {m.get('nlp_transfer')}, Python {m.get('python')}.",
-        f"**fp32 matmul peak**: {mm.get('peak_gflops', '?')} GFLOP/s (torch.matmul {mm.get('size')}x{mm.get('size')}, best of "
-        f"{mm.get('repeats')}; median {mm.get('median_gflops')} GFLOP/s); bf16 matmul peak {mm.get('bf16_peak_gflops', 'n/a')} GFLOP/s.",
+        *([f"**GPU** (both sides train and predict on it): {gpu['name']} (compute capability {gpu['capability']}, "
+           f"{gpu['multiprocessors']} multiprocessors, {gpu['memory_gib']} GiB), CUDA {gpu['cuda']}; GPU memory per run: "
+           "the JSON's `peak_gpu_mib`."] if gpu else []),
+        f"**fp32 matmul peak** ({mm.get('device', 'cpu')}): {mm.get('peak_gflops', '?')} GFLOP/s (torch.matmul "
+        f"{mm.get('size')}x{mm.get('size')}, best of {mm.get('repeats')}; median {mm.get('median_gflops')} GFLOP/s"
+        + ("; no TF32" if gpu else "") + f"); bf16 matmul peak {mm.get('bf16_peak_gflops', 'n/a')} GFLOP/s"
+        + (f"; fp16 {mm.get('fp16_peak_gflops')}, TF32 {mm.get('tf32_peak_gflops')} GFLOP/s" if gpu else "") + ".",
         # the MiniLM comparisons' model and settings, when any of them ran
         *([f"**Model**: {model.get('name')} ({model.get('layers')} layers, hidden {model.get('hidden')}, "
            f"{model.get('non_embedding_params', 0):,} non-embedding / {model.get('total_params', 0):,} parameters).",
@@ -450,7 +458,9 @@ NOTES = [
     "building the pipeline inside the timed call. The bfloat16 row: `Predictor(folder, dtype='bfloat16')` vs "
     "`pipeline(..., dtype=torch.bfloat16)`.",
     "Precision: every training run is fp32 (`train.mixed_precision: no` on our side) except the `bf16` case, where ours "
-    "runs `mixed_precision: bf16` and Trainer `bf16=True`: both bf16 autocast on the CPU, the same rows and seeds.",
+    "runs `mixed_precision: bf16` and Trainer `bf16=True` (both bf16 autocast, the same rows and seeds), and the `fp16` "
+    "case, on a CUDA GPU only: ours `mixed_precision: fp16`, Trainer `fp16=True` (both fp16 autocast with a gradient "
+    "scaler). fp32 on a GPU is plain fp32 on both sides (TF32 off, torch's default; the JSON's `tf32_matmul`).",
     "Our Predictor runs the first-token-only last layer where the head reads position 0 only (MiniLM's BERT pooler): "
     "the same logits within 1e-5, about 1/7 fewer FLOPs for 6 layers. Our `full`, `lora`, `gradual` and `partial` "
     "training use it too (the same gradients: nothing flows from the positions the head never reads; metrics.json "

@@ -26,7 +26,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-CASES = ("full", "bf16", "frozen", "lora", "distill", "predict", "vision", "distill-big")
+CASES = ("full", "bf16", "fp16", "frozen", "lora", "distill", "predict", "vision", "distill-big")
 DEFAULT_CASES = CASES[:-1]  # distill-big trains a 110M-parameter teacher: asked for by name
 MODES = {  # scale knobs per mode; any flag given on the command line wins
     "quick": {"train_size": 2000, "eval_size": 300, "epochs": 2.0, "predict_size": 0},
@@ -65,7 +65,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     pr.add_argument("--predict-batch-size", type=int, default=64)
     pr.add_argument("--predict-size", type=int, help="first N validation sentences (file order) to predict (0 = all 872)")
     pr.add_argument("--repeats", type=int, default=3, help="timed predict repeats (median), after one warm-up call")
-    pr.add_argument("--matmul-size", type=int, default=2048)
+    pr.add_argument("--matmul-size", type=int, help="n of the n x n matmuls that measure the peak (default: 2048 on a CPU, 8192 on a GPU)")
     pr.add_argument("--matmul-repeats", type=int, default=20)
     out = p.add_argument_group("output")
     out.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data" / "sst2")
@@ -164,11 +164,13 @@ class Harness:
                  "--threads", a.threads, "--lr", a.lr, "--weight-decay", a.weight_decay, "--warmup-ratio", a.warmup_ratio,
                  "--max-length", a.max_length, "--seed", a.seed, "--frozen-epochs", a.frozen_epochs, "--frozen-lr", a.frozen_lr,
                  "--student-layers", a.student_layers, "--predict-batch-size", a.predict_batch_size,
-                 "--predict-size", a.predict_size, "--repeats", a.repeats, "--matmul-size", a.matmul_size,
+                 "--predict-size", a.predict_size, "--repeats", a.repeats,
                  "--matmul-repeats", a.matmul_repeats, "--data-dir", a.data_dir, "--vision-epochs", a.vision_epochs,
                  "--vision-batch-size", a.vision_batch_size, "--vision-lr", a.vision_lr]
         if a.lora_lr:
             flags += ["--lora-lr", a.lora_lr]
+        if a.matmul_size:
+            flags += ["--matmul-size", a.matmul_size]
         for item in a.distill_option or []:
             flags += ["--distill-option", item]
         return [str(f) for f in flags]
@@ -194,15 +196,20 @@ def orchestrate(args) -> int:
     for case in ("lora", "distill"):
         if case in cases and strategies and case not in strategies:
             skipped[case] = f"strategy '{case}' is not registered in nlp_transfer.strategies.STRATEGIES"
+    if "fp16" in cases and (machine.get("matmul") or {}).get("device") != "cuda":
+        skipped["fp16"] = "fp16 mixed precision needs a CUDA GPU (on a CPU autocast would run fp32); none here"
     active = [c for c in cases if c not in skipped]
     # full/ours is also the model that predict uses, the teacher of distill and the reference of lora
-    if active and (set(active) & {"full", "bf16", "predict", "lora", "distill"}):
+    if active and (set(active) & {"full", "bf16", "fp16", "predict", "lora", "distill"}):
         h.run("full-ours", "full", "ours")
     if "full" in active:
         h.run("full-theirs", "full", "theirs")
     if "bf16" in active:
         h.run("bf16-ours", "bf16", "ours")
         h.run("bf16-theirs", "bf16", "theirs")
+    if "fp16" in active:
+        h.run("fp16-ours", "fp16", "ours")
+        h.run("fp16-theirs", "fp16", "theirs")
     if "frozen" in active:
         h.run("frozen-ours", "frozen", "ours", pooling="cls")
         h.run("frozen-theirs", "frozen", "theirs")

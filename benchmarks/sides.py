@@ -75,21 +75,62 @@ def _recipe_section(name: str, section: str) -> dict:
 
 # ----------------------------------------------------------------------------- machine
 
-def matmul_seconds(n: int, repeats: int, dtype=torch.float32) -> list[float]:
-    """Seconds of each of ``repeats`` n x n matmuls in ``dtype``, after 3 warm-ups (2 n^3 FLOPs each)."""
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+def matmul_seconds(n: int, repeats: int, dtype=torch.float32, device: str = "cpu") -> list[float]:
+    """Seconds of each of ``repeats`` n x n matmuls in ``dtype`` on ``device``, after 3 warm-ups (2 n^3 FLOPs each)."""
+    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     for _ in range(3):
         torch.matmul(a, b)
+    sync()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         torch.matmul(a, b)
+        sync()
         times.append(time.perf_counter() - t0)
     return times
 
 
+def training_device() -> str:
+    """Where both sides train: accelerate and Trainer take the GPU when there is one, as does Predictor / pipeline()."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def matmul_peaks(n: int | None, repeats: int) -> dict:
+    """The training device's matmul peaks (GFLOP/s, best of ``repeats``): fp32 (on a GPU without TF32, as both
+    sides train in fp32), bf16, and on a GPU fp16 and TF32 too. Default size: 2048 on a CPU, 8192 on a GPU."""
+    device = training_device()
+    n = n or (8192 if device == "cuda" else 2048)
+    flops = 2 * n ** 3
+    dtypes = {"peak_gflops": torch.float32, "bf16_peak_gflops": torch.bfloat16}
+    if device == "cuda":
+        dtypes["fp16_peak_gflops"] = torch.float16
+    peaks = {"device": device, "size": n, "repeats": repeats}
+    for key, dtype in dtypes.items():
+        times = matmul_seconds(n, repeats, dtype, device)
+        peaks[key] = round(flops / min(times) / 1e9, 2)
+        if key == "peak_gflops":
+            peaks["median_gflops"] = round(flops / statistics.median(times) / 1e9, 2)
+    if device == "cuda":
+        tf32 = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = True
+        try:
+            peaks["tf32_peak_gflops"] = round(flops / min(matmul_seconds(n, repeats, torch.float32, device)) / 1e9, 2)
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+    return peaks
+
+
+def _gpu() -> dict | None:
+    if not torch.cuda.is_available():
+        return None
+    props = torch.cuda.get_device_properties(0)
+    return {"name": props.name, "capability": f"{props.major}.{props.minor}", "memory_gib": round(props.total_memory / 2 ** 30, 1),
+            "multiprocessors": props.multi_processor_count, "cuda": torch.version.cuda, "count": torch.cuda.device_count()}
+
+
 def run_machine(args) -> dict:
-    """fp32 matmul peak with the benchmark's thread count, versions, and the model's shape."""
+    """The training device's matmul peaks with the benchmark's thread count, versions, and the model's shape."""
     import platform
 
     import transformers
@@ -97,16 +138,11 @@ def run_machine(args) -> dict:
 
     from nlp_transfer.strategies import STRATEGIES
 
-    n = args.matmul_size
-    times, times16 = (matmul_seconds(n, args.matmul_repeats, dtype) for dtype in (torch.float32, torch.bfloat16))
-    flops = 2 * n ** 3
     model = AutoModelForSequenceClassification.from_pretrained(_model_path(), num_labels=2)
     params = dict(model.named_parameters())
     return {
         "peak_rss_mib": peak_rss_mib(),
-        "matmul": {"size": n, "repeats": args.matmul_repeats, "peak_gflops": round(flops / min(times) / 1e9, 2),
-                   "median_gflops": round(flops / statistics.median(times) / 1e9, 2),
-                   "bf16_peak_gflops": round(flops / min(times16) / 1e9, 2)},
+        "matmul": matmul_peaks(args.matmul_size, args.matmul_repeats), "gpu": _gpu(),
         "cpu_model": _cpu_model(), "simd_flags": _simd_flags(), "logical_cpus": __import__("os").cpu_count(), "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
         "datasets": __import__("datasets").__version__, "accelerate": __import__("accelerate").__version__,
@@ -224,8 +260,8 @@ def run_ours(args) -> dict:
     out_dir = args.run_dir / "model"
     if args.case == "full":
         return _train_ours(args, _our_recipe(args, {"name": "full"}, out_dir))
-    if args.case == "bf16":
-        return _train_ours(args, _our_recipe(args, {"name": "full"}, out_dir, mixed_precision="bf16"))
+    if args.case in ("bf16", "fp16"):
+        return _train_ours(args, _our_recipe(args, {"name": "full"}, out_dir, mixed_precision=args.case))
     if args.case == "vision":
         return _train_ours(args, _vision_recipe(args, out_dir), data_check=False)
     if args.case == "frozen":
@@ -405,7 +441,7 @@ def _their_data(args, tokenizer):
             validation.map(tokenize, batched=True, remove_columns=["sentence"]))
 
 
-def _train_theirs(args, *, frozen: bool, bf16: bool = False) -> dict:
+def _train_theirs(args, *, frozen: bool, precision: str = "no") -> dict:
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
                               TrainingArguments, set_seed)
 
@@ -428,8 +464,9 @@ def _train_theirs(args, *, frozen: bool, bf16: bool = False) -> dict:
         output_dir=str(args.run_dir / "trainer"), num_train_epochs=epochs, per_device_train_batch_size=args.batch_size,
         per_device_eval_batch_size=2 * args.batch_size, learning_rate=lr, weight_decay=args.weight_decay,
         warmup_steps=args.warmup_ratio,  # transformers 5: a float below 1 is a ratio of the total steps
-        seed=args.seed, eval_strategy="no", save_strategy="no", logging_strategy="no", report_to="none", bf16=bf16,
-        use_cpu=bf16 and not torch.cuda.is_available(),  # Trainer's bf16 on a CPU: autocast, once use_cpu says so
+        seed=args.seed, eval_strategy="no", save_strategy="no", logging_strategy="no", report_to="none",
+        bf16=precision == "bf16", fp16=precision == "fp16",
+        use_cpu=precision == "bf16" and not torch.cuda.is_available(),  # Trainer's bf16 on a CPU: autocast, once use_cpu says so
     )
     trainer = Trainer(model=model, args=training_args, train_dataset=train_ds,
                       data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer)
@@ -516,8 +553,8 @@ def _train_theirs_vision(args) -> dict:
 
 
 def run_theirs(args) -> dict:
-    if args.case in ("full", "frozen", "bf16"):
-        return _train_theirs(args, frozen=args.case == "frozen", bf16=args.case == "bf16")
+    if args.case in ("full", "frozen", "bf16", "fp16"):
+        return _train_theirs(args, frozen=args.case == "frozen", precision=args.case if args.case in ("bf16", "fp16") else "no")
     if args.case == "vision":
         return _train_theirs_vision(args)
     if args.case == "predict":
@@ -535,6 +572,9 @@ def run_child(args) -> dict:
         result = run_machine(args)
     else:
         result = run_ours(args) if args.side == "ours" else run_theirs(args)
+    if torch.cuda.is_available():
+        result["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated() / 2 ** 20, 1)
+        result["tf32_matmul"] = torch.backends.cuda.matmul.allow_tf32  # what fp32 training ran with (both sides leave it)
     # 1-minute load average of the machine (all processes, this one included): a busy machine shows here
     result["load_average"] = {"start": round(load_before, 2), "end": round(os.getloadavg()[0], 2)}
     return result
