@@ -170,3 +170,28 @@ def test_runs_train_with_it_where_the_loss_reads_only_first_token_logits(toy_rec
               "train": {**toy_recipe["train"], "epochs": 1}}
     out = train(recipe)
     assert out.metrics["train"]["first_token_last_layer"] is used
+
+
+@pytest.mark.parametrize("pooling, used", [("cls", True), ("mean", False)])
+def test_frozen_feature_pass_runs_it_where_the_feature_is_the_first_token(toy_recipe, monkeypatch, pooling, used):
+    """cls features (the last layer's position 0) come from the first-token layer, equal to the full layer's on every
+    batch of the pass; mean pooling reads every position and runs the full layer."""
+    from nlp_transfer import models
+    from nlp_transfer.runner import train
+
+    real, passes = models.pooled_features, []
+
+    def checked(model, batch, pool):
+        features = real(model, batch, pool)
+        passes.append(first_token_enabled(model))
+        if passes[-1]:
+            disable_first_token(model)
+            torch.testing.assert_close(features, real(model, batch, pool), atol=1e-5, rtol=1e-5)
+            enable_first_token(model)
+        return features
+
+    monkeypatch.setattr(models, "pooled_features", checked)
+    recipe = {**toy_recipe, "model": {**toy_recipe["model"], "pooling": pooling}, "strategy": {"name": "frozen"},
+              "train": {**toy_recipe["train"], "epochs": 1}}
+    train(recipe)
+    assert passes and set(passes) == {used}

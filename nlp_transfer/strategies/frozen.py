@@ -16,6 +16,7 @@ from .base import Strategy, StrategyOptions
 np = lazy("numpy")
 torch = lazy("torch")
 datasets = lazy("datasets")
+data_lib = lazy("nlp_transfer.data")
 tqdm_auto = lazy("tqdm.auto")
 
 logger = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ class FrozenStrategy(Strategy):
             else:
                 with accelerator.main_process_first():
                     extracted, self.cache_hits[split] = cache.cached("features", key, build)
-            features[split] = self._with_labels(extracted, ds["labels"])
+            features[split] = self._with_labels(extracted, data_lib.column_values(ds, "labels"))
         return features
 
     def collator(self, processor):
@@ -124,10 +125,12 @@ class FrozenStrategy(Strategy):
         return out
 
     def _extract(self, model, processor, ds, device, batch_size: int = 64, progress: str | None = None):
-        """Features for every row of ``ds`` (model inputs only; pooled, or per token), in length order to keep padding tight."""
+        """Features for every row of ``ds`` (model inputs only; pooled, or per token), in length order to keep padding tight.
+        A pooled feature that is the first token's state needs the last layer at that position alone (``first_token``)."""
         from ..data import longest_first_order
+        from ..first_token import first_token_last_layer
 
-        with torch.inference_mode():
+        with torch.inference_mode(), first_token_last_layer(model, not self.task.kind.per_token):
             model.eval()
             model.to(device)
             order = longest_first_order(ds)
@@ -151,7 +154,7 @@ class FrozenStrategy(Strategy):
         if self.task.kind.per_token:
             features = datasets.Features({"features": extracted.features["features"],
                                           "labels": datasets.Sequence(datasets.Value("int64"))})
-            return datasets.Dataset.from_dict({"features": extracted["features"], "labels": labels}, features=features)
+            return datasets.Dataset.from_dict({"features": data_lib.column_values(extracted, "features"), "labels": labels}, features=features)
         return extracted.add_column("labels", labels)
 
 
