@@ -400,9 +400,16 @@ def _cut(rows: list[int], size: int) -> list[list[int]]:
     return [rows[start:start + size] for start in range(0, len(rows), size)]
 
 
+def column_values(ds: Dataset, name: str) -> list:
+    """A column's values as a plain list, in the dataset's row order, read in one batch. (``ds[name]`` is datasets'
+    lazy ``Column``: iterating it, or handing it to ``list`` or ``np.asarray``, formats row by row, about 0.5 s per
+    67,000 rows against a few milliseconds.)"""
+    return ds.select_columns([name]).with_format(None)[:][name]
+
+
 def train_loader(ds: Dataset, batch_size: int, seed: int, group_by_length: bool, collator) -> DataLoader:
     """Training batches; groups by token length when the rows have one."""
-    lengths = ds["length"] if (group_by_length and "length" in ds.column_names) else None
+    lengths = column_values(ds, "length") if (group_by_length and "length" in ds.column_names) else None
     sampler = LengthGroupedBatchSampler(lengths, len(ds), batch_size, seed)
     # Its own generator: starting a pass must not draw from the global RNG, or a resumed run (RNG restored
     # from the checkpoint, then a new pass started) would see different dropout masks than an uninterrupted one.
@@ -420,7 +427,7 @@ def _model_columns(ds: Dataset) -> Dataset:
 
 def row_lengths(ds: Dataset) -> np.ndarray:
     """Token counts per row (all 0 for rows without a ``length``, such as images)."""
-    return np.asarray(ds["length"]) if "length" in ds.column_names else np.zeros(len(ds), dtype=np.int64)
+    return np.asarray(column_values(ds, "length")) if "length" in ds.column_names else np.zeros(len(ds), dtype=np.int64)
 
 
 def longest_first_order(ds: Dataset) -> np.ndarray:

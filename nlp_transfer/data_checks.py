@@ -22,6 +22,7 @@ def check_cells(splits, task: TaskConfig, data: DataConfig) -> None:
     hidden in a whole evaluation split (Hub test splits: all -1 or null) is left to the label encoding,
     which drops that split from evaluation.
     """
+    from .data import column_values
     from .tasks import get_task_type
 
     kind = get_task_type(task.type)
@@ -33,7 +34,7 @@ def check_cells(splits, task: TaskConfig, data: DataConfig) -> None:
         for column in columns:
             if column not in ds.column_names or type(ds.features[column]).__name__ == "Image":  # images: decoding all is work
                 continue
-            values = ds[column]
+            values = column_values(ds, column)
             if column == label and split != "train" and all(v is None or v == -1 for v in values):
                 continue
             problems.extend(_bad_cells(values, split, column, data))

@@ -46,6 +46,7 @@ np = lazy("numpy")
 torch = lazy("torch")
 F = lazy("torch.nn.functional")
 datasets = lazy("datasets")
+data_lib = lazy("nlp_transfer.data")
 models = lazy("nlp_transfer.strategies.distill_models")
 xtok = lazy("nlp_transfer.strategies.distill_xtok")
 
@@ -242,7 +243,7 @@ class DistillStrategy(Strategy):
         logits = self._teacher_outputs("validation", validation, fingerprint, accelerator, hidden=False)["teacher_logits"]
         # NaN: words a cross-tokenizer teacher did not see; scored as all-zero logits (the first class)
         self._validation = (np.nan_to_num(_stack(logits, 0.0).float().numpy(), nan=0.0),
-                            _stack(validation["labels"], IGNORE_INDEX).numpy())
+                            _stack(data_lib.column_values(validation, "labels"), IGNORE_INDEX).numpy())
         train = [self._with_teacher(s, splits[s], fingerprint, accelerator) for s in ("train", UNLABELED_SPLIT) if s in splits]
         prepared = datasets.DatasetDict({s: ds for s, ds in splits.items() if s != UNLABELED_SPLIT})
         prepared["train"] = datasets.concatenate_datasets([train[0], *(ds.cast(train[0].features) for ds in train[1:])])

@@ -164,7 +164,9 @@ class TaskType:
 
     def stratify_by(self, ds) -> list | None:
         """Per-row keys to stratify a sample of train by (None: a plain seeded sample)."""
-        return ds["labels"]
+        from ..data import column_values
+
+        return column_values(ds, "labels")
 
     def load_processor(self, path: str, trust_remote_code: bool = False):
         """The tokenizer (image processor for image tasks) saved next to the model."""
