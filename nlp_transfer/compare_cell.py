@@ -90,6 +90,7 @@ def _latency(folder: Path, recipe) -> float | None:
     """Milliseconds per row to predict the first rows of validation (batch 32, after one warm-up call)."""
     from datasets import Dataset
 
+    from .columns import column_values
     from .inference import Predictor
     from .tasks import get_task_type
 
@@ -97,9 +98,9 @@ def _latency(folder: Path, recipe) -> float | None:
     ds = Dataset.from_parquet(recipe.data.files["validation"])
     ds = ds.select(range(min(LATENCY_ROWS, len(ds))))
     if len(columns) == 1:
-        inputs = list(ds[columns[0]])
+        inputs = column_values(ds, columns[0])
     else:
-        inputs = list(zip(*(ds[c] for c in columns)))
+        inputs = list(zip(*(column_values(ds, c) for c in columns)))
     try:
         predictor = Predictor(folder, device="cpu")
         predictor(inputs[:4], batch_size=32)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from .columns import column_values
 from .config import UNLABELED_SPLIT, DataConfig, TaskConfig
 from .errors import DataError
 
@@ -22,7 +23,6 @@ def check_cells(splits, task: TaskConfig, data: DataConfig) -> None:
     hidden in a whole evaluation split (Hub test splits: all -1 or null) is left to the label encoding,
     which drops that split from evaluation.
     """
-    from .data import column_values
     from .tasks import get_task_type
 
     kind = get_task_type(task.type)

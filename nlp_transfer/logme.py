@@ -96,6 +96,7 @@ def frozen_features(recipe) -> tuple[np.ndarray, np.ndarray]:
     """
     from datasets import DatasetDict
 
+    from .columns import column_values
     from .runner import build_run_model, load_data, new_accelerator, preprocess
     from .strategies import build_strategy
     from .tasks import IGNORE_INDEX
@@ -106,7 +107,7 @@ def frozen_features(recipe) -> tuple[np.ndarray, np.ndarray]:
     inputs, _ = preprocess(recipe, task, processor, DatasetDict({"train": splits["train"]}), augment=False)
     strategy.prepare(model)
     prepared = strategy.prepare_data(model, processor, inputs, new_accelerator(mixed_precision="no"))["train"]
-    features, labels = prepared["features"], prepared["labels"]
+    features, labels = column_values(prepared, "features"), column_values(prepared, "labels")
     if task.kind.per_token:
         tokens = [(f, tag) for row, tags in zip(features, labels) for f, tag in zip(row, tags) if tag != IGNORE_INDEX]
         features, labels = [f for f, _ in tokens], [tag for _, tag in tokens]

@@ -24,6 +24,7 @@ import torch
 from datasets import DatasetDict
 
 from . import data as data_lib
+from .columns import column_values
 from .errors import DataError, NlpTransferError
 from .export import find_run_file, publish
 from .inference import Predictor
@@ -133,7 +134,7 @@ def _rows(output_dir: Path, predictor: Predictor, split: str, rows: int | None, 
     inputs = spec.kind.prediction_inputs(ds, recipe, split)
     if not inputs:
         raise DataError(f"optimize: no rows to score in '{file or split}'")
-    return recipe, inputs, np.asarray(data_lib.column_values(ds, "labels")), spec
+    return recipe, inputs, np.asarray(column_values(ds, "labels")), spec
 
 
 def _with_model(reference: Predictor, model) -> Predictor:

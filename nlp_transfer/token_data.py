@@ -14,6 +14,7 @@ from pathlib import Path
 
 from datasets import ClassLabel, Dataset, DatasetDict, Sequence
 
+from .columns import column_values
 from .config import DataConfig, TaskConfig
 from .errors import DataError
 from .tasks import IGNORE_INDEX, TaskSpec
@@ -100,7 +101,7 @@ def encode_tags(splits: DatasetDict, task: TaskConfig, data: DataConfig,
     for split, ds in splits.items():
         class_ids = isinstance(_inner(ds.features[task.tags]), ClassLabel)
         to_id = (lambda v: v if 0 <= v < len(names) else None) if class_ids else index.get
-        for row, (words, tags) in enumerate(zip(ds[task.tokens], ds[task.tags])):
+        for row, (words, tags) in enumerate(zip(column_values(ds, task.tokens), column_values(ds, task.tags))):
             if len(words) != len(tags):
                 raise DataError(f"data split '{split}' ({_where(data, split)}), row {row}: {len(words)} words but "
                                 f"{len(tags)} tags; every word needs exactly one tag")
@@ -131,7 +132,7 @@ def _tag_names(train: Dataset, task: TaskConfig) -> list[str]:
         return list(inner.names)
     if task.labels:
         return list(task.labels)
-    seen = {str(t) for tags in train[task.tags] for t in tags}
+    seen = {str(t) for tags in column_values(train, task.tags) for t in tags}
     return sorted(seen, key=lambda t: (t != "O", t))
 
 
@@ -174,7 +175,7 @@ def tokenize_and_align(splits: DatasetDict, tokenizer, task: TaskConfig, max_len
     for split, ds in splits.items():
         out = ds.map(tokenize, batched=True, remove_columns=[c for c in ds.column_names if c not in carry],
                      desc=f"tokenize {split}")
-        cut = out["words_cut"]
+        cut = column_values(out, "words_cut")
         report[split] = {"sentences": len(cut), "sentences_truncated": sum(1 for c in cut if c),
                          "words_cut": int(sum(cut)), "max_length": max_length}
         if report[split]["words_cut"]:

@@ -20,6 +20,7 @@ from datasets import DatasetDict, Image, load_dataset
 from transformers import AutoImageProcessor, default_data_collator
 from transformers.image_processing_base import ImageProcessingMixin
 
+from .columns import column_values
 from .config import IMAGEFOLDER
 from .errors import DataError, ModelError
 
@@ -59,7 +60,7 @@ def decode_image_columns(splits: DatasetDict, column: str, files: dict[str, str]
                             "feature) or image file paths. Set task.image to the image column")
         listing = files.get(split) or files.get("train")
         base = Path(listing).parent if listing else Path.cwd()
-        paths = [str(p if p.is_absolute() else (base / p).resolve()) for p in map(Path, ds[column])]
+        paths = [str(p if p.is_absolute() else (base / p).resolve()) for p in map(Path, column_values(ds, column))]
         missing = [(row, p) for row, p in enumerate(paths) if not Path(p).is_file()]
         if missing:
             row, path = missing[0]

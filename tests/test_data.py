@@ -331,3 +331,16 @@ def test_sampler_pads_little():
     lengths = _varied_lengths(2000)
     padded = sum(len(b) * max(lengths[i] for i in b) for b in _batches(lengths, 2000, batch_size=32, seed=4))
     assert padded < 1.05 * sum(lengths)
+
+
+def test_column_values_reads_a_whole_column_in_row_order_as_python_values():
+    from datasets import Dataset
+
+    from nlp_transfer.columns import column_values
+
+    ds = Dataset.from_dict({"text": [f"row {i}" for i in range(50)], "length": list(range(50))})
+    picked = ds.shuffle(seed=3).select(range(10, 20)).with_format("torch")  # an indices mapping and a tensor format
+    values = column_values(picked, "length")
+    assert values == [int(picked[i]["length"]) for i in range(len(picked))] and values != sorted(values)
+    assert type(values) is list and all(type(v) is int for v in values)
+    assert column_values(picked, "text") == [f"row {v}" for v in values]

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from .. import cache
 from .._lazy import lazy
+from ..columns import column_values
 from ..config import UNLABELED_SPLIT
 from ..errors import ModelError
 from ..metrics import greater_is_better
@@ -46,7 +47,6 @@ np = lazy("numpy")
 torch = lazy("torch")
 F = lazy("torch.nn.functional")
 datasets = lazy("datasets")
-data_lib = lazy("nlp_transfer.data")
 models = lazy("nlp_transfer.strategies.distill_models")
 xtok = lazy("nlp_transfer.strategies.distill_xtok")
 
@@ -240,10 +240,11 @@ class DistillStrategy(Strategy):
         fingerprint = cache.weights_fingerprint(teacher) if self.options.cache_teacher else None
         self._row_counts = {s: len(splits[s]) for s in ("train", UNLABELED_SPLIT) if s in splits}
         validation = splits["validation"]
-        logits = self._teacher_outputs("validation", validation, fingerprint, accelerator, hidden=False)["teacher_logits"]
+        outputs = self._teacher_outputs("validation", validation, fingerprint, accelerator, hidden=False)
+        logits = column_values(outputs, "teacher_logits")
         # NaN: words a cross-tokenizer teacher did not see; scored as all-zero logits (the first class)
         self._validation = (np.nan_to_num(_stack(logits, 0.0).float().numpy(), nan=0.0),
-                            _stack(data_lib.column_values(validation, "labels"), IGNORE_INDEX).numpy())
+                            _stack(column_values(validation, "labels"), IGNORE_INDEX).numpy())
         train = [self._with_teacher(s, splits[s], fingerprint, accelerator) for s in ("train", UNLABELED_SPLIT) if s in splits]
         prepared = datasets.DatasetDict({s: ds for s, ds in splits.items() if s != UNLABELED_SPLIT})
         prepared["train"] = datasets.concatenate_datasets([train[0], *(ds.cast(train[0].features) for ds in train[1:])])

@@ -10,13 +10,13 @@ from typing import Literal
 
 from .. import cache
 from .._lazy import lazy
+from ..columns import column_values
 from ..tasks import IGNORE_INDEX, TASK_TYPES, concat_rows
 from .base import Strategy, StrategyOptions
 
 np = lazy("numpy")
 torch = lazy("torch")
 datasets = lazy("datasets")
-data_lib = lazy("nlp_transfer.data")
 tqdm_auto = lazy("tqdm.auto")
 
 logger = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ class FrozenStrategy(Strategy):
             else:
                 with accelerator.main_process_first():
                     extracted, self.cache_hits[split] = cache.cached("features", key, build)
-            features[split] = self._with_labels(extracted, data_lib.column_values(ds, "labels"))
+            features[split] = self._with_labels(extracted, column_values(ds, "labels"))
         return features
 
     def collator(self, processor):
@@ -154,7 +154,7 @@ class FrozenStrategy(Strategy):
         if self.task.kind.per_token:
             features = datasets.Features({"features": extracted.features["features"],
                                           "labels": datasets.Sequence(datasets.Value("int64"))})
-            return datasets.Dataset.from_dict({"features": data_lib.column_values(extracted, "features"), "labels": labels}, features=features)
+            return datasets.Dataset.from_dict({"features": column_values(extracted, "features"), "labels": labels}, features=features)
         return extracted.add_column("labels", labels)
 
 

@@ -164,7 +164,7 @@ class TaskType:
 
     def stratify_by(self, ds) -> list | None:
         """Per-row keys to stratify a sample of train by (None: a plain seeded sample)."""
-        from ..data import column_values
+        from ..columns import column_values
 
         return column_values(ds, "labels")
 
@@ -277,8 +277,10 @@ class TaskType:
 
     def prediction_inputs(self, ds, recipe: Recipe, split: str = "validation") -> list:
         """What ``Predictor`` takes for the rows of a split of the recipe's data (texts, or sentence pairs)."""
-        columns = [ds[c] for c in recipe.task.text_columns]
-        return list(zip(*columns)) if len(columns) == 2 else list(columns[0])
+        from ..columns import column_values
+
+        columns = [column_values(ds, c) for c in recipe.task.text_columns]
+        return list(zip(*columns)) if len(columns) == 2 else columns[0]
 
     def predictor(self, model, processor):
         """A callable serving whole predictions, when this type predicts through something other than logits."""

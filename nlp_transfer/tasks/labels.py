@@ -10,6 +10,7 @@ import logging
 
 from datasets import ClassLabel, DatasetDict, Sequence
 
+from ..columns import column_values
 from ..data import check_columns, where
 from ..errors import DataError
 from .base import TaskSpec
@@ -33,7 +34,8 @@ def encode_class_labels(splits: DatasetDict, task, data, names: list[str] | None
     encoded = {}
     for split, ds in splits.items():
         to_id = _label_mapper(ds, names, task)
-        unknown = sorted({str(v) for value in ds[task.label] for v in kind.cell_labels(value, task) if to_id(v) is None})
+        unknown = sorted({str(v) for value in column_values(ds, task.label) for v in kind.cell_labels(value, task)
+                          if to_id(v) is None})
         if unknown:
             raise DataError(f"data split '{split}' ({where(data, split)}), column '{task.label}': labels {unknown[:10]} "
                             f"never occur in train; train labels: {names}. Fix the data or list every label in task.labels")
@@ -46,7 +48,7 @@ def drop_hidden_label_splits(splits: DatasetDict, column: str) -> DatasetDict:
     """Hub test splits often hide labels as -1: such a split is kept out of evaluation."""
     kept = DatasetDict()
     for split, ds in splits.items():
-        values = ds[column]
+        values = column_values(ds, column)
         if split != "train" and values and all(v == HIDDEN_LABEL or v is None for v in values):
             logger.info("Split '%s' has no labels (all %r); it is not evaluated", split, values[0])
             continue
@@ -61,7 +63,7 @@ def _label_names(train, task, data, kind) -> list[str]:
         return list(inner.names)
     if task.labels:
         return list(task.labels)
-    values = {v for value in train[task.label] for v in kind.cell_labels(value, task)}
+    values = {v for value in column_values(train, task.label) for v in kind.cell_labels(value, task)}
     if len(values) < kind.min_classes:
         raise DataError(f"data split 'train' ({where(data, 'train')}), column '{task.label}': found {len(values)} "
                         f"distinct label(s) {sorted(map(str, values))}; classification needs at least {kind.min_classes}")

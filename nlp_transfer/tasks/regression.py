@@ -80,10 +80,11 @@ class Regression(TextClassification):
 
 
 def _encode_scores(ds, split: str, column: str, data):
+    from ..columns import column_values
     from ..data import where
     from ..errors import DataError
 
-    for row, value in enumerate(ds[column]):
+    for row, value in enumerate(column_values(ds, column)):
         try:
             if value is None or isinstance(value, bool) or not math.isfinite(float(value)):
                 raise ValueError

@@ -79,9 +79,11 @@ class TokenClassification(TaskType):
     def align_targets(self, targets, other_rows, rows, tokenizer, columns):
         """Per-piece targets aligned per word: the other tokenization's target at a word's first piece goes on
         every piece of that word here (the loss reads the tagged ones, as the labels do); NaN where it has none."""
+        from ..columns import column_values
         from ..token_data import align_word_targets
 
-        return align_word_targets(targets, other_rows[WORD_IDS], rows[columns[0]], rows["input_ids"], tokenizer)
+        return align_word_targets(targets, column_values(other_rows, WORD_IDS), column_values(rows, columns[0]),
+                                  column_values(rows, "input_ids"), tokenizer)
 
     def collator(self, processor):
         from transformers import DataCollatorForTokenClassification
