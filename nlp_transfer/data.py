@@ -88,6 +88,10 @@ def _load_file(split: str, path: str, fmt: str | None, tag_column: int = -1, key
     if not file.is_file():
         raise DataError(f"{key}: file not found: '{file}'. Relative paths resolve against the recipe's folder")
     fmt = fmt or file.suffix.lstrip(".").lower()
+    if fmt == "txt" and _looks_like_conll(file):
+        logger.info("%s: '%s' read as CoNLL (a 'word ... tag' line per word, sentences apart; set data.format to read it otherwise)",
+                    key, file)
+        fmt = "conll"
     if fmt in _READERS:
         return _READERS[fmt](file, tag_column)
     if fmt not in _BUILDERS:
@@ -105,6 +109,17 @@ def _load_file(split: str, path: str, fmt: str | None, tag_column: int = -1, key
             what = f"data split '{split}'" if key == f"data.files.{split}" else key
             raise DataError(f"{what} ({file}) is empty; give a file with at least one row") from None
         raise DataError(f"{key}: cannot read '{file}' as {fmt}: {exc}") from None
+
+
+def _looks_like_conll(file: Path, lines: int = 50) -> bool:
+    """Whether a .txt file reads as CoNLL: it opens with ``-DOCSTART-``, or its first lines are whitespace-separated
+    columns (a word and at least a tag) with a blank line between sentences."""
+    with file.open(encoding="utf-8", errors="replace") as f:
+        head = [line.rstrip("\n") for _, line in zip(range(lines), f)]
+    filled = [line for line in head if line.strip()]
+    if filled and filled[0].startswith("-DOCSTART-"):
+        return True
+    return bool(filled) and len(filled) < len(head) and all(len(line.split()) >= 2 for line in filled)
 
 
 def _has_no_rows(file: Path, fmt: str) -> bool:

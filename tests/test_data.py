@@ -46,6 +46,23 @@ def test_unknown_file_format(tmp_path):
         _splits({"train": str(path)})
 
 
+@pytest.mark.parametrize("docstart", [True, False])
+def test_a_txt_file_in_conll_layout_reads_as_conll_without_data_format(tmp_path, docstart):
+    from conftest import toy_tagged_sentences, write_conll
+
+    path = write_conll(tmp_path / "train.txt", toy_tagged_sentences(6, seed=1), docstart=docstart)
+    splits = _splits({"train": path})[0]  # a validation split is held out of train
+    assert sum(len(ds) for ds in splits.values()) == 6
+    assert all(len(words) == len(tags) > 0 for words, tags in zip(splits["train"]["tokens"], splits["train"]["tags"]))
+
+
+def test_a_txt_file_of_plain_lines_is_not_taken_for_conll(tmp_path):
+    path = tmp_path / "train.txt"
+    path.write_text("the food was good\nawful service\n")
+    with pytest.raises(DataError, match=r"cannot tell the format of '.*train\.txt' \(suffix '\.txt'\)"):
+        _splits({"train": str(path)})
+
+
 @pytest.mark.parametrize("name, content", [("header_only.csv", "text,label\n"), ("zero_bytes.csv", ""),
                                            ("blank.jsonl", "\n"), ("header_only.tsv", "text\tlabel\n")])
 def test_empty_split_is_an_error(tmp_path, toy_files, name, content):
