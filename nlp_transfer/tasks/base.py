@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 from .._lazy import lazy
+from ..columns import column_values
 
 if TYPE_CHECKING:
     from ..config import Recipe, TaskConfig
@@ -164,8 +165,6 @@ class TaskType:
 
     def stratify_by(self, ds) -> list | None:
         """Per-row keys to stratify a sample of train by (None: a plain seeded sample)."""
-        from ..columns import column_values
-
         return column_values(ds, "labels")
 
     def load_processor(self, path: str, trust_remote_code: bool = False):
@@ -277,8 +276,6 @@ class TaskType:
 
     def prediction_inputs(self, ds, recipe: Recipe, split: str = "validation") -> list:
         """What ``Predictor`` takes for the rows of a split of the recipe's data (texts, or sentence pairs)."""
-        from ..columns import column_values
-
         columns = [column_values(ds, c) for c in recipe.task.text_columns]
         return list(zip(*columns)) if len(columns) == 2 else columns[0]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from .._lazy import lazy
+from ..columns import column_values
 from .base import TaskSpec
 from .text_classification import TextClassification
 
@@ -80,7 +81,6 @@ class Regression(TextClassification):
 
 
 def _encode_scores(ds, split: str, column: str, data):
-    from ..columns import column_values
     from ..data import where
     from ..errors import DataError
 

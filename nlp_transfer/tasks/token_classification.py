@@ -8,6 +8,7 @@ word-piece alignment are in ``token_data.py``. Logits and labels are per positio
 from __future__ import annotations
 
 from .._lazy import lazy
+from ..columns import column_values
 from .base import IGNORE_INDEX, WORD_IDS, TaskType
 
 np = lazy("numpy")
@@ -79,7 +80,6 @@ class TokenClassification(TaskType):
     def align_targets(self, targets, other_rows, rows, tokenizer, columns):
         """Per-piece targets aligned per word: the other tokenization's target at a word's first piece goes on
         every piece of that word here (the loss reads the tagged ones, as the labels do); NaN where it has none."""
-        from ..columns import column_values
         from ..token_data import align_word_targets
 
         return align_word_targets(targets, column_values(other_rows, WORD_IDS), column_values(rows, columns[0]),
