@@ -31,7 +31,7 @@ from nlp_transfer.adapt.weights import effective_share, estimate_importance_weig
 
 
 def _features(model, tokenizer, rows: list[dict], max_length: int) -> torch.Tensor:
-    from nlp_transfer.models import pooled_features
+    from nlp_transfer.models.build import pooled_features
 
     out = []
     with torch.no_grad():
@@ -44,7 +44,7 @@ def _features(model, tokenizer, rows: list[dict], max_length: int) -> torch.Tens
 
 def _terms(model, source, target, labels, batches: int = 20, seed: int = 0) -> dict:
     """Per method: the term and its gradient norm at the features, averaged over random 32 + 32 batches."""
-    from nlp_transfer.models import head_logits
+    from nlp_transfer.models.build import head_logits
 
     generator = torch.Generator().manual_seed(seed)
     sums: dict = {}
@@ -96,9 +96,9 @@ def main() -> None:
     torch.manual_seed(1)
     from transformers import AutoTokenizer
 
-    from nlp_transfer.model_files import resolve_model_path
-    from nlp_transfer.models import build_task_model
-    from nlp_transfer.tasks import TaskSpec
+    from nlp_transfer.models.files import resolve_model_path
+    from nlp_transfer.models.build import build_task_model
+    from nlp_transfer.tasks.spec import TaskSpec
 
     path = resolve_model_path("sentence-transformers/all-MiniLM-L6-v2")
     model = build_task_model(path, TaskSpec("text-classification", {0: "negative", 1: "positive"}), pooling="mean").eval()

@@ -64,7 +64,7 @@ def _recipe(method: str, source: str, target: str, seed: int, args, out: Path) -
 def _target_dev_accuracy(out: Path, target: str) -> float:
     """Accuracy of the saved model (fp32 ``Predictor``) on the target's 300 ``dev.jsonl`` reviews: none of them is among
     the target ``train.jsonl`` rows a run adapts on, so this score is inductive (the 2,000 test reviews include them)."""
-    from nlp_transfer.inference import Predictor
+    from nlp_transfer.inference.predictor import Predictor
 
     rows = [json.loads(line) for line in (DATA / target / "dev.jsonl").read_text().splitlines()]
     predictor = Predictor(out, variant="fp32")
@@ -104,7 +104,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
-    from nlp_transfer.runner import train
+    from nlp_transfer.api import train
 
     if args.threads:
         torch.set_num_threads(args.threads)

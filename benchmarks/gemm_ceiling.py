@@ -28,7 +28,7 @@ def batch_shapes(data_dir: Path, rows: int, batch_size: int, max_length: int, se
     import datasets
     from transformers import AutoTokenizer
 
-    from nlp_transfer.data import LengthGroupedBatchSampler
+    from nlp_transfer.data.sampling import LengthGroupedBatchSampler
 
     train = datasets.load_dataset("csv", data_files=str(data_dir / "train.tsv"), delimiter="\t", quoting=3,
                                   split="train")
@@ -94,7 +94,7 @@ def main() -> None:
     import torch
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    from nlp_transfer.models import resolve_model_path
+    from nlp_transfer.models.files import resolve_model_path
 
     torch.set_num_threads(args.threads)
     model_dir = resolve_model_path("sentence-transformers/all-MiniLM-L6-v2")

@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/multitask_control", help="one metrics-only output per task inside")
     args = parser.parse_args()
     import nlp_transfer
-    from nlp_transfer.recipe import load_any_recipe
+    from nlp_transfer.recipe.load import load_any_recipe
 
     recipe = load_any_recipe(args.recipe, args.overrides)
     names = [n for n in args.tasks.split(",") if n] or [e.name for e in recipe.tasks]

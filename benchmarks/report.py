@@ -469,7 +469,7 @@ NOTES = [
     "`onnx` extra) ONNX Runtime variants on the recipe's validation rows and selects the fastest within 0.5 accuracy "
     "points of fp32; then `Predictor(copy)` runs the pick on the predict sentences, timed like the other rows.",
     "vision: `nlp_transfer.train` on recipes/digits/source.yaml's tiny ViT (from scratch, digits 0-4 image folders "
-    "written by `nlp_transfer.digits`) vs Trainer on `AutoModelForImageClassification.from_config` with the same image "
+    "written by `nlp_transfer.data.digits`) vs Trainer on `AutoModelForImageClassification.from_config` with the same image "
     "processor, images (preprocessed once with `datasets.map` on both sides), batch size, epochs, lr and warmup.",
     "lora and distill compare our strategies with our own `full` run at the same rows, epochs and batch size; their "
     "strategy options and lr come from recipes/sst2/lora.yaml / distill.yaml when present.",

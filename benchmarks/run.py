@@ -195,7 +195,7 @@ def orchestrate(args) -> int:
     strategies = machine.get("strategies", [])
     for case in ("lora", "distill"):
         if case in cases and strategies and case not in strategies:
-            skipped[case] = f"strategy '{case}' is not registered in nlp_transfer.strategies.STRATEGIES"
+            skipped[case] = f"strategy '{case}' is not registered in nlp_transfer.strategies.registry.STRATEGIES"
     if "fp16" in cases and (machine.get("matmul") or {}).get("device") != "cuda":
         skipped["fp16"] = "fp16 mixed precision needs a CUDA GPU (on a CPU autocast would run fp32); none here"
     active = [c for c in cases if c not in skipped]

@@ -39,7 +39,7 @@ def main() -> None:
     import sides
     import torch
 
-    from nlp_transfer.strategies import STRATEGIES
+    from nlp_transfer.strategies.registry import STRATEGIES
 
     torch.set_num_threads(options.threads)
     args = run.parse_args(["--quick", "--eval-size", "0", "--threads", str(options.threads)])

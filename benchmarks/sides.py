@@ -40,7 +40,7 @@ def cpu_seconds() -> float:
 
 
 def _model_path() -> str:
-    from nlp_transfer.models import resolve_model_path
+    from nlp_transfer.models.files import resolve_model_path
 
     return resolve_model_path(MODEL)
 
@@ -136,7 +136,7 @@ def run_machine(args) -> dict:
     import transformers
     from transformers import AutoModelForSequenceClassification
 
-    from nlp_transfer.strategies import STRATEGIES
+    from nlp_transfer.strategies.registry import STRATEGIES
 
     model = AutoModelForSequenceClassification.from_pretrained(_model_path(), num_labels=2)
     params = dict(model.named_parameters())
@@ -197,12 +197,12 @@ def _has(module: str) -> bool:
 
 # ----------------------------------------------------------------------------- ours
 
-def _our_recipe(args, strategy: dict, out_dir: Path, **train) -> dict:
+def _our_recipe(args, strategy: dict, out_dir: Path, pooling: str = "cls", **train) -> dict:
     """Our side, like for like with Trainer's: the native (cls) head unless the case says otherwise, one learning rate."""
     limit = {k: v for k, v in (("train", args.train_size), ("validation", args.eval_size)) if v}
     train = {"lr": args.lr, **train}
     return {
-        "model": {"name": MODEL, "max_length": args.max_length, **({} if "pooling" in strategy else {"pooling": "cls"})},
+        "model": {"name": MODEL, "max_length": args.max_length, "pooling": pooling},
         "task": {"type": "text-classification", "text": "sentence", "label": "label", "labels": LABELS},
         "data": {"files": {"train": str(args.data_dir / "train.tsv"), "validation": str(args.data_dir / "validation.tsv")},
                  "limit": limit},
@@ -243,7 +243,7 @@ def _train_ours(args, recipe: dict, data_check: bool = True) -> dict:
 def _our_data_check(recipe: dict) -> dict:
     """The rows the library actually used (hash) and their token counts, computed after the timed run."""
     from nlp_transfer import load_recipe
-    from nlp_transfer.data import load_splits
+    from nlp_transfer.data.files import load_splits
     from transformers import AutoTokenizer
 
     r = load_recipe(recipe)
@@ -265,7 +265,7 @@ def run_ours(args) -> dict:
     if args.case == "vision":
         return _train_ours(args, _vision_recipe(args, out_dir), data_check=False)
     if args.case == "frozen":
-        recipe = _our_recipe(args, {"name": "frozen", "pooling": args.pooling, "cache_features": True}, out_dir,
+        recipe = _our_recipe(args, {"name": "frozen", "cache_features": True}, out_dir, pooling=args.pooling,
                              epochs=args.frozen_epochs, lr=args.frozen_lr)
         result = _train_ours(args, recipe)
         result["feature_cache_hits"] = result["metrics"].get("feature_cache_hits")
@@ -306,7 +306,7 @@ def _run_lora(args, out_dir: Path) -> dict:
 def distill_strategy(args) -> dict:
     """The distill strategy section: the bundled recipe's, with the teacher, the student depth and the
     teacher cache set from the benchmark's options (names as in nlp_transfer/strategies/distill.py)."""
-    from nlp_transfer.strategies import STRATEGIES
+    from nlp_transfer.strategies.registry import STRATEGIES
 
     fields = {f.name for f in dataclasses.fields(STRATEGIES["distill"].Options)}
     strategy = {**_recipe_section("distill", "strategy"), "name": "distill"}
@@ -337,7 +337,7 @@ def _run_distill(args, out_dir: Path) -> dict:
 
 def _digits(args) -> Path:
     """The digits demo's image folders (digits 0-4: the source task), written before the timed region."""
-    from nlp_transfer.digits import write_digits
+    from nlp_transfer.data.digits import write_digits
 
     return write_digits(args.run_dir / "digits") / "source"
 
@@ -404,7 +404,7 @@ def _predict_ours(args) -> dict:
 
 
 def _first_token(model) -> bool:
-    from nlp_transfer.first_token import first_token_enabled
+    from nlp_transfer.models.first_token import first_token_enabled
 
     return first_token_enabled(model)
 

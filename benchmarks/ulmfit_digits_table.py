@@ -1,7 +1,7 @@
 """The shape of ULMFiT's Table 7 on the digits vision transfer demo: source digits 0-4, target digits 5-9.
 
 The same rows as the SST-2 table (``benchmarks/ulmfit_table.py``; both read ``benchmarks/ulmfit_rows.py``). Per
-seed: scikit-learn's digits are written as image folders (``nlp_transfer.digits``, split by that seed: ``--shots``
+seed: scikit-learn's digits are written as image folders (``nlp_transfer.data.digits``, split by that seed: ``--shots``
 training images per target class), the tiny ViT of ``recipes/digits/source.yaml`` learns digits 0-4 from scratch
 (that recipe as it is, with the seed; ``--source-config`` names another architecture folder, such as a ResNet's),
 and then every row transfers that source model's output folder to digits 5-9. The target rows take
@@ -104,7 +104,7 @@ def main() -> None:
                       out=ROOT / "benchmarks" / "results" / "ulmfit_digits_table.json")
     args = parse_run_arguments(parser)
     import nlp_transfer
-    from nlp_transfer.digits import write_digits
+    from nlp_transfer.data.digits import write_digits
 
     picked = pick_rows(args.rows)
     results, sources = [], []

@@ -14,12 +14,21 @@ from __future__ import annotations
 
 import importlib
 
-from .errors import (DataError, ExportError, HubError, ModelError, NlpTransferError, OutputDirError, RecipeError,
-                     TrainingError)
+from .errors import (
+    DataError,
+    ExportError,
+    HubError,
+    ModelError,
+    NlpTransferError,
+    OutputDirError,
+    RecipeError,
+    TrainingError,
+)
 
-_LAZY = {
-    "push_to_hub": "hub", "Predictor": "inference", "predict": "inference", "load_model": "models", "optimize": "optimization",
-    "Recipe": "config", "compare": "compare_grid", "load_recipe": "recipe", "TrainOutput": "runner", "evaluate": "runner", "train": "runner",
+_LAZY = {  # name -> the module that defines it (``load_recipe`` and ``Recipe`` stay light: no torch)
+    "push_to_hub": "hub.push", "Predictor": "inference.predictor", "predict": "inference.predictor",
+    "load_model": "models.build", "optimize": "inference.optimize", "Recipe": "recipe.schema", "compare": "compare.grid",
+    "load_recipe": "recipe.load", "TrainOutput": "training.session", "evaluate": "training.single", "train": "api",
 }
 
 __all__ = [

@@ -50,3 +50,7 @@ class OutputDirError(ExportError, ValueError):
 
 class HubError(NlpTransferError, RuntimeError):
     """Pushing to the Hugging Face Hub failed (no token, bad repo id, refused by the server...)."""
+
+
+class BundledRecipeError(NlpTransferError, ValueError):
+    """A bundled recipe cannot be copied: no bundled recipe has that name, or the destination already exists (exit 2)."""

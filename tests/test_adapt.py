@@ -4,6 +4,7 @@ target data handling, whole runs on the tiny model, and bad input."""
 import json
 import math
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,8 +17,9 @@ from nlp_transfer.adapt.losses import (DomainClassifier, coral, grl_coefficient,
 from nlp_transfer.adapt.weights import (choose_exponent, effective_share, estimate_importance_weights, fit_domain_classifier,
                                         flattened_weights, importance_weights, proxy_a_distance)
 from nlp_transfer.errors import DataError, RecipeError
-from nlp_transfer.recipe import load_recipe
-from nlp_transfer.runner import train
+from nlp_transfer.recipe.load import load_recipe
+from nlp_transfer.tasks.spec import REGISTERED
+from nlp_transfer.api import train
 
 # ---------------------------------------------------------------------------------------------- losses
 
@@ -251,9 +253,36 @@ def adapt_recipe(toy_recipe, tmp_path) -> dict:
 
 
 @pytest.mark.parametrize("method", ["dann", "mmd", "coral", "mcc"])
-def test_a_run_logs_the_domain_numbers_and_exports_a_plain_classifier(method, adapt_recipe, tmp_path):
+def test_a_run_logs_the_domain_numbers_and_exports_a_plain_classifier(method, adapt_recipe, tmp_path, monkeypatch):
     from transformers import AutoModelForSequenceClassification
 
+    from nlp_transfer.adapt import DEFAULT_WEIGHTS
+    from nlp_transfer.adapt.strategy import AdaptedStrategy
+
+    # every training step's total: d total / d task term must be 1 and d total / d alignment term adapt.weight
+    # (a term dropped from the total, detached or mis-scaled fails here, not only in the logged numbers)
+    terms, slopes = {}, []
+    real_loss, real_task_loss, real_alignment = AdaptedStrategy.loss, AdaptedStrategy._task_loss, AdaptedStrategy._alignment
+
+    def task_spy(self, logits, batch):
+        terms["task"] = real_task_loss(self, logits, batch)
+        return terms["task"]
+
+    def alignment_spy(self, *args, **kwargs):
+        out = real_alignment(self, *args, **kwargs)
+        terms["alignment"] = out[0]
+        return out
+
+    def loss_spy(self, model, batch, ctx):
+        terms.clear()
+        total, extra = real_loss(self, model, batch, ctx)
+        slopes.append([None if g is None else g.item() for g in torch.autograd.grad(
+            total, [terms["task"], terms["alignment"]], retain_graph=True, allow_unused=True)])
+        return total, extra
+
+    monkeypatch.setattr(AdaptedStrategy, "loss", loss_spy)
+    monkeypatch.setattr(AdaptedStrategy, "_task_loss", task_spy)
+    monkeypatch.setattr(AdaptedStrategy, "_alignment", alignment_spy)
     adapt_recipe["adapt"]["method"] = method
     exports = method == "dann"  # one export and card is enough; the others write metrics only
     adapt_recipe["output"]["save"] = "model" if exports else "metrics"
@@ -262,6 +291,12 @@ def test_a_run_logs_the_domain_numbers_and_exports_a_plain_classifier(method, ad
     steps = [r for r in log if "loss" in r and "validation" not in r]
     evaluations = [r for r in log if "validation" in r]
     assert steps and all(math.isfinite(r["alignment_loss"]) and "task_loss" in r for r in steps)  # unbiased mmd may dip below 0
+    weight = DEFAULT_WEIGHTS[method]
+    assert len(slopes) == len(steps) and all(s == [1.0, pytest.approx(weight)] for s in slopes)
+    # the logged total is the task term plus adapt.weight x the alignment term, and that term is not negligible
+    for r in steps:
+        assert r["loss"] == pytest.approx(r["task_loss"] + weight * r["alignment_loss"], rel=1e-5, abs=1e-6)
+    assert max(abs(weight * r["alignment_loss"]) for r in steps) > 1e-3
     assert len(evaluations) == 2 and all("proxy_a_distance" in r["adapt"] for r in evaluations)
     assert ("domain_classifier_accuracy" in evaluations[0]["adapt"]) == (method == "dann")
     assert "proxy_a_distance" not in evaluations[0]["validation"]  # logged, never a selection metric
@@ -351,10 +386,58 @@ def test_instance_weights_from_a_domain_classifier_and_a_weight_column(adapt_rec
     assert ones != run("flipped_ones", flipped, [1.0] * 96)  # the flip matters unweighted
 
 
+@pytest.mark.parametrize("task_type", sorted(REGISTERED))
+def test_the_weighted_task_loss_is_the_task_types_own_loss(task_type):
+    """All-equal weights train on exactly the task type's loss (MSE, BCE, per-token cross-entropy...); target rows of a
+    mixed batch (no label: ``unlabeled_value``) never reach it, weighted or not."""
+    from test_task_losses import _batch
+
+    from nlp_transfer.adapt.strategy import DOMAIN, WEIGHTS, AdaptedStrategy
+    from nlp_transfer.recipe.schema import AdaptConfig
+    from nlp_transfer.strategies.registry import STRATEGIES, build_strategy
+
+    spec, logits, labels = _batch(task_type)
+    weighted = build_strategy(STRATEGIES["full"].Options(), spec, None, weight_column="w")
+    for value in (1.0, 3.0):
+        batch = {"labels": labels, WEIGHTS: torch.full((len(labels),), value)}
+        torch.testing.assert_close(weighted._task_loss(logits, batch), spec.loss(logits, labels))
+    if not spec.kind.pools:  # adapt aligns pooled sequence features only
+        return
+    mixed = AdaptedStrategy(STRATEGIES["full"](STRATEGIES["full"].Options(), spec), AdaptConfig(method="mmd"))
+    target = torch.tensor([spec.kind.unlabeled_value(spec)] * 3, dtype=labels.dtype)
+    batch = {"labels": torch.cat([labels, target]), DOMAIN: torch.tensor([0] * len(labels) + [1] * 3)}
+    all_logits = torch.cat([logits, 5 * torch.randn(3, *logits.shape[1:])])
+    torch.testing.assert_close(mixed._task_loss(all_logits, batch), spec.loss(logits, labels))
+    batch[WEIGHTS] = torch.tensor([2.0] * len(labels) + [0.0] * 3)
+    torch.testing.assert_close(mixed._task_loss(all_logits, batch), spec.loss(logits, labels))
+
+
+def test_a_weighted_regression_trains_on_its_squared_error(adapt_recipe, tmp_path):
+    """data.weight_column on a regression task: the weighted loss is the MSE of the rows (cross-entropy on its one output
+    would be 0 for these scores and learn nothing), and weight-0 rows, scored the wrong way round here, change nothing."""
+    def scored(name, split, keep):
+        rows = [r.split(",") for r in Path(adapt_recipe["data"]["files"][split]).read_text().splitlines()[1:]]
+        score = {"positive": 0.9, "negative": -0.9}  # below 1 in size: as a class id, each would be class 0
+        return write_csv(tmp_path / name, [(t, score[lab] * (1 if keep(i) else -1), float(keep(i)))
+                                           for i, (t, lab) in enumerate(rows)], header=("text", "score", "w"))
+
+    files = {"train": scored("train_scores.csv", "train", lambda i: i % 4 < 2),  # half of each class flipped, weight 0
+             "validation": scored("validation_scores.csv", "validation", lambda i: True)}
+    recipe = {**adapt_recipe, "adapt": None, "task": {"type": "regression", "text": "text", "label": "score"},
+              "data": {"files": files, "weight_column": "w"}, "train": {**adapt_recipe["train"], "epochs": 10},
+              "output": {"dir": str(tmp_path / "out"), "save": "metrics"}}
+    out = train(recipe)
+    log = [json.loads(line) for line in (out.output_dir / "train_log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in log if "loss" in r and "validation" not in r]
+    assert min(losses) > 0.01 and losses[-1] < losses[0] / 2  # a squared error, and it falls
+    validation = out.metrics["validation"]
+    assert validation["pearson"] > 0.8 and validation["mse"] < 0.81 / 2  # 0.81: predicting the mean
+
+
 def test_instance_weighting_alone_trains_on_whole_batches_of_source_rows(adapt_recipe, monkeypatch):
     """Without an alignment term a target row would only pad the batch (no label, no term reads it): the run's
     batches are the source rows alone, every one labelled and weighted, one step per train.batch_size source rows."""
-    from nlp_transfer.strategies.adapted import DOMAIN, WEIGHTS, AdaptedStrategy
+    from nlp_transfer.adapt.strategy import DOMAIN, WEIGHTS, AdaptedStrategy
 
     seen = []
     real_task_loss = AdaptedStrategy._task_loss

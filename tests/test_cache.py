@@ -5,7 +5,7 @@ import threading
 import pytest
 from datasets import Dataset
 
-from nlp_transfer import cache
+from nlp_transfer.data import cache
 
 
 def _build(calls: list):

@@ -14,8 +14,8 @@ from huggingface_hub import ModelCard
 
 import nlp_transfer
 from nlp_transfer import RecipeError
-from nlp_transfer.cards import render_model_card, retarget_card, write_model_card
-from nlp_transfer.tasks import TaskSpec
+from nlp_transfer.outputs.cards import render_model_card, retarget_card, write_model_card
+from nlp_transfer.tasks.spec import TaskSpec
 
 EXAMPLE = "This was a pleasant surprise."
 
@@ -46,7 +46,8 @@ def full_out(tiny_model_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def frozen_mean_out(tiny_model_dir, tmp_path_factory) -> Path:
-    return _run(tiny_model_dir, tmp_path_factory.mktemp("card-frozen"), {"name": "frozen", "pooling": "mean"})
+    return _run(tiny_model_dir, tmp_path_factory.mktemp("card-frozen"), {"name": "frozen"},
+                model={"name": tiny_model_dir, "max_length": 32, "pooling": "mean"})
 
 
 @pytest.fixture(scope="module")

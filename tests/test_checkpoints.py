@@ -13,10 +13,10 @@ from safetensors.torch import load_file
 
 import nlp_transfer
 from nlp_transfer import OutputDirError, RecipeError, TrainingError
-from nlp_transfer import checkpoints as ckpt
+from nlp_transfer.training import checkpoints as ckpt
 from nlp_transfer.cli import main
-from nlp_transfer.export import partial_dir
-from nlp_transfer.runlock import RunLock, lock_path
+from nlp_transfer.outputs.export import partial_dir
+from nlp_transfer.training.runlock import RunLock, lock_path
 from nlp_transfer.strategies.full import FullStrategy
 
 SETTINGS = dict(epochs=3, checkpoint_every=4, group_by_length=True, eval_every=1000)  # 18 steps, one evaluation at the end
@@ -210,7 +210,7 @@ def test_unusable_output_dir_exits_2_with_a_clear_message(toy_recipe, tmp_path, 
                 raise PermissionError(13, "Permission denied", str(path))
             return real_open(path, *args, **kwargs)
 
-        monkeypatch.setattr("nlp_transfer.runlock.os.open", refuse)
+        monkeypatch.setattr("nlp_transfer.training.runlock.os.open", refuse)
     assert main(["train", _recipe_file(toy_recipe, tmp_path, out)]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err

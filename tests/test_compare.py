@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 import yaml
 
-from nlp_transfer import compare_grid
-from nlp_transfer.compare_grid import CompareError, compare, plan_grid, write_pool
-from nlp_transfer.compare_report import judge, write_card_section
+from nlp_transfer.compare import grid as compare_grid
+from nlp_transfer.compare import plan as compare_plan
+from nlp_transfer.compare.grid import compare
+from nlp_transfer.compare.plan import CompareError, plan_grid, write_pool
+from nlp_transfer.compare.report import judge, write_card_section
 from nlp_transfer.errors import NlpTransferError
-from nlp_transfer.recipe import load_recipe
+from nlp_transfer.recipe.load import load_recipe
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # thuml/LogME's LogME().fit (the fixed-point version of You et al. 2021) on _fixed_features(), computed once with it
@@ -28,7 +30,7 @@ def grid_recipe(toy_recipe) -> dict:
 
 def _in_process(calls: list):
     """Run a cell in this process (what the child process does), counting the runs."""
-    from nlp_transfer.compare_cell import run_cell
+    from nlp_transfer.compare.cell import run_cell
 
     def launch(folder, threads, env, log):
         calls.append(Path(folder).name)
@@ -43,7 +45,7 @@ def test_subsets_identical_across_strategies_nested_across_fractions(grid_recipe
     grid = plan_grid(base, tmp_path / "cmp", "frozen,full,lora", "0.25,0.5,1", 2, "scratch", [], [])
     pool = write_pool(base, grid)
     for cell in grid.cells:
-        compare_grid._write_cell_recipe(base, grid, pool, cell, False, [])
+        compare_plan.write_cell_recipe(base, grid, pool, cell, False, [])
     recipes = {c.name: yaml.safe_load((tmp_path / "cmp" / "cells" / c.name / "recipe.yaml").read_text()) for c in grid.cells}
     for seed in grid.seeds:
         for fraction in grid.fractions:
@@ -68,7 +70,7 @@ def test_min_steps_raises_the_epochs_of_small_cells_only(grid_recipe, tmp_path):
     pool = write_pool(base, grid)
     for min_steps in (10, 3):
         for cell in grid.cells:
-            compare_grid._write_cell_recipe(base, grid, pool, cell, False, [], min_steps)
+            compare_plan.write_cell_recipe(base, grid, pool, cell, False, [], min_steps)
         train = {c.fraction: yaml.safe_load((tmp_path / "cmp" / "cells" / c.name / "recipe.yaml").read_text())["train"]
                  for c in grid.cells}
         if min_steps == 10:  # 24 rows: 1 step an epoch -> 10 epochs; 96 rows: 3 steps an epoch -> 4 epochs (12 steps)
@@ -130,7 +132,7 @@ def _results(strategy: str, scores: dict, seconds: float = 10.0, trainable: int 
 
 
 def _verdict(results):
-    from nlp_transfer.compare_report import summarize
+    from nlp_transfer.compare.report import summarize
 
     return judge(summarize(results, "accuracy", "validation"), "scratch")
 
@@ -155,7 +157,7 @@ def _source_model(recipe: dict, rows: list, folder: Path, epochs: int) -> str:
     """Train the tiny BERT with ``full`` on ``rows`` (a source task); the saved model folder."""
     from conftest import write_csv
 
-    from nlp_transfer.runner import train
+    from nlp_transfer.api import train
 
     folder.mkdir(parents=True)
     source_file = write_csv(folder / "source.csv", rows)
@@ -252,7 +254,7 @@ def _fixed_features() -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_logme_matches_the_reference_implementation():
-    from nlp_transfer.logme import logme
+    from nlp_transfer.compare.logme import logme
 
     features, labels = _fixed_features()
     # thuml/LogME (LogME().fit, the fixed-point version of You et al. 2021) on the same matrix and labels
@@ -275,7 +277,8 @@ def test_jobs_run_cells_side_by_side_with_the_threads_split(tmp_path, monkeypatc
     import os
     import threading
 
-    from nlp_transfer.compare_grid import Cell, _run_cells
+    from nlp_transfer.compare.grid import _run_cells
+    from nlp_transfer.compare.plan import Cell
 
     barrier, seen = threading.Barrier(2, timeout=10), []
 
@@ -311,15 +314,54 @@ def test_image_task_grid(image_recipe, tmp_path, monkeypatch):
     assert table["frozen"]["1"]["trainable"] < table["scratch"]["1"]["trainable"]
 
 
-@pytest.mark.parametrize("recipe_fixture", ["grid_recipe", "toy_token_recipe"])
-def test_backbones_ranked_by_logme_beside_their_fine_tuned_scores(recipe_fixture, tiny_model_dir, tmp_path, monkeypatch,
-                                                                  request):
+def _trained_backbone(model_dir: str, folder: Path, task: dict, train_file: str) -> str:
+    """``model_dir`` fine-tuned (full, 10 epochs) on a source task; the saved model folder."""
+    from nlp_transfer.api import train
+
+    recipe = {"model": {"name": model_dir, "max_length": 32}, "task": task,
+              "data": {"files": {"train": train_file, "validation": train_file}, **({"format": "conll"} if task["type"]
+                                                                                     == "token-classification" else {})},
+              "strategy": {"name": "full"},
+              "train": {"epochs": 10, "batch_size": 16, "lr": 3e-3, "seed": 7, "warmup_ratio": 0.0, "mixed_precision": "no"},
+              "output": {"dir": str(folder / "model"), "save": "model"}}
+    return str(train(recipe).output_dir)
+
+
+@pytest.fixture(scope="module")
+def sentiment_backbone(tiny_model_dir, tmp_path_factory) -> str:
+    """The tiny BERT fine-tuned on toy sentiment rows other than the grid's own: its features tell the opinion words'
+    polarity apart, where a random init's do not."""
+    from conftest import toy_sentences, write_csv
+
+    folder = tmp_path_factory.mktemp("sentiment-backbone")
+    return _trained_backbone(tiny_model_dir, folder, {"type": "text-classification"},
+                             write_csv(folder / "source.csv", toy_sentences(192, seed=5)))
+
+
+@pytest.fixture(scope="module")
+def tagging_backbone(tiny_model_dir, tmp_path_factory) -> str:
+    """The tiny BERT fine-tuned on toy NER sentences other than the grid's own. (A sentence-level sentiment backbone
+    does not do here: its token features blur toward the sentence's polarity and it ranks last for tags.)"""
+    from conftest import toy_tagged_sentences, write_conll
+
+    folder = tmp_path_factory.mktemp("tagging-backbone")
+    return _trained_backbone(tiny_model_dir, folder, {"type": "token-classification"},
+                             write_conll(folder / "source.txt", toy_tagged_sentences(96, seed=11)))
+
+
+@pytest.mark.parametrize("recipe_fixture, trained_fixture", [("grid_recipe", "sentiment_backbone"),
+                                                             ("toy_token_recipe", "tagging_backbone")])
+def test_backbones_ranked_by_logme_beside_their_fine_tuned_scores(recipe_fixture, trained_fixture, tiny_model_dir, tmp_path,
+                                                                  monkeypatch, request):
+    """The grid's random-init tiny BERT, another random init, and one trained on a source task of the same kind:
+    LogME ranks the trained one first, by a margin (two random inits score alike: their order is noise)."""
     import shutil
 
     import torch
     from transformers import BertConfig, BertModel
 
     recipe = request.getfixturevalue(recipe_fixture)
+    trained_backbone = request.getfixturevalue(trained_fixture)
     recipe["train"]["epochs"] = 1
     other = tmp_path / "other-bert"
     shutil.copytree(tiny_model_dir, other)
@@ -328,17 +370,22 @@ def test_backbones_ranked_by_logme_beside_their_fine_tuned_scores(recipe_fixture
     calls: list = []
     monkeypatch.setattr(compare_grid, "_launch", _in_process(calls))
     report = compare(recipe, out=tmp_path / "cmp", strategies="frozen", fractions="1", seeds=1, baseline="none",
-                     backbones=[str(other)], figures=False)
-    assert sorted(calls) == [f"bb-{compare_grid._slug(str(other))}-frozen-f1-s7", "frozen-f1-s7"]
+                     backbones=[str(other), trained_backbone], figures=False)
+    assert sorted(calls) == sorted([f"bb-{compare_plan.slug(b)}-frozen-f1-s7" for b in (str(other), trained_backbone)]
+                                   + ["frozen-f1-s7"])
     rows = {r["backbone"]: r for r in report["backbones"]["rows"]}
-    assert set(rows) == {tiny_model_dir, str(other)}
+    assert set(rows) == {tiny_model_dir, str(other), trained_backbone}
     assert all(np.isfinite(r["logme"]) and r["fine_tuned"] is not None for r in rows.values())
-    assert sorted(r["logme_rank"] for r in rows.values()) == [1, 2]
+    assert rows[trained_backbone]["logme_rank"] == 1
+    assert {rows[b]["logme_rank"] for b in (tiny_model_dir, str(other))} == {2, 3}
+    trained, untrained = rows[trained_backbone]["logme"], max(rows[b]["logme"] for b in (tiny_model_dir, str(other)))
+    assert trained > untrained + 0.05  # a clear margin, not a tie broken by noise
+    assert rows[trained_backbone]["fine_tuned_rank"] == 1  # and fine-tuned (a frozen head) it scores best too
     assert report["backbones"]["metric"] == report["primary_metric"]
     assert "LogME" in (tmp_path / "cmp" / "report.md").read_text()
     # the cells' caches were their own (cold, removed after); the ranking's feature pass of the pool's train is cached
     # once per backbone, so a rerun of the report reads it
-    assert len(list((tmp_path / "nlp_transfer_cache" / "features").iterdir())) == 2
+    assert len(list((tmp_path / "nlp_transfer_cache" / "features").iterdir())) == 3
     assert not list((tmp_path / "cmp" / "cells").glob("*/cache"))
 
 
@@ -347,7 +394,7 @@ def _regression_targets(labels: np.ndarray) -> np.ndarray:
 
 
 def test_logme_regression_matches_the_reference_implementation():
-    from nlp_transfer.logme import log_evidence
+    from nlp_transfer.compare.logme import log_evidence
 
     features, labels = _fixed_features()
     assert log_evidence(features, _regression_targets(labels)) == pytest.approx(REFERENCE_LOGME_REGRESSION, abs=1e-6)
@@ -361,7 +408,7 @@ def test_logme_reads_the_frozen_features_of_every_task_type(recipe_fixture, requ
 
     from conftest import toy_multilabel_rows, toy_scores, toy_tagged_sentences
 
-    from nlp_transfer.logme import frozen_features, log_evidence
+    from nlp_transfer.compare.logme import frozen_features, log_evidence
 
     raw = request.getfixturevalue(recipe_fixture)
     features, targets = frozen_features(load_recipe({**raw, "strategy": {"name": "frozen"}}))

@@ -8,11 +8,15 @@ import pytest
 from conftest import toy_sentences, write_csv
 from datasets import Dataset, DatasetDict
 
+from nlp_transfer.data import files as data_files
 from nlp_transfer import DataError
-from nlp_transfer import data as data_lib
-from nlp_transfer.data import LengthGroupedBatchSampler, encode_labels, load_splits, tokenize_splits
-from nlp_transfer.models import load_tokenizer
-from nlp_transfer.recipe import DataConfig, TaskConfig
+from nlp_transfer.data.sampling import longest_first
+from nlp_transfer.data.sampling import LengthGroupedBatchSampler
+from nlp_transfer.tasks.splits import encode_labels
+from nlp_transfer.data.files import load_splits
+from nlp_transfer.data.loaders import tokenize_splits
+from nlp_transfer.models.build import load_tokenizer
+from nlp_transfer.recipe.schema import DataConfig, TaskConfig
 
 
 def _csv(tmp_path, name, rows, header=("text", "label")) -> str:
@@ -75,7 +79,7 @@ def test_split_that_loads_without_rows_is_an_error(toy_files, monkeypatch):
     """The in-memory check, for sources (e.g. Hub splits) that load fine but hold no rows."""
     empty = DatasetDict({"train": Dataset.from_dict({"text": ["a"], "label": ["x"]}),
                          "validation": Dataset.from_dict({"text": [], "label": []})})
-    monkeypatch.setattr(data_lib, "_load_file", lambda split, path, fmt, tag_column=-1: empty[split])
+    monkeypatch.setattr(data_files, "read_split_file", lambda split, path, fmt, tag_column=-1: empty[split])
     with pytest.raises(DataError, match=r"data split 'validation' \(.*validation\.csv\) is empty"):
         _splits(toy_files)
 
@@ -255,7 +259,7 @@ def test_longest_first_keeps_ties_in_order_and_warns_nothing():
     rows = Dataset.from_dict({"length": [3, 5, 3, 9, 5, 1], "text": list("abcdef")})
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # Dataset.sort's pyarrow option warned of its deprecation in every run
-        assert list(data_lib.longest_first(rows)["text"]) == ["d", "b", "e", "a", "c", "f"]
+        assert list(longest_first(rows)["text"]) == ["d", "b", "e", "a", "c", "f"]
 
 
 def test_tokenize_truncates_to_max_length(tmp_path, tiny_model_dir):
@@ -353,7 +357,7 @@ def test_sampler_pads_little():
 def test_column_values_reads_a_whole_column_in_row_order_as_python_values():
     from datasets import Dataset
 
-    from nlp_transfer.columns import column_values
+    from nlp_transfer.data.columns import column_values
 
     ds = Dataset.from_dict({"text": [f"row {i}" for i in range(50)], "length": list(range(50))})
     picked = ds.shuffle(seed=3).select(range(10, 20)).with_format("torch")  # an indices mapping and a tensor format

@@ -11,11 +11,12 @@ from transformers import (AlbertConfig, AutoModelForSequenceClassification, Bert
 
 import nlp_transfer
 from nlp_transfer import ModelError, RecipeError, load_recipe
-from nlp_transfer.strategies import STRATEGIES, distill_models
-from nlp_transfer.strategies.distill import DistillStrategy, distillation_loss, hidden_loss
-from nlp_transfer.models import load_tokenizer
-from nlp_transfer.strategies.distill_models import (build_student, check_same_tokenizer, encoder_layers_path, evenly_spaced,
-                                                    hidden_layer_map, load_teacher)
+from nlp_transfer.strategies.registry import STRATEGIES
+from nlp_transfer.strategies.distill import models as distill_models
+from nlp_transfer.strategies.distill.strategy import DistillStrategy
+from nlp_transfer.strategies.distill.losses import distillation_loss, hidden_loss
+from nlp_transfer.models.build import load_tokenizer
+from nlp_transfer.strategies.distill.models import (build_student, check_same_tokenizer, encoder_layers_path, evenly_spaced, hidden_layer_map, load_teacher)
 
 from conftest import MINILM, VOCAB, shared_data, toy_sentences, write_csv
 
@@ -178,7 +179,7 @@ def test_strategy_builds_the_student_from_the_teacher_folder(tiny_teacher_dir, t
 # ---------------------------------------------------------------- runs
 
 def _binary():
-    from nlp_transfer.tasks import TaskSpec
+    from nlp_transfer.tasks.spec import TaskSpec
 
     return TaskSpec("text-classification", {0: "negative", 1: "positive"})
 

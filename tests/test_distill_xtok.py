@@ -12,10 +12,12 @@ from transformers import AutoModelForSequenceClassification, MPNetTokenizer, pip
 
 import nlp_transfer
 from nlp_transfer import ModelError, RecipeError, load_recipe
-from nlp_transfer.models import load_tokenizer
-from nlp_transfer.strategies.distill import DistillStrategy, distillation_loss
-from nlp_transfer.strategies.distill_xtok import TeacherText
-from nlp_transfer.tasks import WORD_IDS, get_task_type
+from nlp_transfer.models.build import load_tokenizer
+from nlp_transfer.strategies.distill.strategy import DistillStrategy
+from nlp_transfer.strategies.distill.losses import distillation_loss
+from nlp_transfer.strategies.distill.cross_tokenizer import TeacherText
+from nlp_transfer.tasks.spec import WORD_IDS
+from nlp_transfer.tasks import get_task_type
 
 from conftest import MPNET_VOCAB
 from test_distill import distill_recipe, teacher_calls, trained_teacher  # noqa: F401 (fixtures)

@@ -13,7 +13,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipe
 
 import nlp_transfer
 from nlp_transfer import ExportError
-from nlp_transfer.export import partial_dir, publishable_recipe
+from nlp_transfer.outputs.export import partial_dir, publishable_recipe
 from nlp_transfer.strategies.full import FullStrategy
 
 TEXTS = ["the food was good", "awful service and it was broken", "a lovely happy movie", "really boring today", "nice"]
@@ -85,7 +85,7 @@ def test_plain_transformers_and_pipeline_agree_with_predict(trained):
 
 
 def test_predictor_loads_once_and_keeps_input_order(trained, monkeypatch):
-    import nlp_transfer.variants as variants
+    import nlp_transfer.inference.variants as variants
 
     loads = []
     real_load = variants.load_model

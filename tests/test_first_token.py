@@ -7,8 +7,7 @@ from transformers import (BertConfig, BertForSequenceClassification, BertForToke
                           MPNetConfig, MPNetForSequenceClassification, RobertaConfig, RobertaForSequenceClassification,
                           ViTConfig, ViTForImageClassification)
 
-from nlp_transfer.first_token import (disable_first_token, enable_first_token, first_token_enabled, first_token_last_layer,
-                                      supports_first_token)
+from nlp_transfer.models.first_token import (disable_first_token, enable_first_token, first_token_enabled, first_token_last_layer, supports_first_token)
 
 SMALL = dict(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
              max_position_embeddings=40, num_labels=3)
@@ -164,7 +163,7 @@ def test_heads_that_read_every_token_are_left_alone():
                                                      ("full", "mean", False), ("frozen", "cls", False)])
 def test_runs_train_with_it_where_the_loss_reads_only_first_token_logits(toy_recipe, strategy, pooling, used):
     """Recorded in metrics.json (the export's reload check compares the saved model's logits with the trained one's)."""
-    from nlp_transfer.runner import train
+    from nlp_transfer.api import train
 
     recipe = {**toy_recipe, "model": {**toy_recipe["model"], "pooling": pooling}, "strategy": {"name": strategy},
               "train": {**toy_recipe["train"], "epochs": 1}}
@@ -176,8 +175,8 @@ def test_runs_train_with_it_where_the_loss_reads_only_first_token_logits(toy_rec
 def test_frozen_feature_pass_runs_it_where_the_feature_is_the_first_token(toy_recipe, monkeypatch, pooling, used):
     """cls features (the last layer's position 0) come from the first-token layer, equal to the full layer's on every
     batch of the pass; mean pooling reads every position and runs the full layer."""
-    from nlp_transfer import models
-    from nlp_transfer.runner import train
+    from nlp_transfer.models import build as models
+    from nlp_transfer.api import train
 
     real, passes = models.pooled_features, []
 

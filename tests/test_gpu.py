@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 @pytest.fixture
 def batch_devices(monkeypatch) -> list[str]:
     """The device of every training batch the loop steps on (recorded, then the real step runs)."""
-    from nlp_transfer import loop
+    from nlp_transfer.training import loop
 
     devices, real_step = [], loop._train_step
 
@@ -42,7 +42,7 @@ def test_trains_on_the_gpu_in_each_precision_and_the_model_reloads(toy_recipe, b
 
 
 def test_auto_picks_bf16_on_a_gpu_that_has_it():
-    from nlp_transfer.precision import resolve_mixed_precision
+    from nlp_transfer.training.precision import resolve_mixed_precision
 
     resolved = resolve_mixed_precision("auto")
     assert resolved.used == ("bf16" if torch.cuda.is_bf16_supported() else "no"), resolved.reason
@@ -63,7 +63,7 @@ def test_predictor_on_the_gpu_agrees_with_the_cpu(toy_recipe):
 def test_first_token_layer_matches_the_full_model_on_the_gpu():
     from transformers import BertConfig, BertForSequenceClassification
 
-    from nlp_transfer.first_token import enable_first_token
+    from nlp_transfer.models.first_token import enable_first_token
 
     torch.manual_seed(0)
     model = BertForSequenceClassification(BertConfig(vocab_size=64, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,

@@ -6,7 +6,7 @@ import resource
 import pytest
 import torch
 
-from nlp_transfer import heap
+from nlp_transfer.training import heap
 
 pytestmark = pytest.mark.skipif(heap._glibc() is None, reason="glibc's malloc only; elsewhere the block is a no-op")
 

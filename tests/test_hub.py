@@ -15,7 +15,7 @@ from huggingface_hub import constants as hub_constants
 import nlp_transfer
 from nlp_transfer import HubError, RecipeError, push_to_hub
 from nlp_transfer.cli import main
-from nlp_transfer.export import publishable_recipe
+from nlp_transfer.outputs.export import publishable_recipe
 
 TOKEN = "hf_TestSecretToken0123456789"
 _REAL_CONNECT = socket.socket.connect

@@ -11,7 +11,7 @@ from transformers import BertConfig
 
 import nlp_transfer
 from nlp_transfer import TrainingError
-from nlp_transfer.export import partial_dir
+from nlp_transfer.outputs.export import partial_dir
 from nlp_transfer.strategies.full import FullStrategy
 
 
@@ -192,7 +192,7 @@ def test_best_model_is_the_one_saved(toy_run):
 def test_gradient_clipping_matches_torch_and_leaves_small_gradients_untouched(max_norm):
     from accelerate import Accelerator
 
-    from nlp_transfer.loop import _clip_grad_norm
+    from nlp_transfer.training.loop import _clip_grad_norm
 
     torch.manual_seed(0)
     params = [torch.nn.Parameter(torch.randn(shape)) for shape in [(30, 8), (8,), (8, 2)]]

@@ -13,12 +13,13 @@ from transformers import (AlbertConfig, AutoConfig, AutoModelForSequenceClassifi
 
 import nlp_transfer
 from nlp_transfer import ExportError, ModelError, RecipeError, load_model, load_recipe
-from nlp_transfer import runner as runner_lib
+from nlp_transfer.training import stages as runner_lib
 from nlp_transfer.cli import main as cli_main
-from nlp_transfer.models import TASK_CONFIG, build_model, load_tokenizer, resolve_model_path
-from nlp_transfer.strategies import STRATEGIES
+from nlp_transfer.models.build import build_model, load_tokenizer
+from nlp_transfer.models.files import TASK_CONFIG, resolve_model_path
+from nlp_transfer.strategies.registry import STRATEGIES
 from nlp_transfer.strategies.lora import LoraOptions, LoraStrategy
-from nlp_transfer.tasks import TaskSpec
+from nlp_transfer.tasks.spec import TaskSpec
 
 from conftest import MINILM, shared_data, toy_sentences, train_with_torchrun, write_csv
 
@@ -258,7 +259,13 @@ def test_metrics_report_trainable_share_and_adapter_size(lora_run, tiny_model_di
     assert metrics["lora"]["adapter_bytes"] == adapter_bytes
     assert adapter_bytes < (lora_run.output_dir / "merged" / "model.safetensors").stat().st_size / 2
     assert metrics["lora"]["target_modules"] == ["bert.pooler.dense", "key", "query", "value"]
-    assert set(metrics["lora"]["modules_to_save"]) == {"classifier", "score"}  # peft adds "score" for any family
+    # what ships in full beside the adapter is the new head: exactly what the adapter file and its config hold (peft's
+    # guesses at head names that this model lacks, "score" and from peft 0.22 "pre_classifier", are not listed)
+    assert metrics["lora"]["modules_to_save"] == ["classifier"]
+    saved = json.loads((lora_run.output_dir / "adapter_config.json").read_text())["modules_to_save"]
+    assert saved == ["classifier"]
+    full_weights = {k for k in load_file(str(lora_run.output_dir / "adapter_model.safetensors")) if "lora_" not in k}
+    assert full_weights == {"base_model.model.classifier.weight", "base_model.model.classifier.bias"}
 
 
 def test_evaluate_and_predict_accept_the_adapter_and_the_merged_folder(lora_run, capsys):

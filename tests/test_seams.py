@@ -16,12 +16,15 @@ from transformers import AutoModelForSequenceClassification
 
 import nlp_transfer
 from nlp_transfer import RecipeError, load_recipe
-from nlp_transfer import loop as loop_lib
+from nlp_transfer.training import loop as loop_lib
+from nlp_transfer.training.checkpoints import BEST_WEIGHTS
 from nlp_transfer.cli import main as cli_main
-from nlp_transfer.data import eval_loader, sample_fraction, train_loader
-from nlp_transfer.models import layer_groups
-from nlp_transfer.runner import build_run_model, load_data, prepare, preprocess
-from nlp_transfer.strategies import STRATEGIES, StepContext, build_strategy
+from nlp_transfer.data.loaders import eval_loader, train_loader
+from nlp_transfer.data.sampling import sample_fraction
+from nlp_transfer.models.build import layer_groups
+from nlp_transfer.training.stages import build_run_model, load_data, prepare, preprocess
+from nlp_transfer.strategies.registry import STRATEGIES, build_strategy
+from nlp_transfer.strategies.base import StepContext
 from nlp_transfer.strategies.full import FullStrategy
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 # ---------------------------------------------------------------- validation without torch
 def test_loading_and_validating_a_recipe_imports_no_torch():
-    code = ("import sys, nlp_transfer.recipe as r; from nlp_transfer.cli import main; "
+    code = ("import sys, nlp_transfer.recipe.load as r; from nlp_transfer.cli import main; "
             "main(['-q', 'validate', 'recipes/sst2/full.yaml']); r.load_recipe('recipes/conll2003/lora.yaml'); "
             "r.load_recipe('recipes/digits/frozen.yaml'); "
             "heavy = [m for m in ('torch', 'transformers', 'datasets', 'peft', 'accelerate', 'evaluate', 'numpy') if m in sys.modules]; "
@@ -45,7 +48,7 @@ def test_validate_prints_the_resolved_recipe_or_every_problem(capsys):
     out = capsys.readouterr().out
     assert out.startswith("# recipes/sst2/frozen.yaml: valid. Unset keys resolved: ")
     assert "train.lr=0.01" in out and "train.epochs=20.0" in out and "model.pooling=mean" not in out.split("\n")[0]
-    assert "  pooling: mean\n" in out  # the recipe's own (older) strategy.pooling becomes model.pooling
+    assert "  pooling: mean\n" in out  # the recipe's own model.pooling
     assert cli_main(["-q", "validate", "recipes/sst2/full.yaml", "task.type=tagging", "strategy.name=frozn"]) == 2
     err = capsys.readouterr().err
     assert "task.type: got 'tagging'; expected one of: text-classification, multi-label-classification" in err
@@ -220,7 +223,7 @@ def test_hooks_see_the_run_and_the_best_weights_hold_every_parameter_that_may_tr
     assert result.total_steps == 12 and result.state.best_step == 6
     assert strategy.contexts[0] == ("epoch", 0, 0) and strategy.contexts[7] == ("epoch", 1, 6)
     assert [c for c in strategy.contexts if c[0] == "step"][-1] == ("step", 1, 12, 1.0)
-    best = load_file(str(work / loop_lib.BEST_WEIGHTS))
+    best = load_file(str(work / BEST_WEIGHTS))
     assert set(best) == {n for n, _ in model.named_parameters()}  # all of them, though only the head trained at epoch 0
     start, after_epoch_0, end = strategy.snapshots[0], strategy.snapshots[1], strategy.snapshots["end"]
     embeddings = "bert.embeddings.word_embeddings.weight"

@@ -12,8 +12,8 @@ from datasets import Dataset, Features, Value
 from nlp_transfer.adapt import self_training
 from nlp_transfer.adapt.self_training import round_train_split, select_pseudo_labels
 from nlp_transfer.errors import RecipeError
-from nlp_transfer.recipe import load_recipe
-from nlp_transfer.runner import train
+from nlp_transfer.recipe.load import load_recipe
+from nlp_transfer.api import train
 from test_adapt import _target_rows, _write_jsonl
 
 

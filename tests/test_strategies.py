@@ -12,23 +12,24 @@ from accelerate.utils import set_seed
 from transformers import AutoModelForSequenceClassification
 
 import nlp_transfer
-from nlp_transfer import data as data_lib
+from nlp_transfer.data.loaders import eval_loader, train_loader
 from nlp_transfer import load_recipe
-from nlp_transfer.loop import run_loop
+from nlp_transfer.training.loop import run_loop
 from nlp_transfer.errors import ModelError
-from nlp_transfer import models as models_module
-from nlp_transfer.models import load_tokenizer
-from nlp_transfer.runner import build_run_model, load_data, prepare, preprocess
-from nlp_transfer.strategies import STRATEGIES, build_strategy
+from nlp_transfer.models import build as models_module
+from nlp_transfer.models.build import load_tokenizer
+from nlp_transfer.training.stages import build_run_model, load_data, prepare, preprocess
+from nlp_transfer.strategies.registry import STRATEGIES, build_strategy
 
 # What each registered strategy must train. A strategy registered without an entry here fails
 # the contract test on purpose: add its expected options and trainable parameter names.
-# Each variant: (id, recipe "strategy" section, regexes of the parameter names that must train).
+# Each variant: (id, recipe "strategy" section (a "model.<key>" entry sets that key of the model section),
+# regexes of the parameter names that must train).
 EXPECTATIONS: dict[str, list[tuple[str, dict, list[str]]]] = {
     "full": [("full", {"name": "full"}, [r".*"])],
     "frozen": [
-        ("frozen-cls", {"name": "frozen", "pooling": "cls"}, [r"classifier\..*", r"bert\.pooler\..*"]),
-        ("frozen-mean", {"name": "frozen", "pooling": "mean"}, [r"classifier\..*"]),
+        ("frozen-cls", {"name": "frozen", "model.pooling": "cls"}, [r"classifier\..*", r"bert\.pooler\..*"]),
+        ("frozen-mean", {"name": "frozen", "model.pooling": "mean"}, [r"classifier\..*"]),
     ],
     # peft adapts the attention projections in place; the head (classifier + BERT pooler) trains as a saved copy
     "lora": [("lora", {"name": "lora", "r": 4, "alpha": 8},
@@ -120,9 +121,12 @@ def test_strategy_contract_token_classification(name, toy_token_recipe, tmp_path
 
 
 def _contract_recipe(base_recipe: dict, options: dict, request) -> dict:
-    """``base_recipe`` under the strategy ``options`` (teacher placeholders resolved), one short epoch."""
-    options = {k: request.getfixturevalue(_TEACHERS[v]) if v in _TEACHERS else v for k, v in options.items()}
-    return {**base_recipe, "strategy": options,
+    """``base_recipe`` under the strategy ``options`` (teacher placeholders resolved; ``model.<key>`` entries go to the
+    model section), one short epoch."""
+    model = {k.removeprefix("model."): v for k, v in options.items() if k.startswith("model.")}
+    options = {k: request.getfixturevalue(_TEACHERS[v]) if v in _TEACHERS else v for k, v in options.items()
+               if not k.startswith("model.")}
+    return {**base_recipe, "model": {**base_recipe["model"], **model}, "strategy": options,
             "data": {**base_recipe["data"], "limit": {"train": 16, "validation": 8}},
             "train": {**base_recipe["train"], "epochs": 1, "batch_size": 16, "warmup_ratio": 0.0, "lr": 1e-2}}
 
@@ -200,12 +204,12 @@ def _check_contract(p: dict, patterns: list[str], tmp_path: Path) -> None:
     # 2. one optimizer step through the real loop changes exactly those parameters
     before = _snapshot(model)
     cfg = p["recipe"].train
-    train_loader = data_lib.train_loader(p["prepared"]["train"], cfg.batch_size, cfg.seed, False, p["collator"])
-    eval_loader = data_lib.eval_loader(p["prepared"]["validation"], 8, p["collator"])
-    assert len(train_loader) == 1
+    train_batches = train_loader(p["prepared"]["train"], cfg.batch_size, cfg.seed, False, p["collator"])
+    eval_batches = eval_loader(p["prepared"]["validation"], 8, p["collator"])
+    assert len(train_batches) == 1
     work = tmp_path / "work"
     work.mkdir()
-    result = run_loop(p["trained"], strategy, train_loader, eval_loader, cfg, p["accelerator"], task=p["spec"],
+    result = run_loop(p["trained"], strategy, train_batches, eval_batches, cfg, p["accelerator"], task=p["spec"],
                       metric_names=["accuracy"], work_dir=work)
     assert result.state.global_step == 1 and result.total_steps == 1
     after = _snapshot(model)
@@ -318,8 +322,8 @@ def count_encoder_calls(monkeypatch):
     return calls
 
 
-def _frozen_run(toy_recipe, tmp_path, name, **strategy):
-    recipe = {**toy_recipe, "strategy": {"name": "frozen", **strategy},
+def _frozen_run(toy_recipe, tmp_path, name, pooling=None, **strategy):
+    recipe = {**toy_recipe, "model": {**toy_recipe["model"], "pooling": pooling}, "strategy": {"name": "frozen", **strategy},
               "train": {**toy_recipe["train"], "epochs": 2}, "output": {"dir": str(tmp_path / name)}}
     return recipe
 

@@ -11,12 +11,14 @@ from transformers import AutoModelForTokenClassification, pipeline
 
 import nlp_transfer
 from nlp_transfer import RecipeError, load_recipe
-from nlp_transfer import data as data_lib
+from nlp_transfer.tasks.splits import encode_labels
+from nlp_transfer.data.files import load_splits
 from nlp_transfer.errors import DataError
-from nlp_transfer.metrics import check_metric_names, compute_metrics
-from nlp_transfer.models import load_tokenizer, resolve_model_path
-from nlp_transfer.recipe import DataConfig, TaskConfig
-from nlp_transfer.token_data import align_labels, read_conll, tokenize_and_align
+from nlp_transfer.tasks.metrics import check_metric_names, compute_metrics
+from nlp_transfer.models.build import load_tokenizer
+from nlp_transfer.models.files import resolve_model_path
+from nlp_transfer.recipe.schema import DataConfig, TaskConfig
+from nlp_transfer.data.tokens import align_labels, read_conll, tokenize_and_align
 
 from conftest import MINILM, TOY_TAGS, shared_data
 
@@ -59,13 +61,13 @@ def test_unknown_tag_in_validation_names_file_and_line(tmp_path):
     (tmp_path / "train.txt").write_text("EU B-ORG\nsaid O\n")
     (tmp_path / "val.txt").write_text("-DOCSTART- O\n\nPeter B-PER\nsaid O\n\nBonn B-LOK\n")
     data = DataConfig(files={"train": str(tmp_path / "train.txt"), "validation": str(tmp_path / "val.txt")}, format="conll")
-    splits = data_lib.load_splits(data, seed=0)
+    splits = load_splits(data, seed=0)
     task = TaskConfig(type="token-classification")
     with pytest.raises(DataError, match=r"val\.txt, line 3\): tag 'B-PER' never occurs in train"):
-        data_lib.encode_labels(splits, task, data)
+        encode_labels(splits, task, data)
     (tmp_path / "train.txt").write_text("EU B-ORG\nsaid O\n\nPeter B-PER\n")
     with pytest.raises(DataError, match=r"val\.txt, line 6\): tag 'B-LOK' never occurs in train; train tags: \['O', 'B-ORG', 'B-PER'\]"):
-        data_lib.encode_labels(data_lib.load_splits(data, seed=0), task, data)
+        encode_labels(load_splits(data, seed=0), task, data)
 
 
 def test_tag_names_from_a_class_label_and_json_lists(tmp_path):
@@ -73,12 +75,12 @@ def test_tag_names_from_a_class_label_and_json_lists(tmp_path):
     features = Features({"tokens": Sequence(Value("string")), "ner_tags": Sequence(ClassLabel(names=names))})
     hub_like = Dataset.from_dict({"tokens": [["Peter", "Blackburn", "said"]], "ner_tags": [[1, 2, 0]]}, features=features)
     task = TaskConfig(type="token-classification", tags="ner_tags")
-    encoded, spec = data_lib.encode_labels(DatasetDict({"train": hub_like, "validation": hub_like}), task, DataConfig(source="x"))
+    encoded, spec = encode_labels(DatasetDict({"train": hub_like, "validation": hub_like}), task, DataConfig(source="x"))
     assert spec.id2label == dict(enumerate(names)) and encoded["validation"]["labels"] == [[1, 2, 0]]
     rows = [{"words": ["Ann", "met", "Bob"], "tags": ["B-PER", "O", "B-PER"]}]
     (tmp_path / "t.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     data = DataConfig(files={"train": str(tmp_path / "t.jsonl"), "validation": str(tmp_path / "t.jsonl")})
-    encoded, spec = data_lib.encode_labels(data_lib.load_splits(data, 0), TaskConfig(type="token-classification", tokens="words"), data)
+    encoded, spec = encode_labels(load_splits(data, 0), TaskConfig(type="token-classification", tokens="words"), data)
     assert spec.label_names == ["O", "B-PER"] and encoded["train"]["labels"] == [[1, 0, 1]]
 
 
@@ -110,7 +112,7 @@ def test_tokenize_and_align_with_a_real_word_piece_tokenizer(minilm_tokenizer, a
 def test_truncation_is_counted_and_logged(minilm_tokenizer, caplog):
     rows = {"tokens": [["a"] * 20, ["b"] * 3], "labels": [[0] * 20, [0] * 3]}
     splits = DatasetDict({"train": Dataset.from_dict(rows)})
-    with caplog.at_level(logging.WARNING, logger="nlp_transfer.token_data"):
+    with caplog.at_level(logging.WARNING, logger="nlp_transfer.data.tokens"):
         tokenized, report = tokenize_and_align(splits, minilm_tokenizer, TaskConfig(type="token-classification"), max_length=12)
     # [CLS] + 10 words + [SEP]: 10 of the 20 words are cut
     assert report["train"] == {"sentences": 2, "sentences_truncated": 1, "words_cut": 10, "max_length": 12}
@@ -141,7 +143,7 @@ def test_token_metric_names_are_checked():
 
 
 def test_recipe_validation_for_token_tasks(toy_token_recipe):
-    bad = {**toy_token_recipe, "task": {"type": "text-classification"}, "strategy": {"name": "frozen", "pooling": "mean"},
+    bad = {**toy_token_recipe, "task": {"type": "text-classification"}, "strategy": {"name": "frozen"},
            "data": {**toy_token_recipe["data"], "tag_column": 0}}
     with pytest.raises(RecipeError) as info:
         load_recipe(bad, ["task.label_all_subtokens=true"])
@@ -151,8 +153,8 @@ def test_recipe_validation_for_token_tasks(toy_token_recipe):
     assert "task.label_all_subtokens: got True, which only task.type token-classification reads" in text
     with pytest.raises(RecipeError, match=r"data.tag_column: got 0, which is the word column"):
         load_recipe({**toy_token_recipe, "data": {**toy_token_recipe["data"], "tag_column": 0}})
-    with pytest.raises(RecipeError, match=r"strategy.pooling: got 'mean', but a token-classification head reads its own"):
-        load_recipe({**toy_token_recipe, "strategy": {"name": "frozen", "pooling": "mean"}})
+    with pytest.raises(RecipeError, match=r"model.pooling: got 'mean', but a token-classification head reads every token's"):
+        load_recipe({**toy_token_recipe, "model": {**toy_token_recipe["model"], "pooling": "mean"}, "strategy": {"name": "frozen"}})
 
 
 @pytest.mark.integration  # reads the real CoNLL-2003 files (NLP_TRANSFER_TEST_DATA)
@@ -210,7 +212,7 @@ def test_minilm_learns_conll2003_entities(tmp_path):
 def test_token_distillation_loss_counts_only_tagged_positions():
     import torch
 
-    from nlp_transfer.strategies.distill import distillation_loss
+    from nlp_transfer.strategies.distill.losses import distillation_loss
 
     teacher = torch.randn(2, 5, 3)
     labels = torch.tensor([[-100, 0, 2, -100, -100], [-100, 1, -100, -100, -100]])

@@ -13,9 +13,9 @@ from test_strategies import _pieces
 import nlp_transfer
 from nlp_transfer import RecipeError, load_recipe
 from nlp_transfer.errors import ModelError
-from nlp_transfer.export import partial_dir
-from nlp_transfer.models import layer_groups
-from nlp_transfer.partial_layers import PartialModel
+from nlp_transfer.outputs.export import partial_dir
+from nlp_transfer.models.build import layer_groups
+from nlp_transfer.strategies.partial.layers import PartialModel
 from nlp_transfer.strategies.base import StepContext
 from nlp_transfer.strategies.gradual import GradualStrategy
 

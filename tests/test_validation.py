@@ -11,7 +11,7 @@ from conftest import toy_sentences, write_csv
 import nlp_transfer
 from nlp_transfer import DataError, ModelError, RecipeError
 from nlp_transfer.cli import main
-from nlp_transfer.recipe import load_recipe
+from nlp_transfer.recipe.load import load_recipe
 
 
 def _recipe(toy_recipe, out: Path, **sections) -> dict:

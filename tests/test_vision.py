@@ -13,12 +13,13 @@ from datasets import ClassLabel, Dataset, DatasetDict, Image
 from transformers import AutoImageProcessor, AutoModelForImageClassification, pipeline
 
 import nlp_transfer
-from nlp_transfer import DataError, ModelError, RecipeError, load_recipe
-from nlp_transfer import data as data_lib
-from nlp_transfer.recipe import AugmentConfig
-from nlp_transfer.tasks import TaskSpec
-from nlp_transfer.models import build_task_model
-from nlp_transfer.vision import Augmenter, decode_image_columns, load_image_processor, preprocess_images
+from nlp_transfer import DataError, RecipeError, load_recipe
+from nlp_transfer.tasks.splits import encode_labels
+from nlp_transfer.data.files import load_splits
+from nlp_transfer.recipe.schema import AugmentConfig
+from nlp_transfer.tasks.spec import TaskSpec
+from nlp_transfer.models.build import build_task_model
+from nlp_transfer.data.images import Augmenter, decode_image_columns, load_image_processor, preprocess_images
 
 from conftest import IMAGE_CLASSES, stripe_image
 
@@ -27,8 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _splits(recipe_dict):
     recipe = load_recipe(recipe_dict)
-    splits = data_lib.load_splits(recipe.data, recipe.train.seed)
-    return recipe, *data_lib.encode_labels(splits, recipe.task, recipe.data)
+    splits = load_splits(recipe.data, recipe.train.seed)
+    return recipe, *encode_labels(splits, recipe.task, recipe.data)
 
 
 def test_imagefolder_gives_images_and_class_names(image_recipe):
@@ -47,7 +48,7 @@ def test_imagefolder_without_validation_holds_out_part_of_train(image_recipe, im
 
 
 def test_missing_image_folder_is_a_clear_error(image_recipe, tmp_path):
-    with pytest.raises(DataError, match=r"data.dir: folder not found: '.*nowhere'.*python -m nlp_transfer.digits"):
+    with pytest.raises(DataError, match=r"data.dir: folder not found: '.*nowhere'.*python -m nlp_transfer.data.digits"):
         _splits({**image_recipe, "data": {"source": "imagefolder", "dir": str(tmp_path / "nowhere")}})
 
 
@@ -140,7 +141,7 @@ def _save_classifier(folder: Path, labels: list[str], backbone: str) -> str:
 def test_a_classifier_backbone_gets_a_fresh_head_when_the_classes_differ(old, new, kept, tiny_vit_dir, tmp_path, caplog):
     source = _save_classifier(tmp_path / "source", old, tiny_vit_dir)
     before = AutoModelForImageClassification.from_pretrained(source).classifier.weight.detach()
-    with caplog.at_level(logging.INFO, logger="nlp_transfer.models"):
+    with caplog.at_level(logging.INFO, logger="nlp_transfer.models.build"):
         model = build_task_model(source, TaskSpec("image-classification", dict(enumerate(new))))
     assert model.config.id2label == dict(enumerate(new)) and model.classifier.out_features == len(new)
     head = model.classifier.weight.detach()
@@ -184,7 +185,7 @@ def test_trained_image_classifier_loads_with_pipeline_and_predicts_paths(image_r
 @pytest.mark.integration
 def test_digits_transfer_beats_training_from_scratch(tmp_path):
     """The README's vision demo: a ViT learns digits 0-4, then transfers to 5-9 from 10 images per class."""
-    from nlp_transfer.digits import write_digits
+    from nlp_transfer.data.digits import write_digits
 
     data = write_digits(tmp_path / "digits")
     recipes = REPO / "recipes" / "digits"

@@ -27,7 +27,7 @@ WEIGHTS = "model.safetensors"
 
 def pack(destination: Path) -> dict:
     """The installed offline copy with fp16 weights; returns how far rounding moved them."""
-    from nlp_transfer.models import resolve_model_path
+    from nlp_transfer.models.files import resolve_model_path
 
     source = Path(resolve_model_path(MODEL))
     shutil.rmtree(destination, ignore_errors=True)

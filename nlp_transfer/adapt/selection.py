@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from ..config import TARGET_VALIDATION_SPLIT
+from ..recipe.schema import TARGET_VALIDATION_SPLIT
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class TargetValidationEvaluation:
 def target_validation_evaluation(source_loader, target_loader, task, metric_names: list[str],
                                  best_metric: str | None) -> TargetValidationEvaluation:
     """The evaluation of a run with ``adapt.target_validation``; says (WARNING) that target labels pick the model."""
-    from ..loop import Evaluation
+    from ..training.loop import Evaluation
 
     metric = best_metric or (metric_names[0] if metric_names else "loss")
     logger.warning("Model selection uses labelled target data: the best model is the one with the best %s on the %d rows "

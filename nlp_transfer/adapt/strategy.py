@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import logging
 
-from .. import cache
 from .._lazy import lazy
-from ..adapt import alignment_weight
-from ..config import TARGET_SPLIT
-from .base import StepContext, Strategy
+from ..data import cache
+from ..recipe.schema import TARGET_SPLIT
+from ..strategies.base import StepContext, Strategy
+from . import alignment_weight
 
 torch = lazy("torch")
 datasets = lazy("datasets")
@@ -95,7 +95,7 @@ class AdaptedStrategy(Strategy):
         return self.inner.raw_columns(task, processor)
 
     def prepare(self, model):
-        from ..models import model_pooling
+        from ..models.build import model_pooling
 
         self.pooling = model_pooling(model)
         trained = self.inner.prepare(model)
@@ -176,7 +176,7 @@ class AdaptedStrategy(Strategy):
         if self.method is None:  # data.weight_column or instance weights alone: the source rows, as the strategy batches them
             return self.inner.train_batches(train, batch_size=batch_size, seed=seed, group_by_length=group_by_length,
                                             collator=collator)
-        from ..adapt.batches import MixedBatchSampler
+        from .batches import MixedBatchSampler
 
         source, target = train, self.target
         if WEIGHTS in source.column_names and WEIGHTS not in target.column_names:
@@ -198,7 +198,7 @@ class AdaptedStrategy(Strategy):
             return self._task_loss(logits, batch), {}
         inputs = {k: v for k, v in batch.items() if k not in _NOT_INPUTS}
         task_model = _task_model(inner)
-        from ..models import head_logits, pooled_features
+        from ..models.build import head_logits, pooled_features
 
         features = pooled_features(task_model, inputs, self.pooling)
         logits = head_logits(task_model, features)
@@ -209,21 +209,23 @@ class AdaptedStrategy(Strategy):
         return task_loss + self.weight * alignment, extra
 
     def _task_loss(self, logits, batch):
-        """Cross-entropy over the labelled (source) rows; with weights, their weighted mean (a weight-0 row adds nothing)."""
-        labels = batch["labels"]
-        if WEIGHTS not in batch:
+        """The task type's loss over the labelled (source) rows; with weights, its weighted form (a weight-0 row adds
+        nothing). Target rows carry no label: they are left out here, whatever a task type's loss makes of one."""
+        labels, weights = batch["labels"], batch.get(WEIGHTS)
+        if DOMAIN in batch:
+            source = ~batch[DOMAIN].bool()
+            logits, labels = logits[source], labels[source]
+            weights = None if weights is None else weights[source]
+        if weights is None:
             return self.task.loss(logits, labels)
-        per_row = torch.nn.functional.cross_entropy(logits.float(), labels.long(), reduction="none")
-        labelled = labels != -100
-        weights = batch[WEIGHTS].float() * labelled
-        return (per_row * weights).sum() / weights.sum().clamp(min=1e-12)
+        return self.task.weighted_loss(logits, labels, weights)
 
     def _alignment(self, model, source, target, ctx: StepContext, target_logits=None):
         """The adaptation term on source and target features (mcc: on the target rows' logits, the head's output
         on ``target`` unless given)."""
         if self.method == "mcc":
             if target_logits is None:
-                from ..models import head_logits
+                from ..models.build import head_logits
 
                 target_logits = head_logits(_task_model(_inner_model(model)), target)
             return losses.minimum_class_confusion(target_logits, self.adapt.mcc_temperature), {}
@@ -292,7 +294,7 @@ class AdaptedStrategy(Strategy):
 
 
 def _task_model(model):
-    from ..models import unwrap
+    from ..models.build import unwrap
 
     return unwrap(model)
 
@@ -306,7 +308,7 @@ def _batches(ds, collator, batch_size: int = 64) -> list:
 
 def _features(task_model, batches: list, pooling: str, device):
     """Pooled features of the task model (eval mode, no gradients) over collated batches, on CPU."""
-    from ..models import pooled_features
+    from ..models.build import pooled_features
 
     was_training = task_model.training
     task_model.eval()

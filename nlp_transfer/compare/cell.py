@@ -1,4 +1,4 @@
-"""One cell of ``nlp-transfer compare``, in its own process: ``python -m nlp_transfer.compare_cell CELL_DIR``.
+"""One cell of ``nlp-transfer compare``, in its own process: ``python -m nlp_transfer.compare.cell CELL_DIR``.
 
 Trains the cell's ``recipe.yaml``, then measures what the report compares beside the scores:
 train time (the loop plus the strategy's one-off data preparation, such as frozen's feature pass, on a
@@ -20,6 +20,10 @@ import sys
 import time
 from pathlib import Path
 
+from ..data.columns import column_values
+from ..recipe.load import load_recipe
+from ..tasks import get_task_type
+
 LATENCY_ROWS = 64
 
 
@@ -27,8 +31,7 @@ def run_cell(folder: Path, threads: int | None = None) -> dict:
     """Train the cell in ``folder`` and write its ``result.json``; returns it."""
     import torch
 
-    from .recipe import load_recipe
-    from .runner import train
+    from ..training.single import train
 
     if threads:
         torch.set_num_threads(threads)
@@ -90,9 +93,7 @@ def _latency(folder: Path, recipe) -> float | None:
     """Milliseconds per row to predict the first rows of validation (batch 32, after one warm-up call)."""
     from datasets import Dataset
 
-    from .columns import column_values
-    from .inference import Predictor
-    from .tasks import get_task_type
+    from ..inference.predictor import Predictor
 
     columns = get_task_type(recipe.task.type).input_columns(recipe.task)
     ds = Dataset.from_parquet(recipe.data.files["validation"])

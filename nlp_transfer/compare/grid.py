@@ -6,69 +6,50 @@ of that permutation (``data.fraction_indices``), so every strategy of a (seed, f
 reads the same file, and a smaller fraction's rows are a subset of a larger one's. Validation and
 test rows are the same for every cell.
 
-Every cell is its own process (``python -m nlp_transfer.compare_cell``), so peak memory is per
+Every cell is its own process (``python -m nlp_transfer.compare.cell``), so peak memory is per
 cell and no cell inherits another's state. A finished cell leaves ``cells/<name>/result.json`` and is
 never rerun: stop the command and run it again and it continues. The report (``report.md``,
-``report.json``, learning curves) is in ``compare_report.py``.
+``report.json``, learning curves) is in ``report.py``; the plan of the grid (its cells, their recipes, the data pool)
+in ``plan.py``.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
-import math
 import os
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from .errors import NlpTransferError, RecipeError, TrainingError
+from ..errors import TrainingError
+from ..recipe.load import load_recipe
+from ..recipe.schema import Recipe
+from .plan import (
+    SCRATCH,
+    Cell,
+    CompareError,
+    Grid,
+    cell_dir,
+    cell_recipe_dict,
+    plan_grid,
+    write_cell_recipe,
+    write_pool,
+)
+from .report import (
+    FEW_STEPS,
+    SUGGESTED_MIN_STEPS,
+    report_metrics,
+    require_matplotlib,
+    write_card_section,
+    write_report,
+)
 
 logger = logging.getLogger(__name__)
 
-SCRATCH = "scratch"
-BASELINES = (SCRATCH, "none")
 # train keys whose right value depends on the strategy: a cell of another strategy than the recipe's takes its own defaults
-STRATEGY_TRAIN_KEYS = ("lr", "head_lr", "weight_decay", "warmup_ratio")
-DATA_FORMAT = "parquet"
-
-
-class CompareError(NlpTransferError, ValueError):
-    """The grid asked of ``compare`` cannot be run (a fraction outside (0, 1], an unknown strategy, ...)."""
-
-
-@dataclass
-class Cell:
-    """One run of the grid: a strategy (or the baseline) on one seed's fraction of the pool."""
-
-    strategy: str
-    fraction: float
-    seed: int
-    backbone: str | None = None  # --backbones: the model.name of this cell when not the recipe's
-
-    @property
-    def name(self) -> str:
-        prefix = f"bb-{_slug(self.backbone)}-" if self.backbone else ""
-        return f"{prefix}{self.strategy}-f{self.fraction:g}-s{self.seed}"
-
-
-@dataclass
-class Grid:
-    """What ``compare`` runs: the cells, and where the pool and subsets live."""
-
-    out: Path
-    strategies: list[str]
-    fractions: list[float]
-    seeds: list[int]
-    baseline: str
-    cells: list[Cell] = field(default_factory=list)
-    min_steps: int = 0  # cells under this many optimizer steps train more epochs (see compare)
 
 
 def compare(recipe: str | Path | dict, overrides=None, *, out: str | Path, strategies=("frozen", "full", "lora"),
@@ -100,9 +81,6 @@ def compare(recipe: str | Path | dict, overrides=None, *, out: str | Path, strat
     Returns:
         The report (what ``report.json`` holds).
     """
-    from .compare_report import FEW_STEPS, SUGGESTED_MIN_STEPS, require_matplotlib, write_card_section, write_report
-    from .recipe import load_recipe
-
     if figures:
         require_matplotlib()  # before hours of runs, not after
     base = load_recipe(recipe, overrides)
@@ -111,27 +89,13 @@ def compare(recipe: str | Path | dict, overrides=None, *, out: str | Path, strat
     grid = plan_grid(base, Path(out), strategies, fractions, seeds, baseline, backbones or [], cell_overrides or [])
     grid.min_steps = min_steps
     pool = write_pool(base, grid)
-    todo = [c for c in grid.cells if not (_cell_dir(grid.out, c) / "result.json").is_file()]
+    todo = [c for c in grid.cells if not (cell_dir(grid.out, c) / "result.json").is_file()]
     logger.info("compare: %d cells, %d finished, %d to run (jobs=%d)", len(grid.cells), len(grid.cells) - len(todo), len(todo), jobs)
-    planned = {cell.name: _write_cell_recipe(base, grid, pool, cell, keep_models, cell_overrides or [], min_steps)
-               for cell in todo}
-    fewest = min(planned.items(), key=lambda item: item[1], default=None)
-    if fewest and fewest[1] < FEW_STEPS:
-        logger.warning("compare: cell %s trains only %d optimizer steps: its score will measure that budget more than "
-                       "the strategy. Consider --min-steps %d (more epochs for cells with fewer steps)",
-                       fewest[0], fewest[1], SUGGESTED_MIN_STEPS)
+    _write_cells(base, grid, pool, todo, keep_models, cell_overrides or [], min_steps)
     failures = _run_cells(grid.out, todo, jobs)
-    results = [json.loads((_cell_dir(grid.out, c) / "result.json").read_text()) for c in grid.cells
-               if (_cell_dir(grid.out, c) / "result.json").is_file()]
-    rankings = None
-    if backbones:
-        from .compare_report import report_metrics
-        from .logme import rank_backbones
-
-        recipes = {name: load_recipe(_cell_dict(base, Cell("frozen", 1.0, grid.seeds[0], name if i else None),
-                                                cell_overrides or [], pool))
-                   for i, name in enumerate([base.model.name, *backbones])}
-        rankings = rank_backbones(recipes, results, grid.strategies[0], report_metrics(base)[1])
+    results = [json.loads((cell_dir(grid.out, c) / "result.json").read_text()) for c in grid.cells
+               if (cell_dir(grid.out, c) / "result.json").is_file()]
+    rankings = _rank_backbones(base, grid, pool, backbones, results, cell_overrides or []) if backbones else None
     report = write_report(grid.out, base, grid, pool, results, rankings=rankings, failures=failures, figures=figures)
     if card is not None:
         write_card_section(Path(card), report)
@@ -142,210 +106,27 @@ def compare(recipe: str | Path | dict, overrides=None, *, out: str | Path, strat
     return report
 
 
-# ---------------------------------------------------------------------- the grid
-def plan_grid(base, out: Path, strategies, fractions, seeds: int, baseline: str, backbones, cell_overrides) -> Grid:
-    """Check the grid's inputs (every problem at once) and list its cells."""
-    from .strategies import STRATEGIES
-
-    strategies = [s.strip() for s in (strategies.split(",") if isinstance(strategies, str) else strategies) if s.strip()]
-    problems = []
-    parsed = []
-    for value in (fractions.split(",") if isinstance(fractions, str) else fractions):
-        try:
-            f = float(value)
-        except (TypeError, ValueError):
-            problems.append(f"--fractions: {value!r} is not a number; give shares of the training pool in (0, 1], e.g. 0.01,0.1,1")
-            continue
-        if not 0 < f <= 1:
-            problems.append(f"--fractions: {f:g} is outside (0, 1]; a fraction is a share of the training pool (1 = all of it)")
-        parsed.append(f)
-    unknown = [s for s in strategies if s not in STRATEGIES]
-    if unknown:
-        problems.append(f"--strategies: unknown {', '.join(map(repr, unknown))}; registered: {', '.join(STRATEGIES)}")
-    if not strategies:
-        problems.append("--strategies: none given; name at least one of: " + ", ".join(STRATEGIES))
-    if baseline not in BASELINES:
-        problems.append(f"--baseline: {baseline!r} is not a baseline; use one of: {', '.join(BASELINES)}")
-    if not isinstance(seeds, int) or seeds < 1:
-        problems.append(f"--seeds: {seeds!r}; give how many seeds to run (1 or more)")
-    for entry in cell_overrides:
-        target = entry.split(":", 1)[0] if ":" in entry.split("=", 1)[0] else None
-        if target is not None and target not in [*strategies, SCRATCH]:
-            problems.append(f"--set {entry!r}: {target!r} is not one of the compared strategies ({', '.join([*strategies, SCRATCH])})")
-    if problems:
-        raise CompareError("compare: " + "; ".join(problems))
-    _check_cell_recipes(base, strategies, cell_overrides)
-    if baseline == SCRATCH:
-        _check_baseline(base, cell_overrides)
-    fractions = sorted(set(parsed))
-    seed_values = [base.train.seed + i for i in range(seeds)]
-    runs = [*strategies, *([SCRATCH] if baseline == SCRATCH else [])]
-    cells = [Cell(s, f, seed) for seed in seed_values for f in fractions for s in runs]
-    cells += [Cell(strategies[0], 1.0, seed, bb) for bb in backbones for seed in seed_values]
-    return Grid(out.expanduser().resolve(), strategies, fractions, seed_values, baseline, cells)
+def _write_cells(base: Recipe, grid: Grid, pool: dict, todo: list[Cell], keep_models: bool, cell_overrides: list[str],
+                 min_steps: int) -> None:
+    """Each cell still to run gets its folder and recipe; warn when a cell's budget is a handful of steps."""
+    planned = {cell.name: write_cell_recipe(base, grid, pool, cell, keep_models, cell_overrides, min_steps)
+               for cell in todo}
+    fewest = min(planned.items(), key=lambda item: item[1], default=None)
+    if fewest and fewest[1] < FEW_STEPS:
+        logger.warning("compare: cell %s trains only %d optimizer steps: its score will measure that budget more than "
+                       "the strategy. Consider --min-steps %d (more epochs for cells with fewer steps)",
+                       fewest[0], fewest[1], SUGGESTED_MIN_STEPS)
 
 
-def _check_cell_recipes(base, strategies, cell_overrides) -> None:
-    """Every strategy's cell recipe must validate (distill needs its teacher, ...): all problems now, not mid-grid."""
-    from .recipe import load_recipe
+def _rank_backbones(base: Recipe, grid: Grid, pool: dict, backbones: list[str], results: list[dict],
+                    cell_overrides: list[str]):
+    """LogME on frozen features of the recipe's backbone and each candidate, beside their fine-tuned scores."""
+    from .logme import rank_backbones
 
-    problems = []
-    for strategy in strategies:
-        try:
-            load_recipe(_cell_dict(base, Cell(strategy, 1.0, base.train.seed), cell_overrides))
-        except RecipeError as exc:
-            problems += [f"{strategy}: {p}" for p in exc.problems]
-    if problems:
-        raise CompareError("compare: the cells' recipes are invalid (set what a strategy needs with "
-                           "--set STRATEGY:KEY=VALUE): " + "; ".join(problems))
-
-
-def _check_baseline(base, cell_overrides) -> None:
-    """The from-scratch baseline must be buildable for this recipe: fail now, naming why, not after the other cells."""
-    from .recipe import load_recipe
-
-    raw = _cell_dict(base, Cell(SCRATCH, 1.0, base.train.seed), cell_overrides)
-    try:
-        load_recipe(raw)
-    except RecipeError as exc:
-        raise CompareError(f"--baseline scratch: this recipe cannot build its from-scratch baseline "
-                           f"(model.from_scratch=true, strategy full): {'; '.join(exc.problems)}. "
-                           "Use --baseline none to compare strategies only") from None
-    from .models import resolve_model_path
-
-    try:
-        from transformers import AutoConfig
-
-        AutoConfig.from_pretrained(resolve_model_path(base.model.name, base.model.revision))
-    except Exception as exc:  # any failure here means: no architecture to build random weights in
-        raise CompareError(f"--baseline scratch: cannot read the architecture of model.name={base.model.name!r} "
-                           f"to build random weights in it: {exc}. Use --baseline none to compare strategies only") from None
-
-
-# ---------------------------------------------------------------------- data
-def write_pool(base, grid: Grid) -> dict:
-    """The pool's splits and every (seed, fraction) train subset as parquet files under ``out/data`` (once).
-
-    Returns: ``{"splits": {split: path}, "rows": {split: n}, "subsets": {(seed, fraction): path}, "labels": [...]}``.
-    """
-    from . import data as data_lib
-
-    folder = grid.out / "data"
-    manifest_file = folder / "manifest.json"
-    manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {"subsets": {}}
-    source = _data_fingerprint(base)
-    if manifest.get("source", source) != source:
-        raise CompareError(f"--out {grid.out}: its data/ was made from another recipe's data, task or seed "
-                           f"({manifest['source']}); a resumed grid must keep them. Use a new --out for this recipe")
-    if "splits" not in manifest:
-        raw = data_lib.load_splits(base.data, base.train.seed)
-        raw = type(raw)({s: ds for s, ds in raw.items() if s != "unlabeled"})
-        encoded, spec = data_lib.encode_labels(raw, base.task, base.data)
-        folder.mkdir(parents=True, exist_ok=True)
-        splits = {}
-        for split, ds in raw.items():
-            splits[split] = str(folder / f"pool-{split}.{DATA_FORMAT}")
-            ds.to_parquet(splits[split])
-        strata = spec.kind.stratify_by(encoded["train"])
-        (folder / "strata.json").write_text(json.dumps(list(strata) if strata is not None else None, default=str))
-        manifest = {"source": source, "splits": splits, "rows": {s: len(ds) for s, ds in raw.items()}, "subsets": {},
-                    "labels": list(spec.label_names) if spec.kind.named_outputs else None}
-    strata = json.loads((folder / "strata.json").read_text())
-    train = None
-    for seed in grid.seeds:
-        for fraction in grid.fractions:
-            key = f"{seed}/{fraction:g}"
-            if key in manifest["subsets"]:
-                continue
-            if fraction >= 1:
-                manifest["subsets"][key] = {"file": manifest["splits"]["train"], "rows": list(range(manifest["rows"]["train"]))}
-                continue
-            if train is None:
-                from datasets import Dataset
-
-                train = Dataset.from_parquet(manifest["splits"]["train"])
-            rows = data_lib.fraction_indices(len(train), fraction, seed, strata)
-            path = folder / f"train-s{seed}-f{fraction:g}.{DATA_FORMAT}"
-            train.select(rows).to_parquet(str(path))
-            manifest["subsets"][key] = {"file": str(path), "rows": rows}
-    manifest["source"] = source
-    _write_json(manifest_file, manifest)
-    return manifest
-
-
-# ---------------------------------------------------------------------- cells
-def _cell_dir(out: Path, cell: Cell) -> Path:
-    return out / "cells" / cell.name
-
-
-def _cell_dict(base, cell: Cell, cell_overrides, pool: dict | None = None, run_dir: Path | None = None) -> dict:
-    """The cell's recipe: the base recipe on the cell's data, strategy, seed and (for the baseline) random weights."""
-    raw = copy.deepcopy(base.to_dict())
-    strategy = SCRATCH if cell.strategy == SCRATCH else cell.strategy
-    trains_as = "full" if strategy == SCRATCH else strategy
-    if trains_as != base.strategy_name:
-        raw["strategy"] = {"name": trains_as}
-        for key in STRATEGY_TRAIN_KEYS:
-            raw["train"][key] = None
-        if "train.epochs" in base.defaults_used:
-            raw["train"]["epochs"] = None
-    raw["model"]["from_scratch"] = strategy == SCRATCH
-    raw["model"]["pooling"] = None if "model.pooling" in base.defaults_used else raw["model"]["pooling"]
-    if cell.backbone:
-        raw["model"]["name"], raw["model"]["revision"], raw["model"]["pooling"] = cell.backbone, None, None
-    raw["train"]["seed"] = cell.seed
-    raw["train"]["report_to"] = []
-    if pool is not None:
-        files = {split: path for split, path in pool["splits"].items()}
-        files["train"] = pool["subsets"][f"{cell.seed}/{cell.fraction:g}"]["file"]
-        raw["data"] = {**raw["data"], "source": None, "config": None, "dir": None, "files": files, "limit": {},
-                       "fraction": None, "format": DATA_FORMAT}
-        if pool.get("labels") and not raw["task"].get("labels"):
-            raw["task"]["labels"] = pool["labels"]  # every cell maps labels the same way, whatever its subset holds
-    raw["output"] = {"dir": str(run_dir or "run"), "overwrite": True, "save": "model", "push_to_hub": None}
-    for entry in cell_overrides:
-        target, _, assignment = entry.rpartition(":") if ":" in entry.split("=", 1)[0] else ("", "", entry)
-        if target and target != strategy:
-            continue
-        key, _, value = assignment.partition("=")
-        _set_dotted(raw, key.strip(), yaml.safe_load(value))
-    return raw
-
-
-def _write_cell_recipe(base, grid: Grid, pool: dict, cell: Cell, keep_models: bool, cell_overrides,
-                       min_steps: int = 0) -> int:
-    """Write the cell's ``recipe.yaml`` and ``cell.json``; returns how many optimizer steps it will train."""
-    folder = _cell_dir(grid.out, cell)
-    folder.mkdir(parents=True, exist_ok=True)
-    raw = _cell_dict(base, cell, cell_overrides, pool, folder / "model")
-    rows = len(pool["subsets"][f"{cell.seed}/{cell.fraction:g}"]["rows"])
-    epochs, steps = raise_epochs_to_min_steps(raw, rows, min_steps)
-    spec = {"cell": {"name": cell.name, "strategy": cell.strategy, "fraction": cell.fraction, "seed": cell.seed,
-                     "backbone": cell.backbone, "train_rows": rows, "epochs": epochs},
-            "keep_model": keep_models}
-    (folder / "recipe.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    _write_json(folder / "cell.json", spec)
-    return steps
-
-
-def raise_epochs_to_min_steps(raw: dict, rows: int, min_steps: int) -> tuple[float, int]:
-    """The cell's ``(epochs, optimizer steps)``, its epochs raised (in ``raw``) to the fewest whole epochs of at
-    least ``min_steps`` steps.
-
-    A raised cell evaluates every ``steps / recipe epochs`` steps (as often as its recipe would), not every epoch.
-    """
-    from .recipe import load_recipe
-
-    train = load_recipe(raw).train  # the cell's resolved budget: a strategy's default epochs included
-    updates_per_epoch = math.ceil(math.ceil(rows / train.batch_size) / train.grad_accum_steps)
-    steps = max(1, math.ceil(train.epochs * updates_per_epoch))  # as the loop counts them
-    if not min_steps or steps >= min_steps:
-        return train.epochs, steps
-    epochs = math.ceil(min_steps / updates_per_epoch)
-    raw["train"]["epochs"] = epochs
-    if not train.eval_every:
-        raw["train"]["eval_every"] = math.ceil(epochs * updates_per_epoch / max(1, math.ceil(train.epochs)))
-    return epochs, epochs * updates_per_epoch
+    recipes = {name: load_recipe(cell_recipe_dict(base, Cell("frozen", 1.0, grid.seeds[0], name if i else None),
+                                            cell_overrides, pool))
+               for i, name in enumerate([base.model.name, *backbones])}
+    return rank_backbones(recipes, results, grid.strategies[0], report_metrics(base)[1])
 
 
 def _run_cells(out: Path, cells: list[Cell], jobs: int) -> dict[str, str]:
@@ -355,7 +136,7 @@ def _run_cells(out: Path, cells: list[Cell], jobs: int) -> dict[str, str]:
     failures: dict[str, str] = {}
 
     def run(cell: Cell) -> None:
-        folder = _cell_dir(out, cell)
+        folder = cell_dir(out, cell)
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
         started = time.perf_counter()
         with (folder / "log.txt").open("w") as log:
@@ -373,36 +154,7 @@ def _run_cells(out: Path, cells: list[Cell], jobs: int) -> dict[str, str]:
 
 def _launch(folder: Path, threads: int, env: dict, log) -> int:
     """Run one cell in a fresh Python process; its exit code."""
-    return subprocess.call([sys.executable, "-m", "nlp_transfer.compare_cell", str(folder), "--threads", str(threads)],
+    return subprocess.call([sys.executable, "-m", "nlp_transfer.compare.cell", str(folder), "--threads", str(threads)],
                            stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
-# ---------------------------------------------------------------------- helpers
-def _data_fingerprint(base) -> str:
-    """What fixes the pool: the data and task sections and the base seed."""
-    import hashlib
-
-    key = json.dumps({"data": base.to_dict()["data"], "task": base.to_dict()["task"], "seed": base.train.seed},
-                     sort_keys=True, default=str)
-    return hashlib.sha256(key.encode()).hexdigest()[:16]
-
-
-def _set_dotted(raw: dict, key: str, value) -> None:
-    node = raw
-    *parents, last = key.split(".")
-    for part in parents:
-        node = node.setdefault(part, {}) if isinstance(node.get(part), dict) or part not in node else node[part]
-        if not isinstance(node, dict):
-            raise CompareError(f"--set {key}: {part!r} is not a section of the recipe")
-    node[last] = value
-
-
-def _write_json(path: Path, data) -> None:
-    """Whole or not at all: a sibling temporary file, then a rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    tmp.replace(path)
-
-
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-." else "-" for c in text).strip("-")[-40:]

@@ -14,6 +14,13 @@ import logging
 
 import numpy as np
 
+from ..data.columns import column_values
+from ..strategies.registry import build_strategy
+from ..tasks.spec import IGNORE_INDEX
+from ..training.processes import new_accelerator
+from ..training.stages import build_run_model, load_data, preprocess
+from .report import points
+
 logger = logging.getLogger(__name__)
 
 
@@ -62,8 +69,6 @@ def rank_backbones(recipes: dict, results: list[dict], strategy: str, metric: st
     ``frozen_features``). Returns ``{"rows": [...], "spearman": rho, "metric": metric}``; a backbone whose features
     fail gets a row with the error instead of a score.
     """
-    from .compare_report import points
-
     own = next(iter(recipes))
     rows = []
     for name, recipe in recipes.items():
@@ -95,11 +100,6 @@ def frozen_features(recipe) -> tuple[np.ndarray, np.ndarray]:
     labels (multi-label), or the value (regression).
     """
     from datasets import DatasetDict
-
-    from .columns import column_values
-    from .runner import build_run_model, load_data, new_accelerator, preprocess
-    from .strategies import build_strategy
-    from .tasks import IGNORE_INDEX
 
     splits, task = load_data(recipe.data, recipe.task, recipe.train.seed)
     strategy = build_strategy(recipe.strategy, task)

@@ -19,7 +19,8 @@ import re
 import statistics
 from pathlib import Path
 
-from .errors import NlpTransferError
+from ..errors import NlpTransferError
+from ..tasks import get_task_type
 
 WITHIN_POINTS = 1.0
 FEW_STEPS = 50  # a cell with fewer optimizer steps than this gets a note in the report (without --min-steps)
@@ -141,8 +142,6 @@ def _sentences(table: dict, verdict: dict, baseline: str | None) -> list[str]:
 # ---------------------------------------------------------------------- files
 def report_metrics(base) -> tuple[list[str], str]:
     """The metrics the report tables (the recipe's, else the task type's; never the loss) and the primary one."""
-    from .tasks import get_task_type
-
     metrics = [m for m in base.train.metrics or get_task_type(base.task.type).default_metrics if m != "loss"]
     return metrics, base.train.best_metric if base.train.best_metric in metrics else metrics[0]
 

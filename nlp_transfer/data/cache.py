@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
-from ._lazy import lazy
+from .._lazy import lazy
 
 torch = lazy("torch")
 datasets = lazy("datasets")

@@ -9,28 +9,27 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from ..errors import DataError
+from ..recipe.schema import UNLABELED_SPLIT, DataConfig
 from .columns import column_values
-from .config import UNLABELED_SPLIT, DataConfig, TaskConfig
-from .errors import DataError
 
 MAX_LISTED = 20  # problems listed one by one; the rest are counted
 
 
-def check_cells(splits, task: TaskConfig, data: DataConfig) -> None:
-    """Raise one ``DataError`` listing every empty, missing (null) or NaN cell of the columns the task reads.
+def check_cells(splits, inputs: list[str], label: str | None, data: DataConfig) -> None:
+    """Raise one ``DataError`` listing every empty, missing (null) or NaN cell of the columns a task reads.
 
     Only columns that exist are checked (a missing column has its own error). A label column that is
     hidden in a whole evaluation split (Hub test splits: all -1 or null) is left to the label encoding,
     which drops that split from evaluation.
-    """
-    from .tasks import get_task_type
 
-    kind = get_task_type(task.type)
-    inputs = kind.input_columns(task)
-    label = task.tags if kind.per_token else task.label
+    Args:
+        inputs: The columns the model reads (the task type's ``input_columns``).
+        label: The label (or tag) column, or None where an empty label is a valid "no label" (multi-label).
+    """
     problems: list[str] = []
     for split, ds in splits.items():
-        columns = [*inputs, *([] if split == UNLABELED_SPLIT or kind.empty_label_means_none else [label])]
+        columns = [*inputs, *([] if split == UNLABELED_SPLIT or label is None else [label])]
         for column in columns:
             if column not in ds.column_names or type(ds.features[column]).__name__ == "Image":  # images: decoding all is work
                 continue

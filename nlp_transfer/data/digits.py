@@ -7,7 +7,7 @@
 - ``<out>/target``: digits 5-9, ``shots`` images per class for training, every other one for
   validation: the few-label task the source model transfers to.
 
-    python -m nlp_transfer.digits runs/digits
+    python -m nlp_transfer.data.digits runs/digits
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-SOURCE_CLASSES = (0, 1, 2, 3, 4)
-TARGET_CLASSES = (5, 6, 7, 8, 9)
+SOURCE_CLASSES = (0, 1, 2, 3, 4)  # the rest (5-9) are the target's
 
 
 def write_digits(out_dir: str | Path, *, size: int = 32, shots: int = 10, seed: int = 0,
@@ -62,7 +61,7 @@ def write_digits(out_dir: str | Path, *, size: int = 32, shots: int = 10, seed: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nlp_transfer.digits", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m nlp_transfer.data.digits", description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir", nargs="?", default="runs/digits")
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--shots", type=int, default=10)

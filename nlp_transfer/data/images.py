@@ -20,9 +20,9 @@ from datasets import DatasetDict, Image, load_dataset
 from transformers import AutoImageProcessor, default_data_collator
 from transformers.image_processing_base import ImageProcessingMixin
 
+from ..errors import DataError, ModelError
+from ..recipe.schema import IMAGEFOLDER
 from .columns import column_values
-from .config import IMAGEFOLDER
-from .errors import DataError, ModelError
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def load_image_folder(folder: str) -> DatasetDict:
     path = Path(folder)
     if not path.is_dir():
         raise DataError(f"data.dir: folder not found: '{path}'. Paths in a recipe resolve against its folder; for the "
-                        "digits demo write it first with `python -m nlp_transfer.digits runs/digits`")
+                        "digits demo write it first with `python -m nlp_transfer.data.digits runs/digits`")
     try:
         return load_dataset(IMAGEFOLDER, data_dir=str(path))
     except Exception as exc:  # datasets raises many types; all mean "cannot read this folder"
@@ -159,7 +159,8 @@ def image_logits(model, processor, paths: list, *, batch_size: int = 64) -> np.n
     Raises:
         DataError: An image file is missing or not an image.
     """
-    from PIL import Image as PILImage, UnidentifiedImageError
+    from PIL import Image as PILImage
+    from PIL import UnidentifiedImageError
 
     device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
     logits = []

@@ -14,10 +14,11 @@ from pathlib import Path
 
 from datasets import ClassLabel, Dataset, DatasetDict, Sequence
 
+from ..errors import DataError
+from ..recipe.schema import DataConfig, TaskConfig
+from ..tasks.spec import IGNORE_INDEX, TaskSpec
 from .columns import column_values
-from .config import DataConfig, TaskConfig
-from .errors import DataError
-from .tasks import IGNORE_INDEX, TaskSpec
+from .sampling import longest_first
 
 logger = logging.getLogger(__name__)
 
@@ -153,8 +154,6 @@ def tokenize_and_align(splits: DatasetDict, tokenizer, task: TaskConfig, max_len
         The tokenized splits and a truncation report per split: sentences cut by ``max_length``
         and how many of their words were lost.
     """
-    from .data import longest_first  # data imports this module
-
     if not getattr(tokenizer, "is_fast", False):
         raise DataError(f"task.type token-classification needs a fast tokenizer (word ids per piece); "
                         f"{type(tokenizer).__name__} is not one. Use a model whose tokenizer has a fast version")

@@ -16,9 +16,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Callable
 
-from ._lazy import lazy
-from .errors import NlpTransferError
-from .tasks import TASK_TYPES, TaskSpec
+from .._lazy import lazy
+from ..errors import NlpTransferError
 
 evaluate = lazy("evaluate")
 np = lazy("numpy")
@@ -81,27 +80,6 @@ def load_metric_module(module_name: str) -> evaluate.EvaluationModule:
         raise MetricError(_not_shipped_message(module_name, f"evaluate.load failed: {exc}")) from exc
 
 
-def preload_metrics(names: Iterable[str], task_type: str) -> None:
-    """Load every non-shipped metric a recipe names, so that one that cannot load fails before training.
-
-    Raises:
-        MetricError: A name cannot be loaded (offline, unknown on the Hub).
-    """
-    allowed = _task_type(task_type).allowed_metrics()
-    for name in names:
-        if name not in SHIPPED_METRICS and name not in allowed:
-            load_metric_module(name)
-
-
-def default_metrics(task_type: str) -> list[str]:
-    """The metrics reported when a recipe names none (the first is the headline metric).
-
-    Raises:
-        MetricError: ``task_type`` is unknown.
-    """
-    return list(_task_type(task_type).default_metrics)
-
-
 def greater_is_better(metric_name: str) -> bool:
     """Whether a larger value of the metric is better (used to pick the best checkpoint).
 
@@ -115,62 +93,12 @@ def greater_is_better(metric_name: str) -> bool:
     return not ("loss" in name or name in {"mse", "rmse", "mae"})
 
 
-def check_metric_names(names: Iterable[str], task_type: str) -> list[str]:
-    """One human-readable line per metric name that cannot work for a task type (empty: all fine).
-
-    A name that is not shipped is a problem when it looks like a typo of a shipped one, or when the Hub is
-    offline; otherwise it is loaded with ``evaluate.load`` (online) before training starts.
-    """
-    if task_type not in TASK_TYPES:
-        return [_task_type_problem(task_type)]
-    names = list(names)
-    problems = TASK_TYPES[task_type].metric_problems(names)
-    allowed = TASK_TYPES[task_type].allowed_metrics()
-    for name in names:
-        if name in SHIPPED_METRICS or name in allowed or any(f"'{name}'" in p for p in problems):
-            continue
-        close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.75)
-        if close:  # a typo of a shipped name: evaluate.load would fail only after a whole epoch
-            problems.append(f"metric '{name}' is unknown; did you mean '{close[0]}'? Shipped for task.type "
-                            f"'{task_type}': {', '.join(allowed)}")
-        elif os.environ.get("HF_HUB_OFFLINE", "").upper() in _TRUE_VALUES:  # the env var only: validation imports no evaluate
-            problems.append(_not_shipped_message(name, "the Hugging Face Hub is offline (HF_HUB_OFFLINE is set)"))
-    return problems
-
-
-def compute_metrics(
-    names: list[str], task_type: str, predictions, references, num_labels: int, *, label_names: list[str] | None = None
-) -> dict[str, float]:
-    """Compute metrics on post-processed predictions.
-
-    Args:
-        names: Recipe metric names (see ``SHIPPED_METRICS``; other names load from the Hub).
-        task_type: A registered task type.
-        predictions: Class ids (text-classification), a 0/1 indicator array of shape
-            ``(n, num_labels)`` (multi-label-classification), floats (regression), or per-position
-            tag ids (token-classification).
-        references: Gold values, same shape as ``predictions``.
-        num_labels: Number of labels of the task (1 for regression).
-        label_names: Class names in id order; token-classification needs them (tags such as ``B-PER``).
-
-    Returns:
-        ``{name: value}`` with plain Python floats. A correlation of constant inputs is ``nan``.
-
-    Raises:
-        MetricError: A name does not apply to the task, the inputs are malformed, or a
-            non-shipped metric cannot be loaded or returns no single number.
-    """
-    problems = check_metric_names(names, task_type)
-    if problems:
-        raise MetricError("cannot compute metrics:\n" + "\n".join(f"  - {p}" for p in problems))
-    id2label = dict(enumerate(label_names)) if label_names else {i: str(i) for i in range(num_labels)}
-    return _task_type(task_type).compute_metrics(names, predictions, references, TaskSpec(task_type, id2label))
-
-
-def compute_shipped(names: list[str], task_type: str, predictions, references, num_labels: int, *,
+def compute_shipped(names: list[str], predictions, references, num_labels: int, *,
                     average: Callable[[str, int], str]) -> dict[str, float]:
-    """Metrics of sequence-level predictions, one ``evaluate`` module each (``average``: f1/precision/recall's default)."""
-    predictions, references = _validated_arrays(task_type, predictions, references, num_labels)
+    """Metrics of sequence-level predictions, one ``evaluate`` module each (``average``: f1/precision/recall's default).
+
+    ``predictions`` and ``references`` are the arrays the task type checked (``TaskType.metric_arrays``).
+    """
     results = {}
     for name in names:
         if SHIPPED_METRICS.get(name) in ("f1", "precision", "recall"):
@@ -184,10 +112,20 @@ def compute_shipped(names: list[str], task_type: str, predictions, references, n
     return results
 
 
-def _task_type(task_type: str):
-    if task_type not in TASK_TYPES:
-        raise MetricError(_task_type_problem(task_type))
-    return TASK_TYPES[task_type]
+def unavailable_metrics(names: Iterable[str], allowed: tuple[str, ...], applies_to: str) -> list[str]:
+    """One line per name neither shipped nor ``allowed`` that looks like a typo of an allowed one, or that cannot load
+    because the Hub is offline (``applies_to``: what the allowed names are for, in the message)."""
+    problems = []
+    for name in names:
+        if name in SHIPPED_METRICS or name in allowed:
+            continue
+        close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.75)
+        if close:  # a typo of a shipped name: evaluate.load would fail only after a whole epoch
+            problems.append(f"metric '{name}' is unknown; did you mean '{close[0]}'? Shipped for {applies_to}: "
+                            f"{', '.join(allowed)}")
+        elif os.environ.get("HF_HUB_OFFLINE", "").upper() in _TRUE_VALUES:  # the env var only: validation imports no evaluate
+            problems.append(_not_shipped_message(name, "the Hugging Face Hub is offline (HF_HUB_OFFLINE is set)"))
+    return problems
 
 
 def _hub_offline() -> bool:
@@ -205,11 +143,12 @@ def _not_shipped_message(name: str, reason: str) -> str:
     )
 
 
-def _task_type_problem(task_type: str) -> str:
-    return f"task.type '{task_type}' is not supported by the metrics; use one of: {', '.join(TASK_TYPES)}"
+def numeric_arrays(predictions, references):
+    """Predictions and references as numpy arrays of one shape, not empty, of numbers.
 
-
-def _validated_arrays(task_type: str, predictions, references, num_labels: int):
+    Raises:
+        MetricError: Shapes differ, no rows, or values that are not numbers.
+    """
     preds, refs = np.asarray(predictions), np.asarray(references)
     if preds.shape != refs.shape:
         raise MetricError(f"predictions have shape {preds.shape} but references have shape {refs.shape}; they must match")
@@ -218,7 +157,7 @@ def _validated_arrays(task_type: str, predictions, references, num_labels: int):
     if preds.dtype.kind not in "biuf" or refs.dtype.kind not in "biuf":
         raise MetricError(f"predictions ({preds.dtype}) and references ({refs.dtype}) must be numbers; "
                           "map string labels to class ids before computing metrics")
-    return _task_type(task_type).metric_arrays(preds, refs, num_labels)
+    return preds, refs
 
 
 def _single_float(name: str, output) -> float:

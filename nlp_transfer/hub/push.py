@@ -25,12 +25,12 @@ from huggingface_hub import HfApi, ModelCard, get_token
 from huggingface_hub import constants as hub_constants
 from huggingface_hub.errors import HfHubHTTPError
 
-from .cards import MERGED, MERGED_SUFFIX, retarget_card
-from .errors import HubError
-from .export import publishable_recipe
-from .models import ADAPTER_CONFIG, ADAPTER_WEIGHTS
-from .recipe import repo_id_problem
-from .strategies import STRATEGIES
+from ..errors import HubError
+from ..models.files import ADAPTER_CONFIG, ADAPTER_WEIGHTS, MERGED
+from ..outputs.cards import MERGED_SUFFIX, retarget_card
+from ..outputs.export import publishable_recipe
+from ..recipe.validate import repo_id_problem
+from ..strategies.registry import STRATEGIES
 
 logger = logging.getLogger(__name__)
 

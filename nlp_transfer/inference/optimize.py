@@ -23,16 +23,26 @@ import numpy as np
 import torch
 from datasets import DatasetDict
 
-from . import data as data_lib
-from .columns import column_values
-from .errors import DataError, NlpTransferError
-from .export import find_run_file, publish
-from .inference import Predictor
-from .metrics import compute_metrics, default_metrics, greater_is_better
-from .precision import cpu_bf16_flags, cpu_model_name
-from .recipe import load_recipe
-from .tasks import TaskSpec, compute_loss, logits_to_predictions
-from .variants import OPTIMIZE_FILE, OPTIMIZED, VARIANTS, build_variant, save_variant, unavailable_reason
+from ..data.columns import column_values
+from ..data.files import load_splits
+from ..errors import DataError, NlpTransferError
+from ..evaluation.metrics import greater_is_better
+from ..outputs.export import find_run_file, publish
+from ..recipe.load import load_recipe
+from ..tasks import compute_loss, logits_to_predictions
+from ..tasks.metrics import compute_metrics, default_metrics
+from ..tasks.spec import TaskSpec
+from ..tasks.splits import encode_labels
+from ..training.precision import cpu_bf16_flags, cpu_model_name
+from .predictor import Predictor
+from .variants import (
+    OPTIMIZE_FILE,
+    OPTIMIZED,
+    VARIANTS,
+    build_variant,
+    save_variant,
+    unavailable_reason,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -122,14 +132,14 @@ def _rows(output_dir: Path, predictor: Predictor, split: str, rows: int | None, 
         path = Path(file).expanduser().resolve()
         data, split = dataclasses.replace(data, source=None, files={"train": str(path), "validation": str(path)},
                                           limit={}), "validation"
-    splits = data_lib.load_splits(data, recipe.train.seed)
+    splits = load_splits(data, recipe.train.seed)
     if split not in splits:
         raise DataError(f"--split: the recipe's data has no '{split}' split; it has: {', '.join(splits)}")
     ds = splits[split]
     if rows and rows < len(ds):
         ds = ds.select(range(rows))
     names = spec.label_names if spec.kind.named_outputs else None
-    encoded, _ = data_lib.encode_labels(DatasetDict({split: ds}), recipe.task, data, names=names)
+    encoded, _ = encode_labels(DatasetDict({split: ds}), recipe.task, data, names=names)
     ds = encoded[split]
     inputs = spec.kind.prediction_inputs(ds, recipe, split)
     if not inputs:

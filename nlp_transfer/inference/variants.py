@@ -25,9 +25,10 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from .errors import ModelError
-from .first_token import enable_first_token
-from .models import load_model
+from ..errors import ModelError
+from ..models.build import load_model
+from ..models.first_token import enable_first_token
+from ..training.precision import has_native_bf16
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +41,6 @@ ONNX_INSTALL = "pip install 'nlp-transfer[onnx]'"
 
 def unavailable_reason(variant: str, device: torch.device, images: bool) -> str | None:
     """Why ``variant`` cannot run here (None when it can)."""
-    from .precision import has_native_bf16
-
     if variant == "bf16" and not has_native_bf16():
         return "no native bf16 on this machine (emulated bf16 is slower than fp32)"
     if variant == "int8-dynamic":

@@ -16,27 +16,18 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-from .errors import ModelError
-from .image_models import image_head_logits, is_image_model
-from .mean_pooling import MODEL_TYPE as MEAN_POOLING_MODEL_TYPE
-from .mean_pooling import MeanPoolingForSequenceClassification, encoder_config_from_dict
-from .model_files import MEAN_POOLING_CLASS, resolve_model_path  # noqa: F401 (re-exported)
-from .tasks import TaskSpec
+from ..errors import ModelError
+from ..tasks.spec import TaskSpec
+from .families import families_with, layer_paths, model_family
+from .files import ADAPTER_CONFIG, MEAN_POOLING_CLASS, TASK_CONFIG, resolve_model_path
+from .image_heads import image_head_logits, is_image_model
+from .pooling import MODEL_TYPE as MEAN_POOLING_MODEL_TYPE
+from .pooling import MeanPoolingForSequenceClassification, encoder_config_from_dict
 
 logger = logging.getLogger(__name__)
 
 MEAN_POOLING_MODELING_FILE = "modeling_mean_pooling.py"
-ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
-# An adapter folder's task config (label maps, problem type). Not ``config.json``: next to
-# ``adapter_config.json`` transformers would take that as "the base weights are here".
-TASK_CONFIG = "task_config.json"
 _HEADS = ("ForSequenceClassification", "ForTokenClassification", "ForImageClassification")
-# Where encoder layers live inside ``getattr(model, model.base_model_prefix)``: BERT / RoBERTa / ELECTRA / DeBERTa /
-# MPNet / MiniLM, DistilBERT, ViT-family image models (transformers 5), the stages of convolutional backbones
-# (ResNet, ConvNeXt), then ALBERT's layer groups (one group usually serves every layer: its weights are shared).
-LAYER_LISTS = ("encoder.layer", "transformer.layer", "layers", "encoder.layers", "encoder.stages",
-               "encoder.albert_layer_groups")
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False):
@@ -136,7 +127,7 @@ def save_model(model, processor, folder: Path) -> None:
 def write_modeling_file(model, out_dir: Path) -> None:
     """Ship the mean-pooling class next to its weights so ``trust_remote_code`` loads it."""
     if isinstance(model, MeanPoolingForSequenceClassification):
-        shutil.copyfile(Path(__file__).with_name("mean_pooling.py"), Path(out_dir) / MEAN_POOLING_MODELING_FILE)
+        shutil.copyfile(Path(__file__).with_name("pooling.py"), Path(out_dir) / MEAN_POOLING_MODELING_FILE)
 
 
 def load_model(folder: str | Path, trust_remote_code: bool = False):
@@ -162,9 +153,14 @@ def _auto_class(config: dict, peft_task_type: str | None = None):
 
     ``peft_task_type``: an adapter's ``task_type`` (its task config may still name the bare backbone).
     """
-    from transformers import AutoModelForImageClassification, AutoModelForTokenClassification
-    from transformers.models.auto.modeling_auto import (MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES,
-                                                        MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES)
+    from transformers import (
+        AutoModelForImageClassification,
+        AutoModelForTokenClassification,
+    )
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES,
+        MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
+    )
 
     architectures = config.get("architectures") or []
     family = config.get("model_type")
@@ -249,8 +245,11 @@ def encoder_layers(model) -> torch.nn.ModuleList | None:
 
 
 def encoder_layers_at(model) -> tuple[str, torch.nn.ModuleList] | None:
-    """The dotted path (in ``model``) and the module of the encoder's layer list, or None when the layout is unknown."""
-    for path in LAYER_LISTS:
+    """The dotted path (in ``model``) and the module of the encoder's layer list, or None when the layout is unknown.
+
+    Looked for where the families table puts the family's layers, then at every layout the table knows.
+    """
+    for path in layer_paths(getattr(getattr(model, "config", None), "model_type", None)):
         name = f"{model.base_model_prefix}.{path}"
         try:
             layers = model.get_submodule(name)
@@ -338,11 +337,12 @@ def head_logits(model, features: torch.Tensor) -> torch.Tensor:
         return model.head(features)
     if is_image_model(model):
         return image_head_logits(model, features)
-    family = model.config.model_type
-    if family not in _CLS_HEADS:
-        raise ModelError(f"model.pooling: 'cls' features are supported for model types {', '.join(sorted(_CLS_HEADS))}; "
-                         f"got {family!r}. Use model.pooling=mean, which works with any encoder")
-    return _CLS_HEADS[family](model, features.unsqueeze(1))
+    family = model_family(model)
+    if family is None or family.cls_head is None:
+        raise ModelError(f"model.pooling: 'cls' features are supported for model types "
+                         f"{', '.join(sorted(families_with('cls_head')))}; got {model.config.model_type!r}. "
+                         "Use model.pooling=mean, which works with any encoder")
+    return _CLS_HEADS[family.cls_head](model, features.unsqueeze(1))
 
 
 class FeatureHead(torch.nn.Module):
@@ -386,11 +386,6 @@ def _albert_head(model, seq):
     return model.classifier(model.dropout(encoder.pooler_activation(encoder.pooler(seq[:, 0]))))
 
 
-# How each family's ForSequenceClassification turns the first token's state into logits.
-_CLS_HEADS = {
-    "bert": _bert_head, "megatron-bert": _bert_head, "ernie": _bert_head,
-    "roberta": _sequence_head, "xlm-roberta": _sequence_head, "camembert": _sequence_head, "electra": _sequence_head,
-    "mpnet": _sequence_head,
-    "deberta": _deberta_head, "deberta-v2": _deberta_head,
-    "distilbert": _distilbert_head, "albert": _albert_head,
-}
+# How a ForSequenceClassification turns the first token's state into logits, by the families table's ``cls_head``.
+_CLS_HEADS = {"pooler": _bert_head, "classifier": _sequence_head, "deberta": _deberta_head,
+              "distilbert": _distilbert_head, "albert": _albert_head}

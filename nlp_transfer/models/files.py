@@ -10,11 +10,18 @@ import json
 import logging
 from pathlib import Path
 
-from .errors import ModelError
+from ..errors import ModelError
 
 logger = logging.getLogger(__name__)
 
 MEAN_POOLING_CLASS = "MeanPoolingForSequenceClassification"
+# A LoRA output: the adapter at the folder's root (peft's file names), its merged copy in a subfolder.
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+# An adapter folder's task config (label maps, problem type). Not ``config.json``: next to
+# ``adapter_config.json`` transformers would take that as "the base weights are here".
+TASK_CONFIG = "task_config.json"
+MERGED = "merged"  # the subfolder of an adapter's output folder that holds the adapter merged into its backbone
 
 
 def resolve_model_path(name: str, revision: str | None = None) -> str:
@@ -30,7 +37,7 @@ def resolve_model_path(name: str, revision: str | None = None) -> str:
     from huggingface_hub import constants as hub_constants
     from huggingface_hub import snapshot_download
 
-    from . import offline
+    from ..hub import offline
 
     if Path(name).expanduser().is_dir():
         return str(Path(name).expanduser().resolve())

@@ -25,11 +25,10 @@ from typing import Callable, Iterator
 
 import torch
 
+from .families import model_family
+
 logger = logging.getLogger(__name__)
 
-# Classifier classes whose head reads only position 0 of the last hidden state -> how to find their encoder layers.
-_BERT_LIKE = ("BertForSequenceClassification", "RobertaForSequenceClassification", "XLMRobertaForSequenceClassification",
-              "CamembertForSequenceClassification", "ElectraForSequenceClassification")
 _MARK = "_nlp_transfer_first_token"
 
 
@@ -92,19 +91,19 @@ def _unwrap(model):
 
 
 def _plan(model) -> tuple[torch.nn.Module, Callable] | None:
-    """(the last encoder layer, its first-token forward), or None when the model's head reads more than position 0."""
+    """(the last encoder layer, its first-token forward), or None when the model's head reads more than position 0.
+
+    The families table names the classifier class whose head reads position 0 alone (not, say, a mean-pooling
+    head on the same encoder), where its layers are, and which of ``LAYER_FORWARDS`` runs its last one.
+    """
     name, config = type(model).__name__, getattr(model, "config", None)
     if config is None or getattr(config, "is_decoder", False) or getattr(config, "add_cross_attention", False):
         return None
+    family = model_family(model)
+    if family is None or family.first_token_layer is None or name != family.first_token_class:
+        return None
     try:
-        if name in _BERT_LIKE:
-            return model.base_model.encoder.layer[-1], _bert_layer_forward
-        if name == "DistilBertForSequenceClassification":
-            return model.distilbert.transformer.layer[-1], _distilbert_layer_forward
-        if name == "MPNetForSequenceClassification":
-            return model.mpnet.encoder.layer[-1], _mpnet_layer_forward
-        if name == "ViTForImageClassification":
-            return model.vit.layers[-1], _vit_layer_forward
+        return model.base_model.get_submodule(family.layers)[-1], LAYER_FORWARDS[family.first_token_layer]
     except (AttributeError, IndexError):  # another transformers version laid the model out differently: run it as it is
         logger.debug("first-token last layer: unexpected layout of %s; left unchanged", name)
     return None
@@ -178,6 +177,11 @@ def _vit_layer_forward(self, hidden_states, attention_mask=None, **kwargs):
                             sa.num_attention_heads, sa.head_dim, sa.attention_dropout, **_attention_kwargs(kwargs))
     attended = self.dropout(sa.o_proj(context)) + hidden_states[:, :1]
     return self.dropout(self.mlp(self.layernorm_after(attended))) + attended
+
+
+# The first-token forward of each layer layout, by the families table's ``first_token_layer``.
+LAYER_FORWARDS: dict[str, Callable] = {"bert": _bert_layer_forward, "distilbert": _distilbert_layer_forward,
+                                       "mpnet": _mpnet_layer_forward, "vit": _vit_layer_forward}
 
 
 def _attention_kwargs(kwargs: dict) -> dict:

@@ -1,24 +1,18 @@
 """What the head of each vision family reads, so ``frozen`` can cache it and replay the head.
 
-Two layouts cover the common image classifiers of transformers:
+Two layouts cover the common image classifiers of transformers (the families table's ``image_features``):
 
 - transformer backbones (ViT, DeiT): the classifier reads the first (``[CLS]``) token of the
-  final, layer-normed hidden states;
-- convolutional backbones (ResNet, ConvNeXt, RegNet): the classifier reads the pooled output.
+  final, layer-normed hidden states (``first_token``);
+- convolutional backbones (ResNet, ConvNeXt, RegNet): the classifier reads the pooled output (``pooled``).
 """
 
 from __future__ import annotations
 
 import torch
 
-from .errors import ModelError
-
-TOKEN_FAMILIES = ("vit", "deit")
-POOLED_FAMILIES = ("resnet", "convnext", "convnextv2", "regnet")
-# Backbones without attention projections: LoRA has nothing to adapt there.
-CONVOLUTIONAL_FAMILIES = ("resnet", "convnext", "convnextv2", "regnet", "mobilenet_v1", "mobilenet_v2", "efficientnet",
-                          "bit", "van", "poolformer")
-IMAGE_HEAD_FAMILIES = TOKEN_FAMILIES + POOLED_FAMILIES
+from ..errors import ModelError
+from .families import Family, families_with, model_family
 
 
 def is_image_model(model) -> bool:
@@ -31,7 +25,7 @@ def image_features(model, inputs: dict) -> torch.Tensor:
     family = _supported_family(model)
     encoder = getattr(model, model.base_model_prefix)
     out = encoder(pixel_values=inputs["pixel_values"])
-    if family in TOKEN_FAMILIES:
+    if family.image_features == "first_token":
         return out.last_hidden_state[:, 0]
     return out.pooler_output.flatten(1)
 
@@ -42,10 +36,10 @@ def image_head_logits(model, features: torch.Tensor) -> torch.Tensor:
     return model.classifier(features)
 
 
-def _supported_family(model) -> str:
-    family = model.config.model_type
-    if family not in IMAGE_HEAD_FAMILIES:
+def _supported_family(model) -> Family:
+    family = model_family(model)
+    if family is None or family.image_features is None:
         raise ModelError(f"strategy frozen: cached image features are supported for model types "
-                         f"{', '.join(IMAGE_HEAD_FAMILIES)}; got {family!r}. Use strategy full (or lora for attention "
-                         "backbones) with this model")
+                         f"{', '.join(families_with('image_features'))}; got {model.config.model_type!r}. Use strategy "
+                         "full (or lora for attention backbones) with this model")
     return family

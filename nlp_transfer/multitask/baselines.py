@@ -13,9 +13,10 @@ import json
 import logging
 import os
 
-from ..config import MultiTaskRecipe
+from ..recipe.multitask import BASELINES_DIR, primary_metrics
+from ..recipe.schema import MultiTaskRecipe
+from ..training.single import train
 from .readme import write_multitask_readme
-from .recipe import BASELINES_DIR, primary_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -23,8 +24,6 @@ logger = logging.getLogger(__name__)
 def add_single_task_baselines(recipe: MultiTaskRecipe, out) -> dict:
     """Train each task alone into ``<output>/single_task/<task>`` (metrics only) and add the comparison to the
     output's ``metrics.json`` (``single_task_baselines``) and README; return the comparison."""
-    from ..runner import train
-
     primaries = primary_metrics(recipe)
     rows = {}
     for entry in recipe.tasks:

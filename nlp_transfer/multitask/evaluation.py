@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from accelerate import Accelerator
 
-from ..loop import evaluate_loader
-from .recipe import MEAN
+from ..recipe.multitask import MEAN
+from ..training.loop import evaluate_loader
 
 
 @dataclass

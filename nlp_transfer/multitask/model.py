@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import ModelError
-from ..models import base_encoder
+from ..models.build import base_encoder
 from .sampling import TASK_INDEX
 
 # Parts of a backbone that stay per task: the pooler feeds only a sequence head (and a token model has none).

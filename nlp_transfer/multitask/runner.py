@@ -15,18 +15,35 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import data as data_lib
-from ..config import MultiTaskRecipe, Recipe
-from ..export import publish, write_run_files
-from ..loop import evaluate_loader, run_loop
-from ..precision import resolve_mixed_precision
-from ..strategies import Strategy, build_strategy
-from ..strategies.multitask import MultiTaskStrategy
-from ..tasks import TaskSpec
+from ..data.loaders import eval_loader
+from ..outputs.export import publish, write_run_files
+from ..recipe.schema import MultiTaskRecipe, Recipe
+from ..strategies.base import Strategy
+from ..strategies.registry import build_strategy
+from ..tasks.spec import TaskSpec
+from ..training.loop import evaluate_loader, run_loop
+from ..training.precision import resolve_mixed_precision
+from ..training.processes import LIVE_UNTIL_EXIT, rank_checksums
+from ..training.session import TrainOutput, guarded_run
+from ..training.stages import (
+    build_run_model,
+    export_on_main,
+    flat_config,
+    load_data,
+    parameter_counts,
+    prepare,
+    preprocess,
+    short_scores,
+    stage_output,
+    start_run,
+    train_summary,
+)
+from .baselines import add_single_task_baselines
 from .evaluation import MultiTaskEvaluation, TaskEvaluation, task_scores
 from .model import MultiTaskModule, tie_encoders
 from .readme import write_multitask_readme
 from .sampling import epochs_of_data, expected_batches
+from .strategy import MultiTaskStrategy
 
 logger = logging.getLogger(__name__)
 
@@ -43,15 +60,22 @@ class _Task:
     metric_names: list[str]
 
 
+def train_multitask(recipe: MultiTaskRecipe, *, resume: bool = False, overwrite: bool = False,
+                    single_task_baselines: bool = False) -> TrainOutput:
+    """Train a multi-task recipe (``run_multitask`` inside ``guarded_run``); with ``single_task_baselines``, then each
+    task alone with the same budget, and the per-task comparison added to the output (``baselines.py``)."""
+    out = guarded_run(recipe, run_multitask, resume=resume, overwrite=overwrite)
+    if single_task_baselines:
+        add_single_task_baselines(recipe, out)
+    return out
+
+
 def run_multitask(recipe: MultiTaskRecipe, out_dir: Path, work: Path, resume: bool, run_info: dict):
     """Train every task of ``recipe`` on one encoder and export one folder per task (see the module docstring)."""
-    from ..runner import (_LIVE_UNTIL_EXIT, TrainOutput, _flat, _rank_checksums, _short, build_run_model, export_on_main,
-                          load_data, preprocess, prepare, start_run)
-
     cfg = recipe.train
     precision = resolve_mixed_precision(cfg.mixed_precision)
     logger.info("Mixed precision: %s (train.mixed_precision=%s: %s)", precision.used, precision.requested, precision.reason)
-    accelerator = start_run(cfg, work, resume, mixed_precision=precision.used, tracker_config=_flat(recipe.to_dict()),
+    accelerator = start_run(cfg, work, resume, mixed_precision=precision.used, tracker_config=flat_config(recipe.to_dict()),
                             run_name=out_dir.name)
     tasks, processor = [], None
     for entry in recipe.tasks:
@@ -74,23 +98,23 @@ def run_multitask(recipe: MultiTaskRecipe, out_dir: Path, work: Path, resume: bo
                                      seed=cfg.seed, group_by_length=cfg.group_by_length, collator=collator)
     eval_size = cfg.eval_batch_size or 2 * cfg.batch_size
     evaluation = MultiTaskEvaluation([
-        TaskEvaluation(t.name, k, t.strategy, t.spec, data_lib.eval_loader(prepared[t.name]["validation"], eval_size, sub),
+        TaskEvaluation(t.name, k, t.strategy, t.spec, eval_loader(prepared[t.name]["validation"], eval_size, sub),
                        t.metric_names, t.weight) for k, (t, sub) in enumerate(zip(tasks, collator.collators))],
         recipe.best_metric)
     _log_sampling(strategy)
     result = run_loop(trained, strategy, batches, None, cfg, accelerator, work_dir=work, resume=resume, run_info=run_info,
                       evaluation=evaluation)
     if accelerator.num_processes > 1:
-        _LIVE_UNTIL_EXIT.extend([accelerator, result.model])
+        LIVE_UNTIL_EXIT.extend([accelerator, result.model])
     trained = accelerator.unwrap_model(result.model, keep_fp32_wrapper=False)
     shared = _shared_metrics(recipe, strategy, result, trained, total_params, accelerator, precision)
-    shared["rank_weight_checksums"] = _rank_checksums(trained, accelerator)
+    shared["rank_weight_checksums"] = rank_checksums(trained, accelerator)
     per_task = {t.name: _task_metrics(t, k, recipe, strategy, result, trained, prepared[t.name], processor, accelerator,
                                       shared, reports[t.name]) for k, t in enumerate(tasks)}
     metrics = {**shared, "tasks": per_task}
     export_on_main(accelerator, lambda: _export(recipe, tasks, trained, processor, inputs, prepared, per_task, metrics,
                                                 work, out_dir))
-    accelerator.print(f"Saved {out_dir}  validation: {_short(metrics['validation'])}")
+    accelerator.print(f"Saved {out_dir}  validation: {short_scores(metrics['validation'])}")
     accelerator.end_training()
     return TrainOutput(out_dir, metrics)
 
@@ -105,8 +129,6 @@ def _log_sampling(strategy: MultiTaskStrategy) -> None:
 
 
 def _shared_metrics(recipe, strategy, result, trained, total_params, accelerator, precision) -> dict:
-    from ..runner import parameter_counts, train_summary
-
     scheme, temperature = strategy.sampling
     return {
         "validation": result.best_metrics,
@@ -126,8 +148,6 @@ def _shared_metrics(recipe, strategy, result, trained, total_params, accelerator
 def _task_metrics(task: _Task, index: int, recipe, strategy, result, trained, prepared, processor, accelerator, shared,
                   report) -> dict:
     """What a single-task run's metrics.json holds, for one task of the multi-task run (plus a ``multitask`` note)."""
-    from ..runner import parameter_counts
-
     own = trained.task(index)
     metrics = {
         "validation": task_scores(result.best_metrics, task.name),
@@ -141,7 +161,7 @@ def _task_metrics(task: _Task, index: int, recipe, strategy, result, trained, pr
         **task.strategy.top_level_metrics(),
     }
     if "test" in prepared:
-        loader = accelerator.prepare(data_lib.eval_loader(prepared["test"], task.recipe.train.eval_batch_size
+        loader = accelerator.prepare(eval_loader(prepared["test"], task.recipe.train.eval_batch_size
                                                           or 2 * task.recipe.train.batch_size, task.strategy.collator(processor)))
         metrics["test"] = evaluate_loader(own, task.strategy, loader, accelerator, task.spec, task.metric_names)
     if report:
@@ -152,8 +172,6 @@ def _task_metrics(task: _Task, index: int, recipe, strategy, result, trained, pr
 def _export(recipe: MultiTaskRecipe, tasks: list[_Task], trained, processor, inputs, prepared, per_task: dict,
             metrics: dict, work: Path, out_dir: Path) -> None:
     """Every task's folder (the single-task export, reload-checked), the top-level files, then the whole output at once."""
-    from ..runner import stage_output
-
     stage = work / "output"
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir()

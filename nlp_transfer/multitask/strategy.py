@@ -10,7 +10,9 @@ batches, each batch's loss from its own task's instance times the task's weight.
 
 from __future__ import annotations
 
-from .base import Strategy
+from ..strategies.base import Strategy
+from .model import MultiTaskModule, TaskView
+from .sampling import TASK_INDEX, MultiTaskCollator, multitask_loader
 
 
 class MultiTaskStrategy(Strategy):
@@ -34,8 +36,6 @@ class MultiTaskStrategy(Strategy):
 
     # ------------------------------------------------------------------ model
     def prepare(self, model):
-        from ..multitask.model import MultiTaskModule
-
         return MultiTaskModule({name: inner.prepare(model.task(k)) for k, (name, inner) in enumerate(zip(self.names, self.inners))})
 
     def param_groups(self, model, lr, head_lr, weight_decay):
@@ -67,14 +67,10 @@ class MultiTaskStrategy(Strategy):
                 for k, (name, inner) in enumerate(zip(self.names, self.inners))}
 
     def collator(self, processor):
-        from ..multitask.sampling import MultiTaskCollator
-
         return MultiTaskCollator([inner.collator(processor) for inner in self.inners])
 
     def train_batches(self, train, *, batch_size, seed, group_by_length, collator):
         """``train``: one training Dataset per task name. Each task's batches come from its own instance's loader."""
-        from ..multitask.sampling import multitask_loader
-
         loaders = [inner.train_batches(train[name], batch_size=batch_size, seed=seed + k, group_by_length=group_by_length,
                                        collator=sub) for k, (name, inner, sub) in enumerate(zip(self.names, self.inners,
                                                                                                   collator.collators))]
@@ -86,13 +82,9 @@ class MultiTaskStrategy(Strategy):
     # ------------------------------------------------------------------- loss
     def logits(self, model, batch):
         index, rest = _split_task(batch)
-        from ..multitask.model import TaskView
-
         return self.inners[index].logits(TaskView(model, index), rest)
 
     def loss(self, model, batch, ctx):
-        from ..multitask.model import TaskView
-
         index, rest = _split_task(batch)
         loss, extra = self.inners[index].loss(TaskView(model, index), rest, ctx)
         return self.weights[index] * loss, extra
@@ -105,8 +97,6 @@ class MultiTaskStrategy(Strategy):
 
 
 def _split_task(batch: dict) -> tuple[int, dict]:
-    from ..multitask.sampling import TASK_INDEX
-
     rest = dict(batch)
     index = rest.pop(TASK_INDEX)
     return int(index.reshape(-1)[0]), rest

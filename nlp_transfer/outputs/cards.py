@@ -21,11 +21,10 @@ import jinja2
 import torch
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .adapt import adapt_note
-from .models import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+from ..adapt.card import adapt_note
+from ..models.files import ADAPTER_CONFIG, ADAPTER_WEIGHTS, MERGED
 
 PROJECT_URL = "https://pypi.org/project/nlp-transfer/"
-MERGED = "merged"  # lora's merged copy, a subfolder of the adapter's output folder
 # The merged copy's repo is the adapter's repo id plus this suffix. Not a subfolder of the adapter repo:
 # transformers sends any repo with adapter_config.json at its root to the adapter's base model, even
 # with subfolder=..., so a merged model nested there would not load with the Auto classes.

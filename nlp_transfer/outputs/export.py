@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from .errors import ExportError, OutputDirError
-from .models import load_model
+from ..errors import ExportError, OutputDirError
+from ..models.build import load_model
 
 logger = logging.getLogger(__name__)
 

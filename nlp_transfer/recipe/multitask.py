@@ -16,8 +16,12 @@ import dataclasses
 import re
 from pathlib import Path
 
-from ..config import MultiTaskRecipe, OutputConfig, TaskConfig, TaskEntry
 from ..errors import RecipeError
+from ..evaluation.metrics import greater_is_better
+from ..strategies.registry import STRATEGIES
+from ..tasks import TASK_TYPES
+from .build import recipe_from_raw
+from .schema import MultiTaskRecipe, OutputConfig, TaskConfig, TaskEntry
 
 MULTITASK_SECTION = "tasks"
 SHARED_SECTIONS = ("model", "strategy", "train", "output", "card")
@@ -35,8 +39,6 @@ def multitask_from_raw(raw: dict, source: str, base_dir: Path, overridden: set[s
     Raises:
         RecipeError: Every problem, each with its key path (``tasks.<name>.<key>`` for a task's own keys).
     """
-    from ..recipe import recipe_from_raw
-
     problems = list(problems or [])
     for key in raw:
         if key not in (*SHARED_SECTIONS, MULTITASK_SECTION):
@@ -123,9 +125,6 @@ def _task_problem(problem: str, name: str) -> str:
 
 
 def _cross_task_problems(entries: list[TaskEntry], best_metric: str) -> list[str]:
-    from ..metrics import greater_is_better
-    from ..strategies import STRATEGIES
-    from ..tasks import TASK_TYPES
 
     problems = []
     strategy = entries[0].recipe.strategy
@@ -162,7 +161,5 @@ def _cross_task_problems(entries: list[TaskEntry], best_metric: str) -> list[str
 
 def primary_metrics(recipe: MultiTaskRecipe) -> dict[str, str]:
     """Each task's first metric (its own, or its task type's default): what ``mean`` averages."""
-    from ..tasks import TASK_TYPES
-
     return {e.name: (e.recipe.train.metrics or list(TASK_TYPES[e.recipe.task.type].default_metrics))[0]
             for e in recipe.tasks}

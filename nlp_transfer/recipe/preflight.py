@@ -9,12 +9,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from .errors import RecipeError
-from .model_files import _read_json, local_model_path
+from ..errors import RecipeError
+from ..models.families import family_of
+from ..models.files import _read_json, local_model_path
 
 logger = logging.getLogger(__name__)
 
-_POSITION_OFFSET_TYPES = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "longformer")  # padding_idx + 1 unused
 _DEFAULT_MAX_LENGTH = 128  # ModelConfig.max_length's default
 
 
@@ -34,7 +34,8 @@ def check_max_length(recipe) -> None:
     positions = config.get("max_position_embeddings")
     if not isinstance(positions, int) or "image_size" in config:
         return
-    offset = (config.get("pad_token_id") or 1) + 1 if config.get("model_type") in _POSITION_OFFSET_TYPES else 0
+    family = family_of(config.get("model_type"))
+    offset = (config.get("pad_token_id") or 1) + 1 if family is not None and family.position_offset else 0  # padding_idx + 1 unused
     limit = positions - offset
     if model.max_length <= limit:
         return

@@ -18,8 +18,6 @@ from typing import Any, Literal, Union
 
 UNLABELED_SPLIT = "unlabeled"  # data.files.unlabeled: text only, for strategies that learn without labels
 SPLITS = ("train", "validation", "test", UNLABELED_SPLIT)
-FILE_FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "conll")
-POOLINGS = ("cls", "mean")
 IMAGEFOLDER = "imagefolder"  # data.source that reads data.dir/train/<class>/<image>
 
 

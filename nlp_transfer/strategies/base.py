@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from .._lazy import lazy
 
 if TYPE_CHECKING:
-    from ..config import Recipe, TaskConfig
-    from ..tasks import TaskSpec
+    from ..recipe.schema import Recipe, TaskConfig
+    from ..tasks.spec import TaskSpec
 
 torch = lazy("torch")
 
@@ -136,7 +136,7 @@ class Strategy:
         The default: the parameters that require grad after ``prepare``; the new head's at ``head_lr``,
         the rest at ``lr``; biases and norms get no weight decay.
         """
-        from ..models import new_head_parameter_names
+        from ..models.build import new_head_parameter_names
 
         head = new_head_parameter_names(model)
         groups: dict[tuple[bool, bool], dict] = {}
@@ -168,7 +168,7 @@ class Strategy:
     def train_batches(self, train, *, batch_size: int, seed: int, group_by_length: bool, collator):
         """The training batches: a DataLoader whose ``batch_sampler`` has ``set_epoch(epoch)`` (seeded per
         epoch, so a resumed run sees the same batches). A strategy may build its own, e.g. to mix streams."""
-        from ..data import train_loader
+        from ..data.loaders import train_loader
 
         return train_loader(train, batch_size, seed, group_by_length, collator)
 
@@ -198,7 +198,7 @@ class Strategy:
     # ----------------------------------------------------------------- export
     def export(self, model, processor, out_dir: Path) -> None:
         """Write what this strategy ships into ``out_dir`` (a plain transformers folder)."""
-        from ..models import save_model
+        from ..models.build import save_model
 
         save_model(model, processor, out_dir)
 

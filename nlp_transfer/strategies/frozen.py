@@ -6,12 +6,12 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Literal
 
-from .. import cache
 from .._lazy import lazy
-from ..columns import column_values
-from ..tasks import IGNORE_INDEX, TASK_TYPES, concat_rows
+from ..data import cache
+from ..data.columns import column_values
+from ..tasks import concat_rows
+from ..tasks.spec import IGNORE_INDEX
 from .base import Strategy, StrategyOptions
 
 np = lazy("numpy")
@@ -26,11 +26,10 @@ logger = logging.getLogger(__name__)
 class FrozenOptions(StrategyOptions):
     """``strategy.cache_features``: keep the computed features on disk for later runs.
 
-    ``strategy.pooling`` is the older spelling of ``model.pooling`` (still accepted).
+    What a sequence head reads (and so what is cached) is ``model.pooling``.
     """
 
     name: str = "frozen"
-    pooling: Literal["cls", "mean"] | None = None
     cache_features: bool = True
 
     trains_encoder = False
@@ -38,22 +37,6 @@ class FrozenOptions(StrategyOptions):
     description = "frozen-encoder fine-tune"
     # Only a fresh head trains, on fixed features: it takes a high learning rate and many cheap epochs.
     train_defaults = {"lr": 1e-2, "epochs": 20.0, "weight_decay": 0.0}
-
-    def complete(self, recipe) -> None:
-        pools = recipe.task.type in TASK_TYPES and TASK_TYPES[recipe.task.type].pools
-        if self.pooling == "cls" and not pools:
-            self.pooling = None  # outputs of earlier versions record pooling: cls for every task type
-        if self.pooling is not None and pools and recipe.model.pooling is None:
-            recipe.model.pooling = self.pooling
-
-    def validate(self, recipe) -> list[str]:
-        if self.pooling is not None and recipe.task.type in TASK_TYPES and not TASK_TYPES[recipe.task.type].pools:
-            return [f"strategy.pooling: got {self.pooling!r}, but a {recipe.task.type} head reads its own features "
-                    "(every token's, or its backbone's): nothing is pooled; remove strategy.pooling"]
-        if self.pooling is not None and recipe.model.pooling not in (None, self.pooling):
-            return [f"strategy.pooling: got {self.pooling!r} but model.pooling is {recipe.model.pooling!r}; "
-                    "set only model.pooling (strategy.pooling is its older spelling)"]
-        return []
 
     def card_summary(self, recipe, metrics) -> str:
         # token heads read every token's features, image heads their backbone's own
@@ -71,10 +54,10 @@ class FrozenStrategy(Strategy):
         super().__init__(options, task)
         self.cache_hits: dict[str, bool] = {}
         self.feature_seconds: dict[str, float] = {}  # the one-off feature pass per split (0 on a cache hit)
-        self.pooling = options.pooling or "cls"
+        self.pooling = "cls"  # until prepare reads it from the model (model.pooling built its head)
 
     def prepare(self, model):
-        from ..models import FeatureHead, head_modules, model_pooling
+        from ..models.build import FeatureHead, head_modules, model_pooling
 
         self.pooling = model_pooling(model)
         model.requires_grad_(False)
@@ -86,7 +69,7 @@ class FrozenStrategy(Strategy):
         return super().param_groups(model, lr, lr, weight_decay)  # only the head trains: one rate, train.lr
 
     def prepare_data(self, model, processor, splits, accelerator):
-        from ..models import base_encoder
+        from ..models.build import base_encoder
 
         encoder_key = (cache.weights_fingerprint(base_encoder(model)), self.pooling, model.config.model_type)
         features = datasets.DatasetDict()
@@ -127,8 +110,8 @@ class FrozenStrategy(Strategy):
     def _extract(self, model, processor, ds, device, batch_size: int = 64, progress: str | None = None):
         """Features for every row of ``ds`` (model inputs only; pooled, or per token), in length order to keep padding tight.
         A pooled feature that is the first token's state needs the last layer at that position alone (``first_token``)."""
-        from ..data import longest_first_order
-        from ..first_token import first_token_last_layer
+        from ..data.sampling import longest_first_order
+        from ..models.first_token import first_token_last_layer
 
         with torch.inference_mode(), first_token_last_layer(model, not self.task.kind.per_token):
             model.eval()

@@ -81,7 +81,7 @@ class GradualStrategy(Strategy):
         self.unfrozen = -1  # stages unfrozen so far, minus one
 
     def prepare(self, model):
-        from ..models import layer_groups
+        from ..models.build import layer_groups
 
         model.requires_grad_(False)
         groups = layer_groups(model)

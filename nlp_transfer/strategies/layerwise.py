@@ -47,7 +47,7 @@ def layerwise_param_groups(model, lr: float, head_lr: float, weight_decay: float
     Each group carries its layer group's ``group`` name and ``depth`` (a schedule finds its groups by them);
     biases and norms get no weight decay. ``include`` picks the parameters (default: those that require grad).
     """
-    from ..models import layer_groups
+    from ..models.build import layer_groups
 
     groups = layer_groups(model)
     top = groups[-1].depth

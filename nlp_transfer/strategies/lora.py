@@ -18,26 +18,12 @@ from typing import Literal
 
 from .._lazy import lazy
 from ..errors import ModelError
+from ..models.families import model_family
+from ..models.files import ADAPTER_WEIGHTS, MERGED, TASK_CONFIG
 from .base import Strategy, StrategyOptions
 
 torch = lazy("torch")
 peft = lazy("peft")
-
-MERGED = "merged"
-
-_QKV = ("query", "key", "value")
-# The attention projections of each backbone family (config.model_type); peft's own table
-# is the fallback for families not listed.
-DEFAULT_TARGET_MODULES: dict[str, tuple[str, ...]] = {
-    **dict.fromkeys(("bert", "roberta", "xlm-roberta", "electra", "camembert", "albert", "megatron-bert", "ernie"), _QKV),
-    # vision transformers: the query and value projections (the LoRA paper's choice); transformers 5 names them q_proj/v_proj
-    **dict.fromkeys(("vit", "deit", "beit", "dinov2", "vit_msn", "vit_mae"), ("q_proj", "v_proj")),
-    "data2vec-vision": ("query", "value"),
-    "distilbert": ("q_lin", "k_lin", "v_lin"),
-    "mpnet": ("q", "k", "v"),  # peft's table has no MPNet entry
-    "deberta-v2": ("query_proj", "key_proj", "value_proj"),
-    "deberta": ("in_proj",),
-}
 
 
 @dataclass
@@ -128,13 +114,15 @@ class LoraStrategy(Strategy):
         )
         self.peft_model = peft.get_peft_model(model, config)
         _freeze_wrapped_layers(self.peft_model, self.options.bias)
-        # peft appends its own guesses ("classifier", "score"); keep the saved list readable.
-        config.modules_to_save = list(dict.fromkeys(config.modules_to_save))
+        # peft adds its own guesses at a head's name to the list, whether the model has them or not: "classifier" and
+        # "score" (appended in place, duplicates kept, before 0.22), and "pre_classifier" too from 0.22 on. What trains
+        # and ships in full is what it wrapped: the saved adapter_config.json and the run's metrics list exactly that.
+        config.modules_to_save = saved_module_names(self.peft_model)
         return self.peft_model
 
     def export(self, model, processor, out_dir: Path) -> None:
         """The adapter at ``out_dir`` and, with ``merge`` on, the merged model in ``out_dir/merged``."""
-        from ..models import TASK_CONFIG, save_model
+        from ..models.build import save_model
 
         peft_model = model if isinstance(model, peft.PeftModel) else self.peft_model
         if peft_model is None:
@@ -155,13 +143,11 @@ class LoraStrategy(Strategy):
         return [out_dir, out_dir / MERGED] if self.options.merge else [out_dir]
 
     def export_metrics(self, out_dir: Path) -> dict:
-        from ..models import ADAPTER_WEIGHTS
-
         config = self.peft_model.peft_config["default"] if self.peft_model is not None else None
         return {
             "adapter_bytes": (out_dir / ADAPTER_WEIGHTS).stat().st_size,
             "target_modules": sorted(config.target_modules) if config else None,
-            "modules_to_save": sorted(set(config.modules_to_save or ())) if config else None,
+            "modules_to_save": saved_module_names(self.peft_model) if config else None,
             "merged_dir": MERGED if self.options.merge else None,
         }
 
@@ -179,7 +165,7 @@ def _top_layers(model, count: int | None) -> dict | None:
     """peft's ``layers_to_transform`` and ``layers_pattern`` for adapters on the last ``count`` encoder layers."""
     if count is None:
         return None
-    from ..models import encoder_layers_at
+    from ..models.build import encoder_layers_at
 
     found = encoder_layers_at(model)
     depth = len(found[1]) if found else 0
@@ -190,7 +176,8 @@ def _top_layers(model, count: int | None) -> dict | None:
 
 
 def default_target_modules(model) -> list[str]:
-    """The attention projections LoRA adapts by default for this backbone family.
+    """The attention projections LoRA adapts by default for this backbone family (the families table's
+    ``lora_targets``, else peft's own table).
 
     Raises:
         ModelError: The family has no known default; the message lists the model's linear layers.
@@ -198,7 +185,8 @@ def default_target_modules(model) -> list[str]:
     from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
 
     family = model.config.model_type
-    targets = DEFAULT_TARGET_MODULES.get(family) or TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(family)
+    own = model_family(model)
+    targets = (own.lora_targets if own else ()) or TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(family)
     if not targets:
         raise ModelError(f"strategy.target_modules: no default for model type {family!r}; set it to some of the model's "
                          f"linear layers ({', '.join(linear_module_names(model))}), e.g. strategy.target_modules=[query,value]")
@@ -221,15 +209,22 @@ def _linear_modules(model) -> list:
 
 def new_head_module_names(model) -> list[str]:
     """Qualified names of the head's new modules with weights (e.g. ``classifier``; not a pretrained pooler)."""
-    from ..models import new_head_modules
+    from ..models.build import new_head_modules
 
     names = {id(module): name for name, module in model.named_modules()}
     return [names[id(m)] for m in new_head_modules(model) if id(m) in names and any(True for _ in m.parameters())]
 
 
+def saved_module_names(peft_model) -> list[str]:
+    """Qualified names (in the base model) of the modules that train in full and are saved with the adapter: those
+    peft wrapped for ``modules_to_save`` (the new head's), not the names it guessed that match no module."""
+    base = peft_model.get_base_model()
+    return sorted(name for name, module in base.named_modules() if isinstance(module, peft.utils.ModulesToSaveWrapper))
+
+
 def pretrained_pooler_layers(model) -> list[str]:
     """Qualified names of the linear layers of the backbone's pretrained pooler (e.g. ``bert.pooler.dense``)."""
-    from ..models import pretrained_pooler
+    from ..models.build import pretrained_pooler
 
     pooler = pretrained_pooler(model)
     if pooler is None:
@@ -251,10 +246,9 @@ def _check_targets(model, targets: list[str]) -> None:
 
 def _check_has_attention(model) -> None:
     """LoRA adapts attention projections; convolutional backbones have none."""
-    from ..image_models import CONVOLUTIONAL_FAMILIES
-
-    family = model.config.model_type
-    if family in CONVOLUTIONAL_FAMILIES:
+    own = model_family(model)
+    if own is not None and not own.attention:
+        family = model.config.model_type
         raise ModelError(f"strategy.name: lora adapts attention projections, and {family!r} is a convolutional backbone "
                          "without any; use strategy full, frozen or distill with this model, or lora with an attention "
                          "backbone (vit, deit, beit, dinov2, ...)")

@@ -1,14 +1,15 @@
-"""The one registry of strategies. A new strategy is a module here plus one entry below."""
+"""The one registry of strategies. A new strategy is a module in this package plus one entry below."""
 
 from __future__ import annotations
 
+from ..adapt.strategy import AdaptedStrategy
 from .base import StepContext, Strategy, StrategyOptions
-from .distill import DistillStrategy
+from .distill.strategy import DistillStrategy
 from .frozen import FrozenStrategy
 from .full import FullStrategy
 from .gradual import GradualStrategy
 from .lora import LoraStrategy
-from .partial import PartialStrategy
+from .partial.strategy import PartialStrategy
 
 STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (FullStrategy, FrozenStrategy, LoraStrategy, DistillStrategy,
                                                                     PartialStrategy, GradualStrategy)}
@@ -24,8 +25,6 @@ def build_strategy(options: StrategyOptions, task, adapt=None, weight_column: st
     strategy = STRATEGIES[options.name](options, task)
     if adapt is None and not weight_column:
         return strategy
-    from .adapted import AdaptedStrategy
-
     return AdaptedStrategy(strategy, adapt)
 
 

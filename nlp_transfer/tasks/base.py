@@ -5,75 +5,35 @@ encoding, preprocessing, collator, Auto class, loss, logits -> predictions, metr
 gathering, ``Predictor`` output and the wording of cards. Code outside ``tasks/`` asks the task
 type; it never tests ``task.type`` itself.
 
-A ``TaskSpec`` is one task of one run: the type plus the label maps found in the data.
+A ``TaskSpec`` (``spec.py``) is one task of one run: the type plus the label maps found in the data.
 Module level stays light (validating a recipe reads this); heavy libraries load on first use.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 from .._lazy import lazy
-from ..columns import column_values
+from ..data.columns import column_values
+from ..evaluation.metrics import (
+    CLASSIFICATION_METRICS,
+    SHIPPED_METRICS,
+    MetricError,
+    compute_shipped,
+    numeric_arrays,
+)
+from .spec import IGNORE_INDEX, REGISTERED, TaskSpec
 
 if TYPE_CHECKING:
-    from ..config import Recipe, TaskConfig
+    from ..recipe.schema import Recipe, TaskConfig
 
 np = lazy("numpy")
 torch = lazy("torch")
 F = lazy("torch.nn.functional")
 
-IGNORE_INDEX = -100  # label of positions without a target (token tasks: special tokens, later word pieces, padding)
-WORD_IDS = "word_ids"  # a column ``tokenize_rows`` of word-level types adds: the word of each piece (not a model input)
 EXAMPLE_TEXT = "This was a pleasant surprise."
 EXAMPLE_PAIR = ("A man is playing a guitar.", "Someone plays an instrument.")
-
-
-@dataclass
-class TaskSpec:
-    """The head's contract, derived from the recipe and the training data.
-
-    Attributes:
-        type: A recipe ``task.type`` (a key of ``tasks.TASK_TYPES``).
-        id2label: Class names by id (one entry ``{0: "score"}`` for regression).
-        threshold: Sigmoid threshold for multi-label predictions.
-    """
-
-    type: str
-    id2label: dict[int, str] = field(default_factory=dict)
-    threshold: float = 0.5
-
-    @property
-    def kind(self) -> "TaskType":
-        """The registered task type."""
-        from . import get_task_type
-
-        return get_task_type(self.type)
-
-    @property
-    def num_labels(self) -> int:
-        return len(self.id2label)
-
-    @property
-    def label2id(self) -> dict[str, int]:
-        return {name: i for i, name in self.id2label.items()}
-
-    @property
-    def label_names(self) -> list[str]:
-        """Class names in id order."""
-        return [self.id2label[i] for i in sorted(self.id2label)]
-
-    @property
-    def problem_type(self) -> str | None:
-        return self.kind.problem_type
-
-    def loss(self, logits, labels):
-        return self.kind.loss(logits, labels, self)
-
-    def predictions(self, logits):
-        return self.kind.predictions(logits, self)
 
 
 class TaskType:
@@ -112,14 +72,10 @@ class TaskType:
         return task.text_columns
 
     def allowed_metrics(self) -> tuple[str, ...]:
-        from ..metrics import CLASSIFICATION_METRICS
-
         return CLASSIFICATION_METRICS
 
     def metric_problems(self, names) -> list[str]:
         """One line per metric name that cannot work for this type (names not shipped load from the Hub)."""
-        from ..metrics import SHIPPED_METRICS
-
         allowed = self.allowed_metrics()
         return [f"metric '{name}' does not apply to task.type '{self.name}'; use one of: {', '.join(allowed)}"
                 for name in names if name in SHIPPED_METRICS and name not in allowed]
@@ -130,8 +86,6 @@ class TaskType:
 
     def _foreign_keys(self, recipe: Recipe) -> list[str]:
         """Keys that only other task types read, when the recipe uses them."""
-        from . import TASK_TYPES
-
         data, task, problems = recipe.data, recipe.task, []
         used = {"data.format": "conll" if data.format == "conll" else None, "data.dir": data.dir,
                 "data.tag_column": data.tag_column if data.tag_column != -1 else None,
@@ -139,12 +93,18 @@ class TaskType:
                 "data.augment": "set" if data.augment is not None else None}
         for key, value in used.items():
             if value is not None and key not in self.reads:
-                owners = [name for name, kind in TASK_TYPES.items() if key in kind.reads]
+                owners = [name for name, kind in REGISTERED.items() if key in kind.reads]
                 problems.append(f"{key}: got {value!r}, which only task.type {' or '.join(owners)} reads; got task.type "
                                 f"{self.name!r}. Remove {key} or set task.type={owners[0]}")
         return problems
 
     # -------------------------------------------------------------------- data
+    def cell_columns(self, task: TaskConfig) -> tuple[list[str], str | None]:
+        """The columns whose cells must not be empty: the inputs, and the label column (None: an empty label is
+        a valid "no label")."""
+        label = task.tags if self.per_token else task.label
+        return self.input_columns(task), None if self.empty_label_means_none else label
+
     def encode_labels(self, splits, task: TaskConfig, data, names: list[str] | None = None):
         """Add a numeric ``labels`` column to every split; return ``(splits, TaskSpec)`` (labels from train)."""
         from .labels import encode_class_labels
@@ -169,7 +129,7 @@ class TaskType:
 
     def load_processor(self, path: str, trust_remote_code: bool = False):
         """The tokenizer (image processor for image tasks) saved next to the model."""
-        from ..models import load_tokenizer
+        from ..models.build import load_tokenizer
 
         return load_tokenizer(path, trust_remote_code)
 
@@ -178,14 +138,14 @@ class TaskType:
 
         ``carry``: raw columns kept beside the model inputs (a strategy reads them, e.g. a teacher with its own tokenizer).
         """
-        from ..data import tokenize_splits
+        from ..data.loaders import tokenize_splits
 
         return tokenize_splits(splits, processor, recipe.task.text_columns, recipe.model.max_length, carry), {}
 
     def tokenize_rows(self, tokenizer, batch: dict, columns: list[str], max_length: int) -> dict:
         """Model inputs and ``length`` for a batch of raw rows (``columns``: ``input_columns``), row order kept:
         how another tokenizer reads the same rows (distillation from a teacher that tokenizes differently)."""
-        from ..data import tokenize_texts
+        from ..data.loaders import tokenize_texts
 
         return dict(tokenize_texts(tokenizer, batch, columns, max_length))
 
@@ -208,7 +168,7 @@ class TaskType:
 
     def features(self, model, batch: dict, pooling: str):
         """What the head reads, per example (what ``frozen`` caches)."""
-        from ..models import pooled_features
+        from ..models.build import pooled_features
 
         return pooled_features(model, batch, pooling)
 
@@ -216,6 +176,23 @@ class TaskType:
     def loss(self, logits, labels, spec: TaskSpec):
         """The task loss, the one transformers' heads use for ``problem_type``."""
         return F.cross_entropy(logits.float(), labels.long())
+
+    def row_losses(self, logits, labels, spec: TaskSpec):
+        """One loss per row (shape ``(rows,)``): the mean of the row's terms of ``loss``; 0 for a row without a label.
+
+        Here the cross-entropy of the row's class (a row labelled ``IGNORE_INDEX`` has none)."""
+        return F.cross_entropy(logits.float(), labels.long(), ignore_index=IGNORE_INDEX, reduction="none")
+
+    def row_sizes(self, labels, spec: TaskSpec):
+        """How many of ``loss``'s terms each row holds (float, shape ``(rows,)``): ``loss`` is the mean of
+        ``row_losses`` weighted by these. Here 1 for a labelled row, 0 for a row labelled ``IGNORE_INDEX``."""
+        return (labels != IGNORE_INDEX).float()
+
+    def weighted_loss(self, logits, labels, weights, spec: TaskSpec):
+        """``loss`` with a weight per row (``data.weight_column``, importance weights): every term of a row counts
+        ``weight`` times, so all-equal weights give ``loss`` itself and a weight-0 row adds nothing."""
+        terms = self.row_sizes(labels, spec) * weights.float()
+        return (self.row_losses(logits, labels, spec) * terms).sum() / terms.sum().clamp(min=1e-12)
 
     def soft_loss(self, student, teacher, temperature: float):
         """Distillation: T^2 * KL(softmax(teacher/T) || softmax(student/T)), summed over classes, averaged over rows."""
@@ -235,9 +212,8 @@ class TaskType:
         return accelerator.gather_for_metrics((logits, labels))
 
     def compute_metrics(self, names: list[str], predictions, references, spec: TaskSpec) -> dict[str, float]:
-        from ..metrics import compute_shipped
-
-        return compute_shipped(names, self.name, predictions, references, spec.num_labels, average=self.average)
+        predictions, references = self.metric_arrays(*numeric_arrays(predictions, references), spec.num_labels)
+        return compute_shipped(names, predictions, references, spec.num_labels, average=self.average)
 
     def metric_arrays(self, preds, refs, num_labels: int):
         """Predictions and references checked for this type's shape and values, as metric inputs.
@@ -245,8 +221,6 @@ class TaskType:
         Raises:
             MetricError: Wrong rank, or class ids outside ``0..num_labels-1``.
         """
-        from ..metrics import MetricError
-
         if preds.ndim != 1:
             raise MetricError(f"task.type '{self.name}' expects 1-D predictions, got shape {preds.shape}; "
                               "post-process logits first (argmax for classes)")
@@ -270,7 +244,7 @@ class TaskType:
 
     def predict_logits(self, model, processor, inputs: list, *, batch_size: int, max_length: int, device):
         """Logits of a loaded model (on ``device``) for raw inputs (texts or sentence pairs), in input order."""
-        from ..inference import text_logits
+        from ..models.forward import text_logits
 
         return text_logits(model, processor, inputs, batch_size=batch_size, max_length=max_length, device=device)
 

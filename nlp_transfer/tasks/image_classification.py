@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 
-from ..config import IMAGEFOLDER
+from ..recipe.schema import IMAGEFOLDER
 from .base import TaskType
 
 IMAGE_EXAMPLE = "path/to/image.png"
@@ -49,21 +49,21 @@ class ImageClassification(TaskType):
 
     # -------------------------------------------------------------------- data
     def load_processor(self, path, trust_remote_code=False):
-        from ..vision import load_image_processor
+        from ..data.images import load_image_processor
 
         return load_image_processor(path)
 
     def preprocess(self, splits, processor, recipe, *, augment: bool = True, carry: tuple[str, ...] = ()):
         """``pixel_values`` per split; the training split augmented on the fly as ``data.augment`` asks (no raw columns
         to ``carry``: strategies read raw text only)."""
-        from ..vision import decode_image_columns, preprocess_images
+        from ..data.images import decode_image_columns, preprocess_images
 
         splits = decode_image_columns(splits, recipe.task.image, recipe.data.files)
         return preprocess_images(splits, processor, recipe.task.image, recipe.data.augment if augment else None,
                                  recipe.train.seed), {}
 
     def collator(self, processor):
-        from ..vision import collate_images
+        from ..data.images import collate_images
 
         return collate_images
 
@@ -74,19 +74,19 @@ class ImageClassification(TaskType):
         return AutoModelForImageClassification
 
     def features(self, model, batch, pooling):
-        from ..image_models import image_features
+        from ..models.image_heads import image_features
 
         return image_features(model, batch)
 
     def predict_logits(self, model, processor, inputs, *, batch_size, max_length, device):
-        from ..vision import image_logits
+        from ..data.images import image_logits
 
         return image_logits(model, processor, list(inputs), batch_size=batch_size)
 
     def prediction_inputs(self, ds, recipe, split: str = "validation") -> list:
         from datasets import DatasetDict
 
-        from ..vision import decode_image_columns
+        from ..data.images import decode_image_columns
 
         return list(decode_image_columns(DatasetDict({split: ds}), recipe.task.image, recipe.data.files)[split][recipe.task.image])
 

@@ -10,10 +10,10 @@ import logging
 
 from datasets import ClassLabel, DatasetDict, Sequence
 
-from ..columns import column_values
-from ..data import check_columns, where
+from ..data.columns import column_values
+from ..data.files import check_columns, where
 from ..errors import DataError
-from .base import TaskSpec
+from .spec import TaskSpec
 
 logger = logging.getLogger(__name__)
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from .._lazy import lazy
-from .base import TaskSpec
+from ..evaluation.metrics import CLASSIFICATION_METRICS, SINGLE_LABEL_ONLY, MetricError
+from .spec import TaskSpec
 from .text_classification import TextClassification
 
 np = lazy("numpy")
+torch = lazy("torch")
 F = lazy("torch.nn.functional")
 
 
@@ -24,8 +26,6 @@ class MultiLabelClassification(TextClassification):
     empty_label_means_none = True
 
     def allowed_metrics(self) -> tuple[str, ...]:
-        from ..metrics import CLASSIFICATION_METRICS, SINGLE_LABEL_ONLY
-
         return tuple(n for n in CLASSIFICATION_METRICS if n not in SINGLE_LABEL_ONLY)
 
     def cell_labels(self, value, task) -> list:
@@ -48,6 +48,13 @@ class MultiLabelClassification(TextClassification):
     def loss(self, logits, labels, spec):
         return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
 
+    def row_losses(self, logits, labels, spec):
+        """Each row's binary cross-entropy, averaged over its labels."""
+        return F.binary_cross_entropy_with_logits(logits.float(), labels.float(), reduction="none").mean(-1)
+
+    def row_sizes(self, labels, spec):
+        return labels.new_ones(labels.shape[:1], dtype=torch.float32)  # every row holds num_labels terms of ``loss``
+
     def soft_loss(self, student, teacher, temperature: float):
         """T^2 * the Bernoulli KL per label between sigmoid(teacher/T) and sigmoid(student/T) (BCE with soft
         targets minus the targets' entropy, so it is 0 at a perfect match), averaged over rows and labels."""
@@ -63,8 +70,6 @@ class MultiLabelClassification(TextClassification):
         return "micro"
 
     def metric_arrays(self, preds, refs, num_labels: int):
-        from ..metrics import MetricError
-
         if preds.ndim != 2:
             raise MetricError(f"task.type '{self.name}' expects 2-D predictions, got shape {preds.shape}; "
                               "post-process logits first (threshold the sigmoid)")

@@ -5,11 +5,14 @@ from __future__ import annotations
 import math
 
 from .._lazy import lazy
-from ..columns import column_values
-from .base import TaskSpec
+from ..data.columns import column_values
+from ..errors import DataError
+from ..evaluation.metrics import REGRESSION_METRICS, MetricError
+from .spec import TaskSpec
 from .text_classification import TextClassification
 
 np = lazy("numpy")
+torch = lazy("torch")
 F = lazy("torch.nn.functional")
 
 
@@ -23,14 +26,12 @@ class Regression(TextClassification):
     named_outputs = False
 
     def allowed_metrics(self) -> tuple[str, ...]:
-        from ..metrics import REGRESSION_METRICS
-
         return REGRESSION_METRICS
 
     def encode_labels(self, splits, task, data, names=None):
         from datasets import DatasetDict
 
-        from ..data import check_columns
+        from ..data.files import check_columns
         from .labels import drop_hidden_label_splits
 
         check_columns(splits, [*self.input_columns(task), task.label], data)
@@ -47,6 +48,13 @@ class Regression(TextClassification):
     def loss(self, logits, labels, spec):
         return F.mse_loss(logits.float().squeeze(-1), labels.float())
 
+    def row_losses(self, logits, labels, spec):
+        """The squared error of each row's score."""
+        return F.mse_loss(logits.float().reshape(labels.shape), labels.float(), reduction="none")
+
+    def row_sizes(self, labels, spec):
+        return labels.new_ones(labels.shape, dtype=torch.float32)  # ``loss`` averages over every row
+
     def soft_loss(self, student, teacher, temperature: float):
         """MSE between student and teacher scores (no temperature)."""
         return F.mse_loss(student.squeeze(-1), teacher.squeeze(-1))
@@ -55,8 +63,6 @@ class Regression(TextClassification):
         return logits.reshape(-1)
 
     def metric_arrays(self, preds, refs, num_labels: int):
-        from ..metrics import MetricError
-
         if preds.ndim == 2 and preds.shape[1] == 1:  # (n, 1) head output
             preds, refs = preds[:, 0], refs[:, 0]
         if preds.ndim != 1:
@@ -81,8 +87,7 @@ class Regression(TextClassification):
 
 
 def _encode_scores(ds, split: str, column: str, data):
-    from ..data import where
-    from ..errors import DataError
+    from ..data.files import where
 
     for row, value in enumerate(column_values(ds, column)):
         try:

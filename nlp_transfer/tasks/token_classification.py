@@ -8,8 +8,10 @@ word-piece alignment are in ``token_data.py``. Logits and labels are per positio
 from __future__ import annotations
 
 from .._lazy import lazy
-from ..columns import column_values
-from .base import IGNORE_INDEX, WORD_IDS, TaskType
+from ..data.columns import column_values
+from ..evaluation.metrics import MetricError, load_metric_module
+from .base import TaskType
+from .spec import IGNORE_INDEX, WORD_IDS
 
 np = lazy("numpy")
 F = lazy("torch.nn.functional")
@@ -56,7 +58,7 @@ class TokenClassification(TaskType):
 
     # -------------------------------------------------------------------- data
     def encode_labels(self, splits, task, data, names=None):
-        from ..token_data import encode_tags
+        from ..data.tokens import encode_tags
 
         return encode_tags(splits, task, data, names)
 
@@ -64,13 +66,13 @@ class TokenClassification(TaskType):
         return None
 
     def preprocess(self, splits, processor, recipe, *, augment: bool = True, carry: tuple[str, ...] = ()):
-        from ..token_data import tokenize_and_align
+        from ..data.tokens import tokenize_and_align
 
         return tokenize_and_align(splits, processor, recipe.task, recipe.model.max_length, carry)
 
     def tokenize_rows(self, tokenizer, batch, columns, max_length) -> dict:
         """Word pieces of the word lists, ``length`` and ``WORD_IDS`` (the word of each piece; -1: a special token)."""
-        from ..token_data import tokenize_words, word_ids_column
+        from ..data.tokens import tokenize_words, word_ids_column
 
         encoded = tokenize_words(tokenizer, batch[columns[0]], max_length)
         encoded[WORD_IDS] = word_ids_column(encoded)
@@ -80,7 +82,7 @@ class TokenClassification(TaskType):
     def align_targets(self, targets, other_rows, rows, tokenizer, columns):
         """Per-piece targets aligned per word: the other tokenization's target at a word's first piece goes on
         every piece of that word here (the loss reads the tagged ones, as the labels do); NaN where it has none."""
-        from ..token_data import align_word_targets
+        from ..data.tokens import align_word_targets
 
         return align_word_targets(targets, column_values(other_rows, WORD_IDS), column_values(rows, columns[0]),
                                   column_values(rows, "input_ids"), tokenizer)
@@ -97,7 +99,7 @@ class TokenClassification(TaskType):
         return AutoModelForTokenClassification
 
     def features(self, model, batch, pooling):
-        from ..models import token_features
+        from ..models.build import token_features
 
         return token_features(model, batch)
 
@@ -105,6 +107,16 @@ class TokenClassification(TaskType):
     def loss(self, logits, labels, spec):
         """Cross-entropy over every position with a tag; ``IGNORE_INDEX`` positions do not count."""
         return F.cross_entropy(logits.float().flatten(0, -2), labels.long().flatten(), ignore_index=IGNORE_INDEX)
+
+    def row_losses(self, logits, labels, spec):
+        """Each row's cross-entropy, averaged over its tagged positions (0 for a row without any)."""
+        per_position = F.cross_entropy(logits.float().transpose(1, -1), labels.long(), ignore_index=IGNORE_INDEX,
+                                       reduction="none")
+        return per_position.sum(-1) / self.row_sizes(labels, spec).clamp(min=1)
+
+    def row_sizes(self, labels, spec):
+        """The row's tagged positions: ``loss`` averages over positions, so a longer sentence weighs more."""
+        return (labels != IGNORE_INDEX).sum(-1).float()
 
     def distill_rows(self, student, teacher, labels, labeled):
         """Every tagged word is one example; other positions drop out."""
@@ -123,8 +135,6 @@ class TokenClassification(TaskType):
 
         Returns the asked micro scores, then ``<metric>_<TYPE>`` for every entity type (e.g. ``f1_PER``).
         """
-        from ..metrics import MetricError, load_metric_module
-
         label_names = spec.label_names
         if not label_names:
             raise MetricError("token-classification metrics need the tag names (label_names), e.g. ['O', 'B-PER', 'I-PER']")

@@ -22,7 +22,7 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
-from .errors import RecipeError, TrainingError
+from ..errors import RecipeError, TrainingError
 
 logger = logging.getLogger(__name__)
 

@@ -25,15 +25,16 @@ from accelerate.utils import DistributedType
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
+from ..errors import TrainingError
+from ..evaluation.metrics import greater_is_better
+from ..recipe.schema import TrainConfig
+from ..strategies.base import StepContext
+from ..tasks import concat_rows
+from ..tasks.spec import IGNORE_INDEX, TaskSpec
 from . import checkpoints as ckpt
-from .checkpoints import BEST_WEIGHTS, CHECKPOINTS, LOG_FILE  # noqa: F401 (re-exported: the loop's file names)
-from .config import TrainConfig
-from .errors import TrainingError
+from .checkpoints import BEST_WEIGHTS, LOG_FILE
 from .heap import freed_memory_kept
-from .metrics import greater_is_better
 from .schedules import build_scheduler
-from .strategies.base import StepContext
-from .tasks import IGNORE_INDEX, TaskSpec, concat_rows
 
 logger = logging.getLogger(__name__)
 

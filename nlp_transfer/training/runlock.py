@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import OutputDirError
+from ..errors import OutputDirError
 
 logger = logging.getLogger(__name__)
 

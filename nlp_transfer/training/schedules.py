@@ -16,7 +16,7 @@ import math
 from functools import partial
 from typing import Callable, Sequence
 
-from .config import TrainConfig
+from ..recipe.schema import TrainConfig
 
 Factor = Callable[[int], float]
 

@@ -27,10 +27,10 @@ import yaml
 from datasets import Dataset
 from datasets.fingerprint import Hasher
 
-from ..errors import ModelError
-from ..models import load_tokenizer
-from ..tasks import TaskType
-from .distill_models import same_tokenizer
+from ...errors import ModelError
+from ...models.build import load_tokenizer
+from ...tasks import TaskType
+from .models import same_tokenizer
 
 logger = logging.getLogger(__name__)
 

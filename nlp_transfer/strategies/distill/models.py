@@ -10,9 +10,12 @@ import torch
 from huggingface_hub import snapshot_download
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from ..errors import ModelError
-from ..models import LAYER_LISTS, load_model, load_tokenizer, resolve_model_path
-from ..vision import is_image_processor, load_image_processor
+from ...data.images import is_image_processor, load_image_processor
+from ...errors import ModelError
+from ...models.build import load_model, load_tokenizer
+from ...models.families import layer_paths
+from ...models.files import resolve_model_path
+
 _PROBE = "Hello World! It's 42 degrees, naïve café-goers."
 
 
@@ -91,8 +94,8 @@ def encoder_layers_path(model) -> str:
     Raises:
         ModelError: The layout is unknown; the message lists the model's layer lists.
     """
-    base = model.base_model_prefix
-    for path in LAYER_LISTS:
+    base, paths = model.base_model_prefix, layer_paths(model.config.model_type)
+    for path in paths:
         try:
             layers = model.get_submodule(f"{base}.{path}")
         except AttributeError:
@@ -101,7 +104,7 @@ def encoder_layers_path(model) -> str:
             return f"{base}.{path}"
     lists = [name for name, m in model.named_modules() if isinstance(m, torch.nn.ModuleList)]
     raise ModelError(f"strategy.student_layers: cannot find the encoder layers of {type(model).__name__} "
-                     f"(model type {model.config.model_type!r}); looked for {', '.join(f'{base}.{p}' for p in LAYER_LISTS)} "
+                     f"(model type {model.config.model_type!r}); looked for {', '.join(f'{base}.{p}' for p in paths)} "
                      f"with {model.config.num_hidden_layers} layers, found layer lists: {lists or 'none'}. Distill into "
                      "a smaller model instead: set model.name and strategy.student_num_layers=null")
 

@@ -6,7 +6,7 @@ Distillation is a few overrides of the plain strategy, not a second trainer:
   teacher's) or built from the teacher, DistilBERT-style (embeddings, chosen encoder layers and
   the head copied; ``strategy.student_layers`` or ``student_num_layers`` evenly spaced).
 - ``raw_columns``: when the two tokenize differently, the raw text stays beside the student's
-  token ids and the teacher reads it through its own tokenizer (``distill_xtok``).
+  token ids and the teacher reads it through its own tokenizer (``cross_tokenizer``).
 - ``prepare_data``: the teacher (eval mode, no gradients) runs ONCE over train, validation and
   ``data.files.unlabeled``; its logits (and, with ``hidden_weight``, the first-token states of the
   mapped layers) are cached on disk (``nlp_transfer.cache``, keyed by the teacher's weights,
@@ -26,140 +26,45 @@ from __future__ import annotations
 import logging
 import statistics
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
-from .. import cache
-from .._lazy import lazy
-from ..columns import column_values
-from ..config import UNLABELED_SPLIT
-from ..errors import ModelError
-from ..metrics import greater_is_better
-from ..tasks import IGNORE_INDEX, WORD_IDS, concat_rows, get_task_type
-from .base import Strategy, StrategyOptions
+from ..._lazy import lazy
+from ...data import cache
+from ...data.columns import column_values
+from ...errors import ModelError
+from ...evaluation.metrics import greater_is_better
+from ...recipe.schema import UNLABELED_SPLIT
+from ...tasks.spec import IGNORE_INDEX
+from ..base import Strategy
 
 if TYPE_CHECKING:
     from datasets import Dataset
 
-    from .distill_xtok import TeacherText
+    from .cross_tokenizer import TeacherText
+
+from .losses import (
+    NOT_INPUTS,
+    DistillCollator,
+    distillation_loss,
+    hidden_loss,
+    model_inputs,
+    stack_padded,
+    teacher_forward,
+)
+from .options import DistillOptions
 
 np = lazy("numpy")
 torch = lazy("torch")
 F = lazy("torch.nn.functional")
 datasets = lazy("datasets")
-models = lazy("nlp_transfer.strategies.distill_models")
-xtok = lazy("nlp_transfer.strategies.distill_xtok")
+models = lazy("nlp_transfer.strategies.distill.models")
+xtok = lazy("nlp_transfer.strategies.distill.cross_tokenizer")
 
 logger = logging.getLogger(__name__)
 
-# Batch columns that are not model inputs.
-_NOT_INPUTS = ("labels", "length", "labeled", "teacher_logits", "teacher_hidden", WORD_IDS)
 SPEED_BATCH_SIZE = 32
 SPEED_REPEATS = 3
 _CACHE_VERSION = "distill-teacher-v1"
-
-
-@dataclass
-class DistillOptions(StrategyOptions):
-    """``strategy`` keys of ``distill``.
-
-    ``teacher``: fine-tuned model folder (full/merged output, or a LoRA adapter folder) or Hub id.
-    ``student_layers``: teacher encoder layers (0-based) the student copies; ``student_num_layers``:
-    that many, evenly spaced (first and last included). Either builds the student from the
-    teacher (leave ``model.name`` out); neither distills into ``model.name``.
-    ``temperature``, ``alpha``: the soft/hard mix (see ``distillation_loss``).
-    ``hidden_weight``: weight of the hidden-state loss (0 = off): MSE between each student layer's
-    first-token state (linearly projected when the widths differ) and that of its teacher layer.
-    Only those first-token states are cached, (rows, student layers, teacher width) float32, and
-    only when ``hidden_weight > 0``; whole sequences would be too big to keep on disk.
-    ``hidden_layers``: the teacher layer each student layer mimics (default: the copied layers,
-    else evenly spaced, TinyBERT-style: student layer j -> teacher layer (j+1)*T/S - 1).
-    ``cache_teacher``: compute teacher outputs once and cache them on disk (false: every step).
-    ``teacher_batch_size``: batch size of the teacher pass. ``speed_rows``: validation rows the
-    speed-up is timed on (0 skips the measurement).
-    ``teacher_max_length``: truncation length of the teacher's own tokenizer when it differs from the
-    student's (default: the ``model.max_length`` the teacher was trained with, from its recipe.yaml,
-    else its tokenizer's limit up to 512).
-    """
-
-    name: str = "distill"
-    teacher: str = ""
-    student_layers: list[int] | None = None
-    student_num_layers: int | None = None
-    temperature: float = 2.0
-    alpha: float = 0.5
-    hidden_weight: float = 0.0
-    hidden_layers: list[int] | None = None
-    cache_teacher: bool = True
-    teacher_batch_size: int = 64
-    speed_rows: int = 256
-    teacher_max_length: int | None = None
-
-    uses_unlabeled: ClassVar[bool] = True
-    multi_task: ClassVar[bool] = False  # a teacher per task and a student built from it: not one shared encoder
-    summary = "a student trained on the softened outputs of the teacher `{teacher}` (temperature {temperature}) and, with weight {alpha}, on the labels"
-    description = "distilled student"
-    train_defaults = {"lr": 1e-4}
-
-    @property
-    def copies_teacher(self) -> bool:
-        """Whether the student is built from the teacher's own layers."""
-        return self.student_layers is not None or self.student_num_layers is not None
-
-    @property
-    def head_lr_factor(self) -> float:
-        """A student copied from the teacher keeps its trained head; a fresh student's head is new."""
-        return 1.0 if self.copies_teacher else 10.0
-
-    def complete(self, recipe) -> None:
-        if self.copies_teacher and not recipe.model.name and self.teacher:
-            recipe.model.name = self.teacher  # tokenizer and max_length come with the teacher
-
-    def validate(self, recipe) -> list[str]:
-        problems = []
-        if not self.teacher:
-            problems.append("strategy.teacher: missing; give the fine-tuned model to distill from: an nlp-transfer output "
-                            "folder (e.g. runs/sst2-full; a LoRA adapter folder works too) or a Hub id")
-        if self.student_layers is not None and self.student_num_layers is not None:
-            problems.append("strategy.student_layers and strategy.student_num_layers: give one of them, not both")
-        layers = self.student_layers
-        if layers is not None and (not layers or min(layers) < 0 or layers != sorted(set(layers))):
-            problems.append(f"strategy.student_layers: got {layers!r}; expected increasing teacher layer indices "
-                            "(0-based, no repeats), e.g. [0, 2, 4]")
-        if self.student_num_layers is not None and self.student_num_layers < 1:
-            problems.append(f"strategy.student_num_layers: got {self.student_num_layers}; expected a positive integer, e.g. 3")
-        name = recipe.model.name
-        if self.copies_teacher and name and self.teacher and name != self.teacher:
-            problems.append(f"model.name: got {name!r}, but strategy.student_layers/student_num_layers build the student "
-                            "from the teacher; leave model.name out (on the command line: model.name=null), or set "
-                            "strategy.student_num_layers=null and "
-                            f"strategy.student_layers=null to distill into {name!r}")
-        if not name and not self.copies_teacher:
-            problems.append("strategy: no student; give model.name (any encoder; its tokenizer may differ from the teacher's) or build "
-                            "it from the teacher with strategy.student_num_layers (e.g. 3) or strategy.student_layers")
-        if self.temperature <= 0:
-            problems.append(f"strategy.temperature: got {self.temperature}; expected a positive number, e.g. 2.0")
-        if not 0 <= self.alpha <= 1:
-            problems.append(f"strategy.alpha: got {self.alpha}; expected the weight of the label loss in [0, 1], e.g. 0.5")
-        if self.hidden_weight < 0:
-            problems.append(f"strategy.hidden_weight: got {self.hidden_weight}; expected a number >= 0 (0 turns it off)")
-        if self.hidden_layers is not None and (self.hidden_weight == 0 or min(self.hidden_layers, default=-1) < 0):
-            problems.append(f"strategy.hidden_layers: got {self.hidden_layers!r}; it needs strategy.hidden_weight > 0 "
-                            "and one teacher layer index (0-based) per student layer")
-        if self.teacher_batch_size < 1:
-            problems.append(f"strategy.teacher_batch_size: got {self.teacher_batch_size}; expected a positive integer")
-        if self.teacher_max_length is not None and self.teacher_max_length < 1:
-            problems.append(f"strategy.teacher_max_length: got {self.teacher_max_length}; expected a positive number of "
-                            "tokens, or null for the teacher's own")
-        if self.speed_rows < 0:
-            problems.append(f"strategy.speed_rows: got {self.speed_rows}; expected a number of rows >= 0 (0 skips timing)")
-        if recipe.data.augment is not None and self.cache_teacher:
-            problems.append("data.augment: strategy distill caches the teacher's outputs per input, which would not match "
-                            "augmented images; remove data.augment or set strategy.cache_teacher=false")
-        if UNLABELED_SPLIT in recipe.data.files and self.alpha == 1 and self.hidden_weight == 0:
-            problems.append("data.files.unlabeled: with strategy.alpha=1 the teacher's soft targets have no weight, so "
-                            "unlabelled rows teach nothing; lower strategy.alpha (e.g. 0.5) or drop data.files.unlabeled")
-        return problems
 
 
 class DistillStrategy(Strategy):
@@ -243,8 +148,8 @@ class DistillStrategy(Strategy):
         outputs = self._teacher_outputs("validation", validation, fingerprint, accelerator, hidden=False)
         logits = column_values(outputs, "teacher_logits")
         # NaN: words a cross-tokenizer teacher did not see; scored as all-zero logits (the first class)
-        self._validation = (np.nan_to_num(_stack(logits, 0.0).float().numpy(), nan=0.0),
-                            _stack(column_values(validation, "labels"), IGNORE_INDEX).numpy())
+        self._validation = (np.nan_to_num(stack_padded(logits, 0.0).float().numpy(), nan=0.0),
+                            stack_padded(column_values(validation, "labels"), IGNORE_INDEX).numpy())
         train = [self._with_teacher(s, splits[s], fingerprint, accelerator) for s in ("train", UNLABELED_SPLIT) if s in splits]
         prepared = datasets.DatasetDict({s: ds for s, ds in splits.items() if s != UNLABELED_SPLIT})
         prepared["train"] = datasets.concatenate_datasets([train[0], *(ds.cast(train[0].features) for ds in train[1:])])
@@ -296,12 +201,12 @@ class DistillStrategy(Strategy):
             return self._teacher_pass(ds, hidden_map, tokenizer, align)
 
     def _teacher_pass(self, ds, hidden_map: list[int] | None, tokenizer=None, align=None):
-        from ..data import longest_first_order
+        from ...data.sampling import longest_first_order
 
         started = time.perf_counter()
         teacher = self.teacher.to(self.device).eval()
         order = longest_first_order(ds)
-        inputs = ds.remove_columns([c for c in ds.column_names if c in _NOT_INPUTS])
+        inputs = ds.remove_columns([c for c in ds.column_names if c in NOT_INPUTS])
         pad = self.task.kind.collator(tokenizer or self._tokenizer)
         per_token = self.task.kind.per_token
         logits = [None] * len(ds) if per_token else np.zeros((len(ds), self.task.num_labels), dtype=np.float32)
@@ -334,10 +239,10 @@ class DistillStrategy(Strategy):
 
     # ------------------------------------------------------------------- loss
     def logits(self, model, batch):
-        return model(**_model_inputs(batch)).logits
+        return model(**model_inputs(batch)).logits
 
     def loss(self, model, batch, ctx):
-        inputs = _model_inputs(batch)
+        inputs = model_inputs(batch)
         use_hidden = self.hidden_map is not None
         out = model(**inputs, output_hidden_states=True) if use_hidden else model(**inputs)
         teacher_logits, teacher_hidden = batch.get("teacher_logits"), batch.get("teacher_hidden")
@@ -409,79 +314,9 @@ class DistillStrategy(Strategy):
 
     def _batches(self, rows, tokenizer) -> list[dict]:
         pad = self.task.kind.collator(tokenizer)
-        inputs = rows.remove_columns([c for c in rows.column_names if c in _NOT_INPUTS])
+        inputs = rows.remove_columns([c for c in rows.column_names if c in NOT_INPUTS])
         return [{k: v.to(self.device) for k, v in pad([inputs[i] for i in range(s, min(s + SPEED_BATCH_SIZE, len(rows)))]).items()}
                 for s in range(0, len(rows), SPEED_BATCH_SIZE)]
-
-
-# ---------------------------------------------------------------------- losses
-def distillation_loss(student_logits, teacher_logits, labels, labeled, task_type: str, *,
-                      temperature: float = 2.0, alpha: float = 0.5):
-    """``alpha * hard + (1 - alpha) * soft``; ``hard`` is averaged over labelled rows only.
-
-    The task type gives both terms (``TaskType.loss`` and ``soft_loss``): for single-label heads,
-    hard = CE and soft = T^2 * KL(softmax(teacher/T) || softmax(student/T)) (Hinton et al.; T^2 keeps
-    gradients comparable across T); multi-label: BCE and the per-label Bernoulli KL; regression: MSE
-    to the labels and MSE to the teacher. Token tasks count every tagged word as one example.
-
-    Teacher rows that are NaN (per-token targets of words a teacher with another tokenizer did not
-    see) add no soft term; the soft average is over the rows that have one.
-
-    Args:
-        labeled: Boolean per row; rows without labels (``data.files.unlabeled``) add only soft terms.
-
-    Returns:
-        The loss and its parts (``loss_hard``, ``loss_soft``) for logging.
-    """
-    kind = get_task_type(task_type)
-    s, t = student_logits.float(), teacher_logits.float().to(student_logits.device)
-    s, t, labels, labeled = kind.distill_rows(s, t, labels, labeled.to(s.device))
-    known = torch.isfinite(t).all(-1)  # NaN: a word a cross-tokenizer teacher did not see (no soft target)
-    if bool(known.all()):
-        soft = kind.soft_loss(s, t, temperature)
-    else:
-        soft = kind.soft_loss(s[known], t[known], temperature) if known.any() else s.sum() * 0.0
-    hard = kind.loss(s[labeled], labels[labeled], None) if labeled.any() else s.new_zeros(())
-    return alpha * hard + (1 - alpha) * soft, {"loss_hard": hard.detach(), "loss_soft": soft.detach()}
-
-
-def hidden_loss(student_states, teacher_states):
-    """MSE between projected student and teacher first-token states, (batch, mapped layers, width)."""
-    return F.mse_loss(student_states.float(), teacher_states.float().to(student_states.device))
-
-
-def teacher_forward(teacher, inputs: dict, hidden_map: list[int] | None):
-    """Teacher logits and (with ``hidden_map``) the first-token states of the mapped layers."""
-    if hidden_map is None:
-        return teacher(**inputs).logits, None
-    out = teacher(**inputs, output_hidden_states=True)
-    return out.logits, models.first_token_states(out, hidden_map, teacher)
-
-
-# --------------------------------------------------------------------- helpers
-class DistillCollator:
-    """Dynamic padding for the token columns (stacking for images); teacher outputs and the ``labeled`` mask are stacked."""
-
-    def __init__(self, pad):
-        self.pad = pad
-
-    def __call__(self, features: list[dict]) -> dict:
-        extras = [k for k in ("teacher_logits", "teacher_hidden", "labeled") if k in features[0]]
-        batch = self.pad([{k: v for k, v in f.items() if k not in extras} for f in features])
-        for key in extras:
-            dtype = torch.bool if key == "labeled" else torch.float32
-            batch[key] = _stack([f[key] for f in features], 0.0).to(dtype)
-        return batch
-
-
-def _stack(rows: list, pad_value: float):
-    """Rows as one tensor; per-token rows of different lengths are padded at the end."""
-    tensors = [torch.as_tensor(np.asarray(r)).unsqueeze(0) for r in rows]
-    return concat_rows(tensors, pad_value)
-
-
-def _model_inputs(batch: dict) -> dict:
-    return {k: v for k, v in batch.items() if k not in _NOT_INPUTS}
 
 
 def _spread(ds, n: int):

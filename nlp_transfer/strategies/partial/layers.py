@@ -12,6 +12,8 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
+from ...models.build import base_encoder, encoder_layers, encoder_layers_at
+
 BOTTOM = "bottom"  # the column (and forward argument) of cached bottom outputs
 
 
@@ -37,7 +39,6 @@ class PartialModel(torch.nn.Module):
 
     def __init__(self, model, cut: int):
         super().__init__()
-        from .models import base_encoder, encoder_layers_at
 
         self.model, self.cut = model, cut
         self.layers_path, layers = encoder_layers_at(model)
@@ -81,8 +82,6 @@ class PartialModel(torch.nn.Module):
 
     def bottom_outputs(self, inputs: dict):
         """What the frozen bottom hands the first trained layer, for a batch of model inputs."""
-        from .models import encoder_layers
-
         captured = []
 
         def capture(module, args, kwargs):

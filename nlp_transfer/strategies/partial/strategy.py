@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from .. import cache
-from .._lazy import lazy
-from ..errors import ModelError
-from .base import Strategy
-from .layerwise import LayerwiseOptions, layerwise_param_groups
+from ..._lazy import lazy
+from ...data import cache
+from ...errors import ModelError
+from ..base import Strategy
+from ..layerwise import LayerwiseOptions, layerwise_param_groups
 
 torch = lazy("torch")
 datasets = lazy("datasets")
@@ -63,7 +63,7 @@ class PartialStrategy(Strategy):
         self.uses_cache = options.cache_bottom
 
     def prepare(self, model):
-        from ..models import encoder_layers, layer_groups
+        from ...models.build import encoder_layers, layer_groups
 
         layers = encoder_layers(model)
         depth = len(layers) if layers is not None else 0
@@ -77,7 +77,7 @@ class PartialStrategy(Strategy):
             if group.depth > cut:  # layer.<cut> and above, the backbone's top, the head
                 for param in group.params:
                     param.requires_grad_(True)
-        from ..partial_layers import PartialModel
+        from .layers import PartialModel
 
         return PartialModel(model, cut)
 
@@ -88,8 +88,8 @@ class PartialStrategy(Strategy):
     def prepare_data(self, model, processor, splits, accelerator):
         if not self.uses_cache:
             return splits
-        from ..models import base_encoder
-        from ..partial_layers import PartialModel
+        from ...models.build import base_encoder
+        from .layers import PartialModel
 
         wrapper = PartialModel(model, self._cut(model))
 
@@ -107,13 +107,13 @@ class PartialStrategy(Strategy):
         return out
 
     def _cut(self, model) -> int:
-        from ..models import encoder_layers
+        from ...models.build import encoder_layers
 
         return len(encoder_layers(model)) - self.options.train_top_layers
 
     def _with_bottom(self, wrapper, processor, ds, device, batch_size: int = 64):
         """``ds`` with a ``bottom`` column: the frozen bottom's output per row (its own tokens only)."""
-        from ..data import longest_first_order
+        from ...data.sampling import longest_first_order
 
         order = longest_first_order(ds)
         pad = self.task.kind.collator(processor)
@@ -150,7 +150,7 @@ class PartialStrategy(Strategy):
 
     def collator(self, processor):
         base = self.task.kind.collator(processor)
-        from ..partial_layers import BottomCollator
+        from .layers import BottomCollator
 
         return BottomCollator(base) if self.uses_cache else base
 

@@ -1,0 +1,66 @@
+"""``nlp-transfer predict OUTPUT_DIR [TEXT ...] [--file F]``: predict with a saved output folder, one JSON line per input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import NlpTransferError
+from ._common import VARIANT_HELP, VARIANTS
+
+
+def add_parser(subparsers) -> None:
+    """Add ``predict`` and its options."""
+    predict = subparsers.add_parser("predict", help="predict with a saved output folder")
+    predict.add_argument("output_dir")
+    predict.add_argument("texts", nargs="*", help="texts to classify (image file paths, for image models)")
+    predict.add_argument("--file", help=".txt (one text per line), .csv/.tsv (header row) or .jsonl")
+    predict.add_argument("--column", action="append", help="text column(s) of --file; twice for sentence pairs")
+    predict.add_argument("--out", help="write JSON lines here instead of standard output")
+    predict.add_argument("--batch-size", type=int, default=64)
+    predict.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
+                         help="inference precision of the fp32 weights (default: as saved, float32)")
+    predict.add_argument("--variant", default="auto", choices=VARIANTS, help=VARIANT_HELP)
+    predict.set_defaults(run=run)
+
+
+def run(args) -> int:
+    """Predict the texts given as arguments and/or read from ``--file``; print or write JSON lines."""
+    texts = list(args.texts)
+    if args.file:
+        texts += _read_texts(Path(args.file), args.column)
+    if not texts:
+        raise NlpTransferError("predict: give texts as arguments or --file with one text per row")
+    from ..api import predict
+
+    results = predict(args.output_dir, texts, batch_size=args.batch_size, dtype=args.dtype, variant=args.variant)
+    lines = [json.dumps({"text": t if isinstance(t, str) else list(t), **r}) for t, r in zip(texts, results)]
+    if args.out:
+        Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        print(f"wrote {len(lines)} predictions to {args.out}")
+    else:
+        print("\n".join(lines))
+    return 0
+
+
+def _read_texts(path: Path, columns: list[str] | None) -> list:
+    """Texts from .txt (one per line), .csv/.tsv (header row) or .jsonl files."""
+    import csv
+
+    if not path.is_file():
+        raise NlpTransferError(f"predict --file: file not found: '{path}'")
+    if path.suffix == ".txt":
+        return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if path.suffix == ".jsonl":
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    elif path.suffix in (".csv", ".tsv"):
+        with path.open(encoding="utf-8", newline="") as f:
+            rows = list(csv.DictReader(f, delimiter="\t" if path.suffix == ".tsv" else ",",
+                                       quoting=csv.QUOTE_NONE if path.suffix == ".tsv" else csv.QUOTE_MINIMAL))
+    else:
+        raise NlpTransferError(f"predict --file: unsupported file type {path.suffix!r}; use .txt, .csv, .tsv or .jsonl")
+    columns = columns or [next(iter(rows[0]))] if rows else []
+    missing = [c for c in columns if rows and c not in rows[0]]
+    if missing:
+        raise NlpTransferError(f"predict --file '{path}': missing column(s) {missing}; columns present: {list(rows[0])}. Use --column")
+    return [row[columns[0]] if len(columns) == 1 else tuple(row[c] for c in columns) for row in rows]

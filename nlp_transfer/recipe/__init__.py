@@ -1,0 +1,8 @@
+"""Recipes: YAML -> dict -> dotted overrides -> typed, fully validated dataclasses.
+
+Owns the recipe schema (``schema``, a leaf that imports no torch), loading and overrides (``load``), the
+multi-task ``tasks:`` section (``multitask``), the checks that need a model's files (``preflight``) and the
+recipes that ship with the package (``bundled``: list them, copy one out).
+May import: errors, tasks, strategies (their options), evaluation (metric names), models.files, adapt.checks.
+Must not import training, inference, outputs, hub, compare or the API.
+"""
