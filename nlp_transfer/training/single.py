@@ -62,15 +62,7 @@ def train(recipe: Recipe | str | Path | dict, overrides=None, *, resume: bool = 
         resume: Continue from the latest checkpoint of an interrupted run.
         overwrite: Replace an existing, non-empty ``output.dir``.
 
-    Returns:
-        The output folder and the metrics written to its ``metrics.json``.
-
-    Raises:
-        OutputDirError: ``output.dir`` is unusable or another run holds it (before any work).
-        RecipeError: ``--resume`` with keys that change the training trajectory (before any work).
-
-    A run that fails removes its work folder (``.<output>.partial``) unless it holds complete
-    checkpoints; then only those are kept, for ``--resume``.
+    Returns and raises as ``api.train`` does (``session.guarded_run``: the checks before any work, the cleanup).
     """
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, overrides)
     return guarded_run(recipe, run_single, resume=resume, overwrite=overwrite)
