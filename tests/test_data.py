@@ -79,7 +79,7 @@ def test_split_that_loads_without_rows_is_an_error(toy_files, monkeypatch):
     """The in-memory check, for sources (e.g. Hub splits) that load fine but hold no rows."""
     empty = DatasetDict({"train": Dataset.from_dict({"text": ["a"], "label": ["x"]}),
                          "validation": Dataset.from_dict({"text": [], "label": []})})
-    monkeypatch.setattr(data_files, "read_split_file", lambda split, path, fmt, tag_column=-1: empty[split])
+    monkeypatch.setattr(data_files, "read_split_file", lambda split, path, fmt, tag_column=-1, **_: empty[split])
     with pytest.raises(DataError, match=r"data split 'validation' \(.*validation\.csv\) is empty"):
         _splits(toy_files)
 
