@@ -106,3 +106,20 @@ def test_csv_text_cells_nan_null_na_none_are_text_and_only_labels_read_them_as_m
     message = _train_fails(toy_recipe, tmp_path, capsys, write_csv(tmp_path / "labels.csv", rows))
     assert "labels.csv, column 'label', row 5 (line 6): empty (no value)" in message
     assert "column 'text'" not in message
+
+
+def test_labels_the_recipe_does_not_name_say_what_the_data_holds(toy_recipe, tmp_path, capsys):
+    rows = [(t, y[:3]) for t, y in toy_sentences(12, seed=1)]
+    train = write_csv(tmp_path / "train.csv", rows)
+    message = _train_fails(toy_recipe, tmp_path, capsys, train, labels=["negative", "positive"])
+    assert (f"data split 'train' ({train}), column 'label': the data's labels are not the ones task.labels names. "
+            "The data holds 'neg' (6 rows), 'pos' (6 rows); task.labels names ['negative', 'positive'] and not 'neg', "
+            "'pos'. Rename those labels in the data to task.labels' names, or set task.labels to the data's labels "
+            "(task.labels=[neg,pos])") in message
+    assert "never occur in train" not in message
+
+    ids = write_csv(tmp_path / "ids.csv", [(t, i % 3) for i, (t, _) in enumerate(toy_sentences(12, seed=1))])
+    message = _train_fails(toy_recipe, tmp_path, capsys, ids, labels=["negative", "positive"])
+    assert ("column 'label': label 2 is not a class id of task.labels ['negative', 'positive']: integer labels are ids "
+            "0 to 1, one per name in task.labels, in order. The data holds 0 (4 rows), 1 (4 rows), 2 (4 rows). Give "
+            "task.labels one name per class id (ids 0 to 2: 3 names), or fix those rows") in message

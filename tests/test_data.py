@@ -189,7 +189,8 @@ def test_int_labels_out_of_range_of_task_labels(tmp_path):
     train = _csv(tmp_path, "train.csv", [("a", 0), ("b", 1)])
     validation = _csv(tmp_path, "val.csv", [("c", 5)])
     splits, data = _splits({"train": train, "validation": validation})
-    with pytest.raises(DataError, match=r"labels \['5'\] never occur in train"):
+    with pytest.raises(DataError, match=r"label 5 is not a class id of task\.labels \['neg', 'pos'\]: integer labels are "
+                                        r"ids 0 to 1, one per name in task\.labels, in order\. The data holds 5 \(1 row\)"):
         encode_labels(splits, TaskConfig(labels=["neg", "pos"]), data)
 
 
