@@ -79,7 +79,7 @@ def test_split_that_loads_without_rows_is_an_error(toy_files, monkeypatch):
     """The in-memory check, for sources (e.g. Hub splits) that load fine but hold no rows."""
     empty = DatasetDict({"train": Dataset.from_dict({"text": ["a"], "label": ["x"]}),
                          "validation": Dataset.from_dict({"text": [], "label": []})})
-    monkeypatch.setattr(data_files, "read_split_file", lambda split, path, fmt, tag_column=-1: empty[split])
+    monkeypatch.setattr(data_files, "read_split_file", lambda split, path, fmt, tag_column=-1, **_: empty[split])
     with pytest.raises(DataError, match=r"data split 'validation' \(.*validation\.csv\) is empty"):
         _splits(toy_files)
 
@@ -189,7 +189,8 @@ def test_int_labels_out_of_range_of_task_labels(tmp_path):
     train = _csv(tmp_path, "train.csv", [("a", 0), ("b", 1)])
     validation = _csv(tmp_path, "val.csv", [("c", 5)])
     splits, data = _splits({"train": train, "validation": validation})
-    with pytest.raises(DataError, match=r"labels \['5'\] never occur in train"):
+    with pytest.raises(DataError, match=r"label 5 is not a class id of task\.labels \['neg', 'pos'\]: integer labels are "
+                                        r"ids 0 to 1, one per name in task\.labels, in order\. The data holds 5 \(1 row\)"):
         encode_labels(splits, TaskConfig(labels=["neg", "pos"]), data)
 
 

@@ -65,13 +65,13 @@ def load_target_validation(config: TargetValidationConfig, task: TaskConfig, dat
     parts = []
     for i, path in enumerate(config.files):
         key = f"adapt.target_validation.files[{i}]"
-        rows = read_split_file(TARGET_VALIDATION_SPLIT, path, data.format, data.tag_column, key=key)
+        rows = read_split_file(TARGET_VALIDATION_SPLIT, path, data.format, data.tag_column, key=key, text_columns=columns)
         if len(rows) == 0:
             raise DataError(f"{key} ({path}) is empty; give labelled target rows, or remove adapt.target_validation")
         stand_in = dataclasses.replace(data, files={TARGET_VALIDATION_SPLIT: path})  # errors name this file
         split = DatasetDict({TARGET_VALIDATION_SPLIT: rows})
         try:
-            check_cells(split, *kind.cell_columns(task), stand_in)
+            check_cells(split, kind.cell_columns(task), stand_in)
             encoded, _ = kind.encode_labels(split, task, stand_in, names=spec.label_names)
         except DataError as exc:
             raise DataError(f"{key}: {exc}") from None

@@ -133,9 +133,8 @@ def write_pool(base, grid: Grid) -> dict:
 
     Returns: ``{"splits": {split: path}, "rows": {split: n}, "subsets": {(seed, fraction): path}, "labels": [...]}``.
     """
-    from ..data.files import load_splits
     from ..data.sampling import fraction_indices
-    from ..tasks.splits import encode_labels
+    from ..tasks.splits import encode_labels, load_task_splits
 
     folder = grid.out / "data"
     manifest_file = folder / "manifest.json"
@@ -145,7 +144,7 @@ def write_pool(base, grid: Grid) -> dict:
         raise CompareError(f"--out {grid.out}: its data/ was made from another recipe's data, task or seed "
                            f"({manifest['source']}); a resumed grid must keep them. Use a new --out for this recipe")
     if "splits" not in manifest:
-        raw = load_splits(base.data, base.train.seed)
+        raw = load_task_splits(base.data, base.train.seed, base.task)
         raw = type(raw)({s: ds for s, ds in raw.items() if s != "unlabeled"})
         encoded, spec = encode_labels(raw, base.task, base.data)
         folder.mkdir(parents=True, exist_ok=True)

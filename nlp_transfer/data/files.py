@@ -9,10 +9,11 @@ from pathlib import Path
 
 import numpy as np
 from datasets import Dataset, DatasetDict, load_dataset
+from pandas._libs.parsers import STR_NA_VALUES
 
 from ..errors import DataError
 from ..recipe.schema import IMAGEFOLDER, UNLABELED_SPLIT, DataConfig
-from .checks import check_cells, json_problem, undecodable
+from .checks import CellColumns, check_cells, json_problem, undecodable
 from .columns import column_values
 from .images import load_image_folder
 from .tokens import read_conll
@@ -24,17 +25,20 @@ FILE_BUILDERS = {"csv": "csv", "tsv": "csv", "json": "json", "jsonl": "json", "p
 _READERS = {"conll": read_conll}  # formats datasets has no builder for
 
 
-def load_splits(data: DataConfig, seed: int, cells: tuple[list[str], str | None] | None = None) -> DatasetDict:
+def load_splits(data: DataConfig, seed: int, cells: CellColumns | None = None) -> DatasetDict:
     """Raw train/validation(/test) splits (plus ``unlabeled`` when given), limited as the recipe asks.
 
     A Hub dataset without a validation split gets one carved from train
-    (``data.validation_fraction``, seeded). With ``cells`` (input columns, label column or None: what the task type
-    decided), those cells are checked first (``checks.check_cells``: empty, null or NaN cells are an error naming file,
-    column and row).
+    (``data.validation_fraction``, seeded). With ``cells`` (what the task type decided: its input columns, label
+    column or None, what an input cell holds), csv/tsv files keep their input cells' text as written (``NA`` and
+    ``null`` are words there) and those cells are checked first (``checks.check_cells``: empty, null, NaN or
+    mistyped cells are an error naming file, column and row).
     """
     files = {split: path for split, path in data.files.items() if split != UNLABELED_SPLIT}
+    texts = cells.inputs if cells is not None else ()
     if files:
-        splits = DatasetDict({split: read_split_file(split, path, data.format, data.tag_column) for split, path in files.items()})
+        splits = DatasetDict({split: read_split_file(split, path, data.format, data.tag_column, text_columns=texts)
+                              for split, path in files.items()})
     elif data.source == IMAGEFOLDER:
 
         splits = load_image_folder(data.dir)
@@ -50,9 +54,10 @@ def load_splits(data: DataConfig, seed: int, cells: tuple[list[str], str | None]
         if "train" not in splits:
             raise DataError(f"data.source: {data.source!r} has no 'train' split; it has: {', '.join(loaded)}")
     if UNLABELED_SPLIT in data.files:
-        splits[UNLABELED_SPLIT] = read_split_file(UNLABELED_SPLIT, data.files[UNLABELED_SPLIT], data.format, data.tag_column)
+        splits[UNLABELED_SPLIT] = read_split_file(UNLABELED_SPLIT, data.files[UNLABELED_SPLIT], data.format, data.tag_column,
+                                                  text_columns=texts)
     if cells is not None:  # before any shuffle, so that row numbers are the file's
-        check_cells(splits, *cells, data)
+        check_cells(splits, cells, data)
     if "validation" not in splits:
         rows = len(splits["train"])
         if math.floor((1 - data.validation_fraction) * rows) < 1:  # as datasets' train_test_split counts
@@ -72,8 +77,14 @@ def load_splits(data: DataConfig, seed: int, cells: tuple[list[str], str | None]
     return splits
 
 
-def read_split_file(split: str, path: str, fmt: str | None, tag_column: int = -1, key: str | None = None) -> Dataset:
-    """One split's file, typed by ``datasets``; errors name ``key`` (default ``data.files.<split>``)."""
+def read_split_file(split: str, path: str, fmt: str | None, tag_column: int = -1, key: str | None = None,
+                    text_columns: list[str] | tuple[str, ...] = ()) -> Dataset:
+    """One split's file, typed by ``datasets``; errors name ``key`` (default ``data.files.<split>``).
+
+    In a csv/tsv file, ``text_columns`` are read as written: only an empty cell is missing there, a cell
+    ``NA``, ``null`` or ``nan`` is that text (and ``5`` is the text "5"); other columns read pandas' missing-value
+    spellings as missing. A header naming a column twice is an error.
+    """
     key = key or f"data.files.{split}"
     file = Path(path)
     if not file.is_file():
@@ -91,6 +102,8 @@ def read_split_file(split: str, path: str, fmt: str | None, tag_column: int = -1
     options = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if fmt == "tsv" else {}
     if fmt in ("json", "jsonl") and (bad := undecodable(file) or json_problem(file)):
         raise DataError(f"{key}: cannot read '{file}' as {fmt}: {bad}")
+    if fmt in ("csv", "tsv"):
+        options.update(_text_cells_as_written(_csv_header(file, options, key), text_columns))
     try:
         return load_dataset(FILE_BUILDERS[fmt], data_files={split: str(file)}, split=split, **options)
     except Exception as exc:
@@ -111,6 +124,36 @@ def _looks_like_conll(file: Path, lines: int = 50) -> bool:
     if filled and filled[0].startswith("-DOCSTART-"):
         return True
     return bool(filled) and len(filled) < len(head) and all(len(line.split()) >= 2 for line in filled)
+
+
+def _csv_header(file: Path, options: dict, key: str) -> list[str]:
+    """The column names on a csv/tsv file's header line (its first non-blank line), read as pandas reads them;
+    a name given twice is an error (pandas would silently read the second as ``<name>.1``)."""
+    with file.open(encoding="utf-8-sig", newline="") as f:
+        lines = (line for line in f if line.strip())
+        try:
+            header = next(csv.reader(lines, delimiter=options.get("delimiter", ","),
+                                     quoting=options.get("quoting", csv.QUOTE_MINIMAL)), [])
+        except (csv.Error, UnicodeDecodeError):
+            return []  # reading the file says more (the loader's error names the bad byte)
+    seen = set()
+    for name in header:
+        if name in seen and name:
+            raise DataError(f"{key}: the header of '{file}' names column {name!r} twice (header: {', '.join(header)}); only "
+                            f"the first would be read as {name!r}. Rename or remove the other {name!r} column")
+        seen.add(name)
+    return [name or f"Unnamed: {i}" for i, name in enumerate(header)]
+
+
+def _text_cells_as_written(header: list[str], text_columns) -> dict:
+    """pandas options that read ``text_columns`` as written (only an empty cell is missing) and every other column
+    of ``header`` with pandas' default missing-value spellings (``NA``, ``null``, ``nan``, ...)."""
+    texts = [c for c in header if c in text_columns]
+    if not texts:
+        return {}
+    # the other columns keep pandas' own missing-value spellings, so they read as before
+    return {"keep_default_na": False, "converters": {c: str for c in texts},
+            "na_values": {c: [""] if c in texts else sorted(STR_NA_VALUES) for c in header}}
 
 
 def _has_no_rows(file: Path, fmt: str) -> bool:

@@ -24,7 +24,6 @@ import torch
 from datasets import DatasetDict
 
 from ..data.columns import column_values
-from ..data.files import load_splits
 from ..errors import DataError, NlpTransferError
 from ..evaluation.metrics import greater_is_better
 from ..outputs.export import find_run_file, publish
@@ -32,7 +31,7 @@ from ..recipe.load import load_recipe
 from ..tasks import compute_loss, logits_to_predictions
 from ..tasks.metrics import compute_metrics, default_metrics
 from ..tasks.spec import TaskSpec
-from ..tasks.splits import encode_labels
+from ..tasks.splits import encode_labels, load_task_splits
 from ..training.precision import cpu_bf16_flags, cpu_model_name
 from .predictor import Predictor
 from .variants import (
@@ -132,7 +131,7 @@ def _rows(output_dir: Path, predictor: Predictor, split: str, rows: int | None, 
         path = Path(file).expanduser().resolve()
         data, split = dataclasses.replace(data, source=None, files={"train": str(path), "validation": str(path)},
                                           limit={}), "validation"
-    splits = load_splits(data, recipe.train.seed)
+    splits = load_task_splits(data, recipe.train.seed, recipe.task)
     if split not in splits:
         raise DataError(f"--split: the recipe's data has no '{split}' split; it has: {', '.join(splits)}")
     ds = splits[split]

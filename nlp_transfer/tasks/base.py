@@ -15,6 +15,7 @@ import json
 from typing import TYPE_CHECKING, ClassVar
 
 from .._lazy import lazy
+from ..data.checks import TEXT, CellColumns
 from ..data.columns import column_values
 from ..evaluation.metrics import (
     CLASSIFICATION_METRICS,
@@ -47,6 +48,7 @@ class TaskType:
         pools: A sequence-level text head that can read the first token or the mean (``model.pooling``).
         takes_unlabeled: Rows without labels (``data.files.unlabeled``) fit this type's batches.
         reads: Type-specific keys this type reads (``data.format`` conll, ``data.dir``...).
+        input_cell: What one input cell holds (``text``, ``words`` or ``image``), for the cell checks.
         default_metrics: Reported when a recipe names none; the first picks the best model.
     """
 
@@ -64,6 +66,7 @@ class TaskType:
     min_classes: ClassVar[int] = 2
     empty_label_means_none: ClassVar[bool] = False  # an empty label cell is a valid "no label" (multi-label), not missing data
     named_outputs: ClassVar[bool] = True  # each output is a named class (regression: a score)
+    input_cell: ClassVar[str] = TEXT  # what one input cell holds: text, words (a list per row) or an image
     reads: ClassVar[frozenset[str]] = frozenset()  # keys only some types read (see ``_foreign_keys``)
 
     # ------------------------------------------------------------------ recipe
@@ -99,11 +102,11 @@ class TaskType:
         return problems
 
     # -------------------------------------------------------------------- data
-    def cell_columns(self, task: TaskConfig) -> tuple[list[str], str | None]:
-        """The columns whose cells must not be empty: the inputs, and the label column (None: an empty label is
-        a valid "no label")."""
+    def cell_columns(self, task: TaskConfig) -> CellColumns:
+        """The columns whose cells must not be empty or mistyped: the inputs (holding ``input_cell``), and the label
+        column (None: an empty label is a valid "no label")."""
         label = task.tags if self.per_token else task.label
-        return self.input_columns(task), None if self.empty_label_means_none else label
+        return CellColumns(self.input_columns(task), None if self.empty_label_means_none else label, self.input_cell)
 
     def encode_labels(self, splits, task: TaskConfig, data, names: list[str] | None = None):
         """Add a numeric ``labels`` column to every split; return ``(splits, TaskSpec)`` (labels from train)."""

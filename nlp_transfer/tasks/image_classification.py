@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 
+from ..data.checks import IMAGE
 from ..recipe.schema import IMAGEFOLDER
 from .base import TaskType
 
@@ -22,6 +23,7 @@ class ImageClassification(TaskType):
     display_name = "Image Classification"
     pipeline_tag = "image-classification"
     modality = "image"
+    input_cell = IMAGE
     peft_auto_class = None  # peft has no Auto class for image heads: PeftModel on the base classifier
     pools = False  # the backbone's own head features: the [CLS] token or the pooled output
     takes_unlabeled = False

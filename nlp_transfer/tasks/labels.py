@@ -7,6 +7,8 @@ multi-label rows) and how they become the ``labels`` column (``encode_cell``).
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from collections.abc import Hashable
 
 from datasets import ClassLabel, DatasetDict, Sequence
 
@@ -18,6 +20,7 @@ from .spec import TaskSpec
 logger = logging.getLogger(__name__)
 
 HIDDEN_LABEL = -1  # how Hub test splits hide their labels
+_SHOWN = 10  # labels named one by one in a message
 
 
 def encode_class_labels(splits: DatasetDict, task, data, names: list[str] | None, kind) -> tuple[DatasetDict, TaskSpec]:
@@ -29,16 +32,21 @@ def encode_class_labels(splits: DatasetDict, task, data, names: list[str] | None
     """
     check_columns(splits, [*kind.input_columns(task), task.label], data)
     splits = drop_hidden_label_splits(splits, task.label)
+    named_by_recipe = names is None and bool(task.labels) and not _is_class_label(splits["train"].features[task.label])
     names = names or _label_names(splits["train"], task, data, kind)
     spec = TaskSpec(kind.name, dict(enumerate(names)), threshold=task.threshold)
     encoded = {}
     for split, ds in splits.items():
         to_id = _label_mapper(ds, names, task)
-        unknown = sorted({str(v) for value in column_values(ds, task.label) for v in kind.cell_labels(value, task)
-                          if to_id(v) is None})
+        held = Counter(v if isinstance(v, Hashable) else str(v)
+                       for value in column_values(ds, task.label) for v in kind.cell_labels(value, task))
+        unknown = [v for v in held if to_id(v) is None]
+        place = f"data split '{split}' ({where(data, split)}), column '{task.label}'"
+        if unknown and named_by_recipe:
+            raise DataError(_not_the_recipe_labels(place, held, unknown, names))
         if unknown:
-            raise DataError(f"data split '{split}' ({where(data, split)}), column '{task.label}': labels {unknown[:10]} "
-                            f"never occur in train; train labels: {names}. Fix the data or list every label in task.labels")
+            raise DataError(f"{place}: labels {sorted({str(v) for v in unknown})[:_SHOWN]} never occur in train; train "
+                            f"labels: {names}. Fix the data or list every label in task.labels")
         encoded[split] = ds.map(lambda b: {"labels": [kind.encode_cell(v, to_id, len(names), task) for v in b[task.label]]},
                                 batched=True, desc=f"labels {split}")
     return DatasetDict(encoded), spec
@@ -54,6 +62,30 @@ def drop_hidden_label_splits(splits: DatasetDict, column: str) -> DatasetDict:
             continue
         kept[split] = ds
     return kept
+
+
+def _not_the_recipe_labels(place: str, held: Counter, unknown: list, names: list[str]) -> str:
+    """The error for data whose labels are not those ``task.labels`` names: what the data holds (with counts), what
+    the recipe names, and the two ways to agree."""
+    shown = sorted(held, key=lambda v: (-held[v], str(v)))
+    holds = ", ".join(f"{v!r} ({held[v]} row{'s' if held[v] != 1 else ''})" for v in shown[:_SHOWN])
+    holds += f" and {len(held) - _SHOWN} more" if len(held) > _SHOWN else ""
+    missing = ", ".join(map(repr, sorted(unknown, key=str)[:_SHOWN])) + (" ..." if len(unknown) > _SHOWN else "")
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in held):  # integer labels are class ids
+        ids = f" (ids 0 to {max(held)}: {max(held) + 1} names)" if min(held) >= 0 else ""
+        these = f"label {missing} is not a class id" if len(unknown) == 1 else f"labels {missing} are not class ids"
+        return (f"{place}: {these} of task.labels {names}: integer labels are ids 0 to "
+                f"{len(names) - 1}, one per name in task.labels, in order. The data holds {holds}. Give task.labels "
+                f"one name per class id{ids}, or fix those rows")
+    data_labels = sorted({str(v) for v in held})
+    suggestion = f" (task.labels=[{','.join(data_labels)}])" if len(data_labels) <= _SHOWN else ""
+    return (f"{place}: the data's labels are not the ones task.labels names. The data holds {holds}; task.labels names "
+            f"{names} and not {missing}. Rename those labels in the data to task.labels' names, or set task.labels "
+            f"to the data's labels{suggestion}")
+
+
+def _is_class_label(feature) -> bool:
+    return isinstance(feature.feature if isinstance(feature, Sequence) else feature, ClassLabel)
 
 
 def _label_names(train, task, data, kind) -> list[str]:

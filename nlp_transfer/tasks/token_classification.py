@@ -8,6 +8,7 @@ word-piece alignment are in ``token_data.py``. Logits and labels are per positio
 from __future__ import annotations
 
 from .._lazy import lazy
+from ..data.checks import WORDS
 from ..data.columns import column_values
 from ..evaluation.metrics import MetricError, load_metric_module
 from .base import TaskType
@@ -37,6 +38,7 @@ class TokenClassification(TaskType):
     peft_task_type = "TOKEN_CLS"
     peft_auto_class = "AutoPeftModelForTokenClassification"
     reads = frozenset({"data.format", "data.tag_column", "task.label_all_subtokens"})
+    input_cell = WORDS
 
     def input_columns(self, task) -> list[str]:
         return [task.tokens]

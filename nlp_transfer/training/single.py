@@ -9,7 +9,6 @@ from pathlib import Path
 
 from datasets import DatasetDict
 
-from ..data.files import load_splits
 from ..data.loaders import eval_loader
 from ..errors import DataError, ModelError
 from ..hub.push import push_after_run
@@ -28,7 +27,7 @@ from ..recipe.schema import (
 from ..strategies.base import Strategy
 from ..strategies.registry import build_strategy
 from ..tasks.spec import TaskSpec
-from ..tasks.splits import encode_labels
+from ..tasks.splits import encode_labels, load_task_splits
 from .loop import evaluate_loader
 from .precision import resolve_mixed_precision
 from .processes import LIVE_UNTIL_EXIT, new_accelerator
@@ -142,7 +141,7 @@ def evaluate(output_dir: str | Path, split: str = "validation", variant: str = "
     model = load_model(output_dir, recipe.model.trust_remote_code)
     task = TaskSpec(recipe.task.type, {int(i): n for i, n in model.config.id2label.items()}, recipe.task.threshold)
     processor = task.kind.load_processor(str(output_dir))
-    splits = load_splits(recipe.data, recipe.train.seed)
+    splits = load_task_splits(recipe.data, recipe.train.seed, recipe.task)
     if split not in splits:
         raise DataError(f"--split: the recipe's data has no '{split}' split; it has: {', '.join(splits)}")
     encoded, _ = encode_labels(DatasetDict({split: splits[split]}), recipe.task, recipe.data, names=task.label_names)
