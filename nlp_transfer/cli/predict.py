@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+import time
 from pathlib import Path
 
 from ..errors import NlpTransferError
@@ -25,21 +27,28 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    """Predict the texts given as arguments and/or read from ``--file``; print or write JSON lines."""
+    """Predict the texts given as arguments and/or read from ``--file``; print or write JSON lines, then (unless
+    ``--quiet``) a line on standard error with the rows, seconds and rows per second (a bar meanwhile, on a terminal)."""
     texts = list(args.texts)
     if args.file:
         texts += _read_texts(Path(args.file), args.column)
     if not texts:
         raise NlpTransferError("predict: give texts as arguments or --file with one text per row")
-    from ..api import predict
+    from ..api import Predictor
 
-    results = predict(args.output_dir, texts, batch_size=args.batch_size, dtype=args.dtype, variant=args.variant)
+    predictor = Predictor(args.output_dir, dtype=args.dtype, variant=args.variant)
+    started = time.perf_counter()
+    results = predictor(texts, batch_size=args.batch_size, progress=not args.quiet)
+    seconds = time.perf_counter() - started
     lines = [json.dumps({"text": t if isinstance(t, str) else list(t), **r}) for t, r in zip(texts, results)]
     if args.out:
         Path(args.out).write_text("\n".join(lines) + "\n", encoding="utf-8")
         print(f"wrote {len(lines)} predictions to {args.out}")
     else:
         print("\n".join(lines))
+    if not args.quiet:
+        print(f"Predicted {len(texts):,} rows in {seconds:.1f} s ({len(texts) / max(seconds, 1e-9):,.0f} rows/s)",
+              file=sys.stderr)
     return 0
 
 
