@@ -13,6 +13,7 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
+from ..data.checks import check_inputs
 from ..errors import ModelError
 from ..outputs.export import find_run_file
 from ..tasks import get_task_type
@@ -66,7 +67,7 @@ class Predictor:
         """Predictions for ``texts`` (image paths for an image model).
 
         Args:
-            texts: Texts, sentence pairs or image paths.
+            texts: Texts, sentence pairs or image paths; none of them empty (training refuses empty text too).
             batch_size: Inputs per forward pass.
             progress: Show a bar of the rows done on standard error, when that is a terminal.
 
@@ -74,7 +75,11 @@ class Predictor:
             One dict per input: ``{"label", "score"}`` (single-label), ``{"labels", "scores"}``
             (multi-label, labels above the recipe's threshold), ``{"score"}`` (regression) or
             ``{"entities"}`` (token classification: whole entities with type, score and character span).
+
+        Raises:
+            DataError: Empty, whitespace-only or missing (None, NaN) inputs, all listed by position; nothing is predicted.
         """
+        check_inputs(texts)
         with progress_bar(len(texts), progress) as bar:
             if self._serve is not None:
                 return self._serve(texts, batch_size, bar.update)
@@ -82,7 +87,8 @@ class Predictor:
 
     def logits(self, texts: list[str] | list[tuple[str, str]], *, batch_size: int = 64,
                progress: bool = False) -> np.ndarray:
-        """Raw head outputs, one row per input, in input order (``progress``: as ``__call__``'s)."""
+        """Raw head outputs, one row per input, in input order (``progress``, ``Raises``: as ``__call__``'s)."""
+        check_inputs(texts)
         with progress_bar(len(texts), progress) as bar:
             return self._logits(texts, batch_size, bar.update)
 
@@ -96,7 +102,12 @@ class Predictor:
 
 def predict(output_dir: str | Path, texts: list[str] | list[tuple[str, str]], *, batch_size: int = 64,
             device: str | None = None, dtype: str | None = None, variant: str = "auto", progress: bool = False) -> list[dict]:
-    """Load ``output_dir`` and predict ``texts`` once; use ``Predictor`` to serve many calls."""
+    """Load ``output_dir`` and predict ``texts`` once; use ``Predictor`` to serve many calls.
+
+    Raises:
+        DataError: Empty or missing inputs (checked before the model is loaded), as ``Predictor.__call__``.
+    """
+    check_inputs(texts)
     return Predictor(output_dir, device=device, dtype=dtype, variant=variant)(texts, batch_size=batch_size,
                                                                              progress=progress)
 
