@@ -37,6 +37,14 @@ class TrainingError(NlpTransferError, RuntimeError):
     """Training cannot go on (non-finite loss, nothing to resume...)."""
 
 
+class NothingToResumeError(TrainingError, ValueError):
+    """``--resume`` found no complete checkpoint to continue from.
+
+    A bad-input error (exit code 2: run without ``--resume``); a kind of ``TrainingError`` so that callers catching
+    that keep working.
+    """
+
+
 class ExportError(NlpTransferError, RuntimeError):
     """A saved output folder is missing, incomplete or does not reproduce the trained model."""
 

@@ -144,6 +144,24 @@ def test_resume_with_another_process_count_is_refused(interrupted, monkeypatch):
         nlp_transfer.train(interrupted, resume=True)
 
 
+def test_resume_before_the_first_checkpoint_says_none_was_reached_yet(toy_recipe, tmp_path, monkeypatch, capsys):
+    """Interrupted at step 2 of a run that checkpoints every 4 steps: --resume exits 2 saying that no checkpoint was
+    reached yet and to run again without --resume (not to set train.checkpoint_every, which is set); that works."""
+    out = tmp_path / "out"
+    recipe_file = _recipe_file(toy_recipe, tmp_path, out, **SETTINGS)
+    _on_loss_call(monkeypatch, 2, _crash)
+    with pytest.raises(KeyboardInterrupt):
+        main(["-q", "train", recipe_file])
+    monkeypatch.setattr(FullStrategy, "loss", _ORIGINAL_LOSS)
+    assert main(["-q", "train", recipe_file, "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "no checkpoint was reached yet. With train.checkpoint_every=4 the first one is written after step 4" in err
+    assert "Run the same command again without --resume" in err and "set train.checkpoint_every" not in err
+    assert not out.exists() and not partial_dir(out).exists()
+    assert main(["-q", "train", recipe_file]) == 0  # as the message says
+    assert (out / "model.safetensors").is_file()
+
+
 # ---------------------------------------------------------------------- non-finite loss
 def test_non_finite_loss_keeps_the_state_from_before_and_resume_with_a_lower_lr_works(toy_recipe, tmp_path, monkeypatch):
     """The loss at step 9 is computed with step 8's weights: those are not a good state, checkpoint 4 is."""
@@ -187,11 +205,11 @@ def test_a_stale_lock_of_a_dead_run_is_taken_over_with_a_warning(toy_recipe, tmp
 
 
 # ---------------------------------------------------------------------- nothing left behind
-def _recipe_file(toy_recipe, tmp_path, out) -> str:
+def _recipe_file(toy_recipe, tmp_path, out, **train) -> str:
     import yaml
 
     path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump(_recipe(toy_recipe, out)))
+    path.write_text(yaml.safe_dump(_recipe(toy_recipe, out, **train)))
     return str(path)
 
 

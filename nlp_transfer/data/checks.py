@@ -240,3 +240,32 @@ def json_problem(file: Path) -> str | None:
         if not isinstance(row, dict):
             return f"line {number} is not a JSON object with one key per column: {line[:80]!r}"
     return None
+
+
+def check_inputs(inputs: list, where=None) -> None:
+    """Raise one ``DataError`` listing every empty, missing (null) or NaN input to a trained model, each judged as
+    ``check_cells`` judges a training cell: what training refuses, prediction refuses too.
+
+    Args:
+        inputs: Texts, sentence pairs (each text is checked) or image paths.
+        where: A function ``where(position, text) -> str``: where input ``position`` (from 0) came from, ``text``
+            being which text of a pair (from 0; None for a single text). Default: ``input N`` (from 1), ``input N,
+            text M`` for pairs.
+    """
+    where = where or _input_position
+    problems = []
+    for position, value in enumerate(inputs):
+        texts = list(enumerate(value)) if isinstance(value, (tuple, list)) and value else [(None, value)]
+        for text, member in texts:
+            why = _why_bad(member)
+            if why:
+                problems.append(f"{where(position, text)}: {why}")
+    if problems:
+        listed = problems[:MAX_LISTED] + ([f"... and {len(problems) - MAX_LISTED} more"] if len(problems) > MAX_LISTED else [])
+        raise DataError(f"{len(problems)} empty or missing input{'s' if len(problems) != 1 else ''}; nothing was predicted "
+                        "(training refuses such rows too). Give each a text or remove it:\n"
+                        + "\n".join(f"  - {p}" for p in listed))
+
+
+def _input_position(position: int, text: int | None) -> str:
+    return f"input {position + 1}" + (f", text {text + 1}" if text is not None else "")

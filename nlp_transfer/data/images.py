@@ -153,8 +153,9 @@ def load_image_processor(path: str):
 
 # ------------------------------------------------------------------ prediction
 @torch.inference_mode()
-def image_logits(model, processor, paths: list, *, batch_size: int = 64) -> np.ndarray:
-    """Logits of a loaded image classifier for image files (or PIL images), one row per path.
+def image_logits(model, processor, paths: list, *, batch_size: int = 64, progress=None) -> np.ndarray:
+    """Logits of a loaded image classifier for image files (or PIL images), one row per path; ``progress(rows)``, when
+    given, after each batch.
 
     Raises:
         DataError: An image file is missing or not an image.
@@ -177,4 +178,6 @@ def image_logits(model, processor, paths: list, *, batch_size: int = 64) -> np.n
                 raise DataError(f"predict: cannot read image '{path}': {exc}; give paths of image files") from None
         pixels = torch.as_tensor(np.asarray(processor(images)[PIXELS], dtype=np.float32)).to(device, dtype)
         logits.append(model(pixel_values=pixels).logits.float().cpu().numpy())
+        if progress is not None:
+            progress(len(images))
     return np.concatenate(logits)

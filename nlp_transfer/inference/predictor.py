@@ -5,12 +5,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 import yaml
+from tqdm.auto import tqdm
 
+from ..data.checks import check_inputs
 from ..errors import ModelError
 from ..outputs.export import find_run_file
 from ..tasks import get_task_type
@@ -59,31 +62,60 @@ class Predictor:
         self.task = TaskSpec(task_type, self.id2label, threshold)
         self._serve = self.kind.predictor(self.model, self.processor)
 
-    def __call__(self, texts: list[str] | list[tuple[str, str]], *, batch_size: int = 64) -> list[dict]:
+    def __call__(self, texts: list[str] | list[tuple[str, str]], *, batch_size: int = 64,
+                 progress: bool = False) -> list[dict]:
         """Predictions for ``texts`` (image paths for an image model).
+
+        Args:
+            texts: Texts, sentence pairs or image paths; none of them empty (training refuses empty text too).
+            batch_size: Inputs per forward pass.
+            progress: Show a bar of the rows done on standard error, when that is a terminal.
 
         Returns:
             One dict per input: ``{"label", "score"}`` (single-label), ``{"labels", "scores"}``
             (multi-label, labels above the recipe's threshold), ``{"score"}`` (regression) or
             ``{"entities"}`` (token classification: whole entities with type, score and character span).
-        """
-        if self._serve is not None:
-            return self._serve(texts, batch_size)
-        return [self.kind.describe(row, self.task) for row in self.logits(texts, batch_size=batch_size)]
 
-    def logits(self, texts: list[str] | list[tuple[str, str]], *, batch_size: int = 64) -> np.ndarray:
-        """Raw head outputs, one row per input, in input order."""
+        Raises:
+            DataError: Empty, whitespace-only or missing (None, NaN) inputs, all listed by position; nothing is predicted.
+        """
+        check_inputs(texts)
+        with progress_bar(len(texts), progress) as bar:
+            if self._serve is not None:
+                return self._serve(texts, batch_size, bar.update)
+            return [self.kind.describe(row, self.task) for row in self._logits(texts, batch_size, bar.update)]
+
+    def logits(self, texts: list[str] | list[tuple[str, str]], *, batch_size: int = 64,
+               progress: bool = False) -> np.ndarray:
+        """Raw head outputs, one row per input, in input order (``progress``, ``Raises``: as ``__call__``'s)."""
+        check_inputs(texts)
+        with progress_bar(len(texts), progress) as bar:
+            return self._logits(texts, batch_size, bar.update)
+
+    def _logits(self, texts: list, batch_size: int, done: Callable[[int], object]) -> np.ndarray:
         if not texts:
             return np.zeros((0, len(self.id2label)), dtype=np.float32)
         with torch.inference_mode():
             return self.kind.predict_logits(self.model, self.processor, list(texts), batch_size=batch_size,
-                                            max_length=self.max_length, device=self.device)
+                                            max_length=self.max_length, device=self.device, progress=done)
 
 
 def predict(output_dir: str | Path, texts: list[str] | list[tuple[str, str]], *, batch_size: int = 64,
-            device: str | None = None, dtype: str | None = None, variant: str = "auto") -> list[dict]:
-    """Load ``output_dir`` and predict ``texts`` once; use ``Predictor`` to serve many calls."""
-    return Predictor(output_dir, device=device, dtype=dtype, variant=variant)(texts, batch_size=batch_size)
+            device: str | None = None, dtype: str | None = None, variant: str = "auto", progress: bool = False) -> list[dict]:
+    """Load ``output_dir`` and predict ``texts`` once; use ``Predictor`` to serve many calls.
+
+    Raises:
+        DataError: Empty or missing inputs (checked before the model is loaded), as ``Predictor.__call__``.
+    """
+    check_inputs(texts)
+    return Predictor(output_dir, device=device, dtype=dtype, variant=variant)(texts, batch_size=batch_size,
+                                                                             progress=progress)
+
+
+def progress_bar(total: int, enabled: bool) -> tqdm:
+    """A bar of ``total`` rows on standard error: only when ``enabled`` and standard error is a terminal (tqdm's
+    ``disable=None``), so logs and pipes get no bar."""
+    return tqdm(total=total, desc="predict", unit="rows", disable=None if enabled else True)
 
 
 def _torch_dtype(name: str | None) -> torch.dtype | None:

@@ -245,11 +245,13 @@ class TaskType:
         best = int(probs.argmax())
         return {"label": spec.id2label[best], "score": float(probs[best])}
 
-    def predict_logits(self, model, processor, inputs: list, *, batch_size: int, max_length: int, device):
-        """Logits of a loaded model (on ``device``) for raw inputs (texts or sentence pairs), in input order."""
+    def predict_logits(self, model, processor, inputs: list, *, batch_size: int, max_length: int, device, progress=None):
+        """Logits of a loaded model (on ``device``) for raw inputs (texts or sentence pairs), in input order;
+        ``progress(rows)``, when given, after each batch."""
         from ..models.forward import text_logits
 
-        return text_logits(model, processor, inputs, batch_size=batch_size, max_length=max_length, device=device)
+        return text_logits(model, processor, inputs, batch_size=batch_size, max_length=max_length, device=device,
+                           progress=progress)
 
     def prediction_inputs(self, ds, recipe: Recipe, split: str = "validation") -> list:
         """What ``Predictor`` takes for the rows of a split of the recipe's data (texts, or sentence pairs)."""
@@ -257,7 +259,8 @@ class TaskType:
         return list(zip(*columns)) if len(columns) == 2 else columns[0]
 
     def predictor(self, model, processor):
-        """A callable serving whole predictions, when this type predicts through something other than logits."""
+        """A callable ``(inputs, batch_size, progress)`` serving whole predictions (``progress(rows)`` as rows are done),
+        when this type predicts through something other than logits."""
         return None
 
     # -------------------------------------------------------------------- card

@@ -80,10 +80,10 @@ class ImageClassification(TaskType):
 
         return image_features(model, batch)
 
-    def predict_logits(self, model, processor, inputs, *, batch_size, max_length, device):
+    def predict_logits(self, model, processor, inputs, *, batch_size, max_length, device, progress=None):
         from ..data.images import image_logits
 
-        return image_logits(model, processor, list(inputs), batch_size=batch_size)
+        return image_logits(model, processor, list(inputs), batch_size=batch_size, progress=progress)
 
     def prediction_inputs(self, ds, recipe, split: str = "validation") -> list:
         from datasets import DatasetDict

@@ -164,9 +164,14 @@ class TokenClassification(TaskType):
         tagger = pipeline("token-classification", model=model, tokenizer=processor, aggregation_strategy="simple",
                           device=model.device)
 
-        def tag(texts: list, batch_size: int) -> list[dict]:
-            found = tagger([str(t) for t in texts], batch_size=batch_size) if texts else []
-            return [{"entities": [{**e, "score": float(e["score"])} for e in entities]} for entities in found]
+        def tag(texts: list, batch_size: int, progress=None) -> list[dict]:
+            found = tagger((str(t) for t in texts), batch_size=batch_size) if texts else []  # a generator streams
+            out = []
+            for entities in found:
+                out.append({"entities": [{**e, "score": float(e["score"])} for e in entities]})
+                if progress is not None:
+                    progress(1)
+            return out
 
         return tag
 

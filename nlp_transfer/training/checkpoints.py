@@ -22,7 +22,7 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
-from ..errors import RecipeError, TrainingError
+from ..errors import NothingToResumeError, RecipeError, TrainingError
 
 logger = logging.getLogger(__name__)
 
@@ -85,17 +85,29 @@ def complete_checkpoints(work_dir: Path) -> list[Path]:
     return [c for c in sorted((Path(work_dir) / CHECKPOINTS).glob("step-*")) if incomplete_reason(c) is None]
 
 
-def latest_checkpoint(work_dir: Path) -> Path:
+def latest_checkpoint(work_dir: Path, checkpoint_every: int = 0) -> Path:
     """The newest complete checkpoint of a work folder.
 
+    Args:
+        checkpoint_every: The recipe's ``train.checkpoint_every`` (0: unset), for the advice when there is none.
+
     Raises:
-        TrainingError: There is none.
+        NothingToResumeError: There is none.
     """
     checkpoints = complete_checkpoints(work_dir)
     if not checkpoints:
-        raise TrainingError(f"--resume: no checkpoint in {Path(work_dir) / CHECKPOINTS}; set train.checkpoint_every to "
-                            "save checkpoints, or run without --resume to start over")
+        raise NothingToResumeError(_nothing_to_resume(Path(work_dir) / CHECKPOINTS, checkpoint_every))
     return checkpoints[-1]
+
+
+def _nothing_to_resume(root: Path, checkpoint_every: int) -> str:
+    if not checkpoint_every:
+        return (f"--resume: no checkpoint in {root}; set train.checkpoint_every to save checkpoints, or run without "
+                "--resume to start over")
+    return (f"--resume: no checkpoint in {root}: no checkpoint was reached yet. With train.checkpoint_every="
+            f"{checkpoint_every} the first one is written after step {checkpoint_every}, and the earlier run stopped "
+            "before it, so there is nothing to resume. Run the same command again without --resume: the run starts "
+            "again from the beginning")
 
 
 def incomplete_reason(folder: Path) -> str | None:
@@ -140,10 +152,10 @@ def check_resume(work_dir: Path, recipe_dict: dict, num_processes: int | None = 
         num_processes: This run's process count; None skips that check.
 
     Raises:
-        TrainingError: No complete checkpoint.
+        NothingToResumeError: No complete checkpoint (the message says why: none due yet, or none asked for).
         RecipeError: Keys that decide the training trajectory differ from the checkpoint's recipe (all listed).
     """
-    checkpoint = latest_checkpoint(work_dir)
+    checkpoint = latest_checkpoint(work_dir, (recipe_dict.get("train") or {}).get("checkpoint_every") or 0)
     info = read_run_info(checkpoint)
     if not info:
         return checkpoint
