@@ -87,10 +87,11 @@ def test_the_bar_is_on_only_when_asked_and_stderr_is_a_terminal(monkeypatch):
 
 # ---------------------------------------------------------------------- empty input
 def test_empty_texts_on_the_command_line_are_refused_by_position(model_dir, capsys):
-    assert main(["predict", model_dir, "good", "", "   "]) == 2
+    assert main(["predict", model_dir, "good", "", "   ", "\u200b\u2060"]) == 2
     out, err = capsys.readouterr()
     assert out == ""
-    assert "2 empty or missing inputs; nothing was predicted" in err
+    assert "3 empty or missing inputs; nothing was predicted" in err
+    assert "text argument 4: empty text ('\\u200b\\u2060': only invisible characters)" in err
     assert "text argument 2: empty text ('')" in err and "text argument 3: empty text ('   ')" in err
     assert "text argument 1" not in err and "Traceback" not in err
 

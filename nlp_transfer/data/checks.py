@@ -257,14 +257,12 @@ def check_inputs(inputs: list, where=None) -> None:
     for position, value in enumerate(inputs):
         texts = list(enumerate(value)) if isinstance(value, (tuple, list)) and value else [(None, value)]
         for text, member in texts:
-            why = _why_bad(member)
+            why = _why_empty(member)
             if why:
                 problems.append(f"{where(position, text)}: {why}")
     if problems:
-        listed = problems[:MAX_LISTED] + ([f"... and {len(problems) - MAX_LISTED} more"] if len(problems) > MAX_LISTED else [])
-        raise DataError(f"{len(problems)} empty or missing input{'s' if len(problems) != 1 else ''}; nothing was predicted "
-                        "(training refuses such rows too). Give each a text or remove it:\n"
-                        + "\n".join(f"  - {p}" for p in listed))
+        raise DataError(_listing(f"{len(problems)} empty or missing input{'s' if len(problems) != 1 else ''}; nothing was "
+                                 "predicted (training refuses such rows too). Give each a text or remove it:", problems))
 
 
 def _input_position(position: int, text: int | None) -> str:
