@@ -113,9 +113,8 @@ def test_a_missing_model_folder_written_as_a_path_is_a_clear_error_naming_where_
     recipe = load_recipe(_write(project / "recipes" / "exp" / "recipe.yaml", _recipe(model={"name": "./missing-model"})))
     looked = project / "recipes" / "exp" / "missing-model"
     assert recipe.model.name == str(looked)
-    with pytest.raises(ModelError, match=rf"model\.name: '{looked}' is not a local folder \(no folder at '{looked}'\), "
-                                         r"and written as a path it is not a Hub id; paths written in a recipe resolve "
-                                         r"against the recipe's folder"):
+    with pytest.raises(ModelError, match=rf"model\.name: '{looked}' is not a local folder, and written as a path it is "
+                                         r"not a Hub id; paths written in a recipe resolve against the recipe's folder"):
         resolve_model_path(recipe.model.name)
 
 

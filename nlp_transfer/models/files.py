@@ -45,8 +45,9 @@ def resolve_model_path(name: str, revision: str | None = None) -> str:
     if folder.is_dir():
         return str(folder.resolve())
     if written_as_path(name):  # never a Hub id: asking the Hub (or its cache) would only blur the error
-        raise ModelError(f"model.name: {name!r} is not a local folder (no folder at '{folder.resolve()}'), and written as "
-                         f"a path it is not a Hub id; {PATHS_RULE}. Point it at a model folder, or give a Hub id")
+        looked = "" if str(folder.resolve()) == name else f" (no folder at '{folder.resolve()}')"
+        raise ModelError(f"model.name: {name!r} is not a local folder{looked}, and written as a path it is not a Hub id; "
+                         f"{PATHS_RULE}. Point it at a model folder, or give a Hub id")
     try:
         return snapshot_download(name, revision=revision, local_files_only=True)
     except Exception:  # not cached (or not a valid repo id): try the next source
