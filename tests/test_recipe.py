@@ -181,6 +181,18 @@ def test_data_file_overrides_resolve_against_the_working_directory(tmp_path, mon
     assert load_recipe(path, ["data.files.train=mine.csv"]).data.files["train"] == str(cwd_file.resolve())
 
 
+def test_an_override_changes_only_its_key_when_yaml_aliases_share_a_value(tmp_path, monkeypatch):
+    """Two tasks reading one aliased data section (``*common``) are two keys: overriding one leaves the other."""
+    train, mine = _touch(tmp_path / "train.csv"), _touch(tmp_path / "mine.csv")
+    path = tmp_path / "multi.yaml"
+    path.write_text("model: {name: some/model}\noutput: {dir: /abs/out}\ntasks:\n"
+                    "  a: {type: text-classification, data: &common {files: {train: train.csv}}}\n"
+                    "  b: {type: text-classification, data: *common}\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    recipe = load_any_recipe(path, ["tasks.b.data.files.train=mine.csv"])
+    assert [e.recipe.data.files["train"] for e in recipe.tasks] == [str(train.resolve()), str(mine.resolve())]
+
+
 def test_missing_data_files_are_reported_with_the_other_problems(tmp_path):
     raw = _minimal()
     raw["data"]["files"] = {"train": "no/such/train.csv"}

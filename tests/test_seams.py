@@ -78,8 +78,9 @@ def test_a_recipe_file_without_output_dir_writes_to_runs_and_its_name(toy_recipe
     recipe_dict = {k: v for k, v in toy_recipe.items() if k != "output"}
     path = tmp_path / "my-recipe.yaml"
     path.write_text(yaml.safe_dump(recipe_dict))
-    recipe = load_recipe(path)
-    assert recipe.output.dir == "runs/my-recipe" and recipe.defaults_used["output.dir"] == "runs/my-recipe"
+    recipe = load_recipe(path)  # a default is written nowhere: it is the working directory's
+    expected = str(Path.cwd() / "runs" / "my-recipe")
+    assert recipe.output.dir == expected and recipe.defaults_used["output.dir"] == expected
     with pytest.raises(RecipeError, match=r"output\.dir: missing"):  # a dict has no name to borrow
         load_recipe(recipe_dict)
 

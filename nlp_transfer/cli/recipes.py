@@ -15,7 +15,9 @@ def add_parser(subparsers) -> None:
     listing.set_defaults(run=run, action="list")
     copy = actions.add_parser("copy", help="copy a bundled recipe to a file (never overwrites)",
                               description="Copy a bundled recipe. Paths to files that ship in the package are rewritten "
-                                          "to the installed files; data the package does not ship is listed.")
+                                          "to the installed files; other relative paths are rewritten relative to the copy "
+                                          "as they were to the repository root (runs/ beside the copy); data the package "
+                                          "does not ship is listed.")
     copy.add_argument("name", metavar="NAME", help="a name from `nlp-transfer recipes list`, e.g. sst2/lora")
     copy.add_argument("dest", metavar="DEST", nargs="?", help="file (or existing folder) to write; default ./<basename>.yaml")
     copy.set_defaults(run=run, action="copy")
@@ -40,6 +42,8 @@ def _copy(args) -> int:
     print(f"copied {copied.name} to {copied.dest}")
     for key, old, new in copied.rewritten:
         print(f"  {key}: {old} -> {new} (ships in the package)")
+    for key, old, new in copied.rebased:
+        print(f"  {key}: {old} -> {new} (relative to the copy, as it was to the repository root)")
     if copied.not_found:
         print("It reads files the package does not ship; bring them, or point the keys elsewhere with overrides:")
         for key, old, looked in copied.not_found:

@@ -14,6 +14,7 @@ import yaml
 from ..errors import NlpTransferError, RecipeError
 from ..models.files import resolve_model_path
 from ..recipe.load import load_recipe
+from ..recipe.paths import resolve_recipe_paths
 from ..strategies.registry import STRATEGIES
 
 SCRATCH = "scratch"
@@ -185,7 +186,10 @@ def cell_dir(out: Path, cell: Cell) -> Path:
 
 
 def cell_recipe_dict(base, cell: Cell, cell_overrides, pool: dict | None = None, run_dir: Path | None = None) -> dict:
-    """The cell's recipe: the base recipe on the cell's data, strategy, seed and (for the baseline) random weights."""
+    """The cell's recipe: the base recipe on the cell's data, strategy, seed and (for the baseline) random weights.
+
+    Every path in it is absolute, so the cell's ``recipe.yaml`` loads from its own folder and reads the same files.
+    """
     raw = copy.deepcopy(base.to_dict())
     scratch = cell.strategy == SCRATCH
     trains_as = "full" if scratch else cell.strategy
@@ -215,6 +219,7 @@ def cell_recipe_dict(base, cell: Cell, cell_overrides, pool: dict | None = None,
             continue
         key, _, value = assignment.partition("=")
         _set_dotted(raw, key.strip(), yaml.safe_load(value))
+    resolve_recipe_paths(raw, Path.cwd())  # --backbones and --set paths were typed here; the base's are absolute already
     return raw
 
 

@@ -12,7 +12,7 @@ from datasets import Dataset, DatasetDict, load_dataset
 from pandas._libs.parsers import STR_NA_VALUES
 
 from ..errors import DataError
-from ..recipe.schema import IMAGEFOLDER, UNLABELED_SPLIT, DataConfig
+from ..recipe.schema import IMAGEFOLDER, PATHS_RULE, UNLABELED_SPLIT, DataConfig
 from .checks import CellColumns, check_cells, json_problem, undecodable
 from .columns import column_values
 from .images import load_image_folder
@@ -88,7 +88,7 @@ def read_split_file(split: str, path: str, fmt: str | None, tag_column: int = -1
     key = key or f"data.files.{split}"
     file = Path(path)
     if not file.is_file():
-        raise DataError(f"{key}: file not found: '{file}'. Relative paths resolve against the recipe's folder")
+        raise DataError(f"{key}: file not found: '{file}'; {PATHS_RULE}")
     fmt = fmt or file.suffix.lstrip(".").lower()
     if fmt == "txt" and _looks_like_conll(file):
         logger.info("%s: '%s' read as CoNLL (a 'word ... tag' line per word, sentences apart; set data.format to read it otherwise)",

@@ -21,7 +21,7 @@ from transformers import AutoImageProcessor, default_data_collator
 from transformers.image_processing_base import ImageProcessingMixin
 
 from ..errors import DataError, ModelError
-from ..recipe.schema import IMAGEFOLDER
+from ..recipe.schema import IMAGEFOLDER, PATHS_RULE
 from .columns import column_values
 
 logger = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ def load_image_folder(folder: str) -> DatasetDict:
     """An ``imagefolder`` dataset: class subfolders under train/ (validation/, test/) or directly under ``folder``."""
     path = Path(folder)
     if not path.is_dir():
-        raise DataError(f"data.dir: folder not found: '{path}'. Paths in a recipe resolve against its folder; for the "
+        raise DataError(f"data.dir: folder not found: '{path}'; {PATHS_RULE}. For the "
                         "digits demo write it first with `python -m nlp_transfer.data.digits runs/digits`")
     try:
         return load_dataset(IMAGEFOLDER, data_dir=str(path))

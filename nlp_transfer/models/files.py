@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 
 from ..errors import ModelError
+from ..recipe.schema import PATHS_RULE
 
 logger = logging.getLogger(__name__)
 
@@ -32,15 +33,21 @@ def resolve_model_path(name: str, revision: str | None = None) -> str:
     finally the Hub id itself (downloads when online).
 
     Raises:
-        ModelError: Offline (``HF_HUB_OFFLINE=1``) and no local copy exists.
+        ModelError: ``name`` is written as a path (``written_as_path``) and no folder is there; or offline
+            (``HF_HUB_OFFLINE=1``) and no local copy exists.
     """
     from huggingface_hub import constants as hub_constants
     from huggingface_hub import snapshot_download
 
     from ..hub import offline
 
-    if Path(name).expanduser().is_dir():
-        return str(Path(name).expanduser().resolve())
+    folder = Path(name).expanduser()
+    if folder.is_dir():
+        return str(folder.resolve())
+    if written_as_path(name):  # never a Hub id: asking the Hub (or its cache) would only blur the error
+        looked = "" if str(folder.resolve()) == name else f" (no folder at '{folder.resolve()}')"
+        raise ModelError(f"model.name: {name!r} is not a local folder{looked}, and written as a path it is not a Hub id; "
+                         f"{PATHS_RULE}. Point it at a model folder, or give a Hub id")
     try:
         return snapshot_download(name, revision=revision, local_files_only=True)
     except Exception:  # not cached (or not a valid repo id): try the next source
@@ -54,6 +61,15 @@ def resolve_model_path(name: str, revision: str | None = None) -> str:
         raise ModelError(f"model.name: {name!r} is not a local folder, not in the Hugging Face cache, and HF_HUB_OFFLINE=1 "
                          f"forbids downloading it; {hint}")
     return name
+
+
+def written_as_path(name: str) -> bool:
+    """Whether a model name is written as a file-system path, never a Hub id (``name`` or ``org/name``).
+
+    A path: absolute, ``~``, ``.``, ``..``, starting with ``./`` or ``../``, holding a backslash, or more than one ``/``.
+    """
+    return (name in (".", "..") or name.startswith(("./", "../", ".\\", "..\\", "~")) or Path(name).is_absolute()
+            or "\\" in name or name.count("/") > 1)
 
 
 def local_model_path(name: str, revision: str | None = None) -> str | None:

@@ -1,5 +1,5 @@
-"""A raw single-task recipe (overrides applied) -> typed dataclasses: every key checked against its field's type,
-unknown keys listed with the valid ones, defaults filled, paths resolved; every problem collected."""
+"""A raw single-task recipe (overrides applied, paths resolved: ``paths.py``) -> typed dataclasses: every key checked
+against its field's type, unknown keys listed with the valid ones, defaults filled; every problem collected."""
 
 from __future__ import annotations
 
@@ -16,28 +16,34 @@ from ..models.files import default_pooling, local_model_path
 from ..strategies.base import StrategyOptions
 from ..strategies.registry import DEFAULT_STRATEGY, STRATEGIES
 from ..tasks import TASK_TYPES
-from .schema import ALL_SECTIONS, SECTIONS, TRAIN_DEFAULTS, AdaptConfig, Recipe
+from .paths import default_output_dir
+from .schema import (
+    ALL_SECTIONS,
+    PATHS_RULE,
+    SECTIONS,
+    TRAIN_DEFAULTS,
+    AdaptConfig,
+    Recipe,
+    dataclass_of,
+)
 from .validate import check_semantics
 
 
-def recipe_from_raw(raw: dict, source: str, base_dir: Path, overridden: set[str] = frozenset(),
-                    problems: list[str] | None = None) -> Recipe:
-    """Validate a raw single-task recipe (overrides already applied); ``problems`` found so far are reported with the rest.
+def recipe_from_raw(raw: dict, source: str, problems: list[str] | None = None) -> Recipe:
+    """Validate a raw single-task recipe (overrides applied, paths resolved by ``paths.resolve_recipe_paths``);
+    ``problems`` found so far are reported with the rest.
 
     Raises:
         RecipeError: Listing every problem, each with its key path and value.
     """
     problems = list(problems or [])
     recipe_obj = _build_recipe(raw, problems, source)
-    _resolve_paths(recipe_obj, base_dir, overridden)
     for split, file in recipe_obj.data.files.items():
         if not Path(file).is_file():
-            problems.append(f"data.files.{split}: file not found: '{file}'; paths in a recipe resolve against its folder, "
-                            "paths given on the command line against the working directory")
+            problems.append(f"data.files.{split}: file not found: '{file}'; {PATHS_RULE}")
     for key, file in adapt_files(recipe_obj):
         if not Path(file).is_file():
-            problems.append(f"{key}: file not found: '{file}'; paths in a recipe resolve against its folder, "
-                            "paths given on the command line against the working directory")
+            problems.append(f"{key}: file not found: '{file}'; {PATHS_RULE}")
         elif key.startswith("adapt.target_validation") and file == recipe_obj.data.files.get("test"):
             problems.append(f"{key}: '{file}' is also data.files.test; the rows that choose the model must not be the rows "
                             "that test it. Give a separate labelled target file")
@@ -64,7 +70,7 @@ def _build_recipe(raw: dict, problems: list[str], source: str) -> Recipe:
     recipe.strategy.complete(recipe)
     recipe.defaults_used = _fill_train_defaults(recipe)
     if not recipe.output.dir and source != "<dict>":  # a recipe file's runs go to runs/<its name> unless it says
-        recipe.output.dir = recipe.defaults_used["output.dir"] = f"runs/{Path(source).stem}"
+        recipe.output.dir = recipe.defaults_used["output.dir"] = default_output_dir(source)
     check_semantics(recipe, problems)
     return recipe
 
@@ -119,7 +125,7 @@ def _build_dataclass(cls, raw: dict, path: str, problems: list[str]):
         if isinstance(value, float) and not math.isfinite(value):
             problems.append(f"{path}.{key}: got {value}; expected a finite number")
             continue
-        section = _dataclass_of(hints[key])
+        section = dataclass_of(hints[key])
         if section is not None and isinstance(value, dict):  # a nested section, e.g. output.push_to_hub
             kwargs[key] = _build_dataclass(section, value, f"{path}.{key}", problems)
             continue
@@ -133,12 +139,6 @@ def _build_dataclass(cls, raw: dict, path: str, problems: list[str]):
 
 def _allows_none(hint) -> bool:
     return typing.get_origin(hint) in (Union, types.UnionType) and type(None) in typing.get_args(hint)
-
-
-def _dataclass_of(hint):
-    """The dataclass a (possibly optional) type hint names, or None."""
-    args = typing.get_args(hint) if typing.get_origin(hint) in (Union, types.UnionType) else (hint,)
-    return next((a for a in args if dataclasses.is_dataclass(a)), None)
 
 
 def _check_type(value, hint) -> tuple[bool, Any]:
@@ -217,22 +217,3 @@ def resolve_model_defaults(recipe: Recipe, model_path: str | None = None) -> dic
         pooling = default_pooling(path)
     recipe.model.pooling = recipe.defaults_used["model.pooling"] = pooling
     return {"model.pooling": pooling}
-
-
-def _resolve_paths(recipe: Recipe, base_dir: Path, overridden: set[str]) -> None:
-    """Recipe paths are relative to the recipe's folder; command-line ones to the working directory."""
-
-    def resolve(path: str, key: str) -> str:
-        path = Path(path).expanduser()
-        return str(path if path.is_absolute() else ((Path.cwd() if key in overridden else base_dir) / path).resolve())
-
-    files = recipe.data.files
-    for split, file in files.items():
-        files[split] = resolve(file, f"data.files.{split}")
-    if recipe.adapt is not None:
-        recipe.adapt.target.files = [resolve(f, "adapt.target.files") for f in recipe.adapt.target.files]
-    if recipe.adapt is not None and recipe.adapt.target_validation is not None:
-        recipe.adapt.target_validation.files = [resolve(f, "adapt.target_validation.files")
-                                                for f in recipe.adapt.target_validation.files]
-    if recipe.data.dir:
-        recipe.data.dir = resolve(recipe.data.dir, "data.dir")

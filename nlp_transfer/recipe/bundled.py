@@ -1,17 +1,22 @@
 """The recipes that ship with the package: list them, copy one out to edit (``nlp-transfer recipes list|copy``).
 
 The repository's ``recipes/`` folder is installed as the package ``nlp_transfer.bundled_recipes``. Its recipes are
-written for the repository's layout: ``recipes/`` beside ``nlp_transfer/``, a recipe's file paths relative to its
-own folder (``data.files``, ``data.dir``, ``adapt.*.files``), ``model.name`` relative to the repo root. A copy lives
-somewhere else, so copying reads every such path as the repository layout would and:
+written for the repository's layout: ``recipes/`` beside ``nlp_transfer/``, every path relative to the recipe's own
+folder (the one rule, ``paths.py``: ``data.files``, ``data.dir``, ``adapt.*.files``, ``model.name`` and
+``strategy.teacher`` when they name a folder, ``output.dir``), so that from the repository root
+``../../runs/sst2-full`` in ``recipes/sst2/`` is ``runs/sst2-full``. A copy lives somewhere else, so copying reads
+every relative path as the repository layout would and:
 
 - a path to something that ships in the package (the quickstart's CSVs in ``nlp_transfer/quickstart_data``, the
   digits demo's tiny ViT config) is rewritten to the installed file's absolute path, and reported;
-- any other relative file path (the larger data sets under ``../shared/data``, folders a script or another recipe
-  writes) is left as written, and reported when the copy would not find it, with where it looks and the override
-  that points it elsewhere.
+- any other relative path (``runs/`` folders that recipes write and read, the larger data sets under
+  ``../shared/data``) is rewritten relative to the copy as it was to the repository root (``../../runs/sst2-full``
+  becomes ``./runs/sst2-full``: a copy behaves as if it sat at the repository root, where the header comment's
+  commands run), and reported; a path the run reads is reported again when the copy would not find it, with where
+  it looks and the override that points it elsewhere.
 
-Nothing else in the file changes (the header comment included). Imports no torch.
+Hub ids and absolute paths stay as written, and nothing else in the file changes (the header comment included).
+Imports no torch.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from pathlib import Path
 import yaml
 
 from ..errors import BundledRecipeError
+from .paths import path_fields, resolve_path
+from .schema import OUTPUT
 
 BUNDLE_PACKAGE = "nlp_transfer.bundled_recipes"
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the installed nlp_transfer/
@@ -51,12 +58,16 @@ class RecipeCopy:
         name: The bundled recipe's name.
         dest: The file written.
         rewritten: ``(key, as written, now)`` for each path that points into the installed package.
-        not_found: ``(key, as written, where the copy looks)`` for each relative path the copy will not find.
+        rebased: ``(key, as written, now)`` for each other relative path, now relative to the copy as it was to the
+            repository root.
+        not_found: ``(key, as in the copy, where the copy looks)`` for each relative path the run reads and the copy
+            will not find.
     """
 
     name: str
     dest: Path
     rewritten: list[tuple[str, str, str]] = field(default_factory=list)
+    rebased: list[tuple[str, str, str]] = field(default_factory=list)
     not_found: list[tuple[str, str, str]] = field(default_factory=list)
 
 
@@ -92,8 +103,8 @@ def copy_bundled_recipe(name: str, dest: str | Path | None = None) -> RecipeCopy
             ``./<basename>.yaml``. Missing parent folders are created.
 
     Returns:
-        The file written, the paths rewritten to files that ship in the package, and the relative
-        paths the copy will not find (see the module docstring).
+        The file written, the paths rewritten to files that ship in the package, the paths rebased onto the
+        copy's folder, and the relative paths the copy will not find (see the module docstring).
 
     Raises:
         BundledRecipeError: Unknown name, or ``dest`` already exists (a copy never overwrites).
@@ -110,15 +121,24 @@ def copy_bundled_recipe(name: str, dest: str | Path | None = None) -> RecipeCopy
     result = RecipeCopy(recipe.name, target)
     replacements: dict[str, str] = {}
     virtual_dir = _REPO_ROOT / "recipes" / recipe.path.parent.relative_to(_bundle_dir())
-    for keys, value, relative_to_recipe in _path_fields(raw):
-        shipped = _shipped_file(value, virtual_dir if relative_to_recipe else _REPO_ROOT)
+    for found in path_fields(raw):
+        if Path(found.value).expanduser().is_absolute():
+            continue
+        in_layout = resolve_path(found.value, virtual_dir, found.kind)
+        if in_layout == found.value:
+            continue  # a Hub id
+        shipped = _shipped_file(Path(in_layout))
         if shipped is not None:
-            replacements[value] = str(shipped)
-            result.rewritten.append((_dotted(keys), value, str(shipped)))
-        elif relative_to_recipe and not Path(value).expanduser().is_absolute():
-            looked = Path(os.path.normpath(target.parent.resolve() / value))
-            if not looked.exists():
-                result.not_found.append((_dotted(keys), value, str(looked)))
+            replacements[found.value] = str(shipped)
+            result.rewritten.append((found.dotted, found.value, str(shipped)))
+            continue
+        rebased = _as_from_repo_root(Path(in_layout))
+        if rebased != found.value:
+            replacements[found.value] = rebased
+            result.rebased.append((found.dotted, found.value, rebased))
+        looked = Path(os.path.normpath(target.parent.resolve() / rebased))
+        if found.kind != OUTPUT and not looked.exists():
+            result.not_found.append((found.dotted, rebased, str(looked)))
     _write_whole(target, _rewritten_text(text, raw, replacements))
     return result
 
@@ -138,39 +158,8 @@ def _purpose(path: Path) -> str:
     return _SENTENCE_END.split(" ".join(paragraph), maxsplit=1)[0]
 
 
-def _path_fields(raw: dict) -> list[tuple[tuple, str, bool]]:
-    """``(key path, value, relative to the recipe's folder?)`` of every file path in a raw recipe.
-
-    ``False`` marks ``model.name``: a folder relative to the working directory, or a Hub id.
-    """
-    found: list[tuple[tuple, str, bool]] = []
-    model = raw.get("model")
-    if isinstance(model, dict) and isinstance(model.get("name"), str):
-        found.append((("model", "name"), model["name"], False))
-    sections = [((), raw)]
-    tasks = raw.get("tasks")
-    if isinstance(tasks, dict):
-        sections += [(("tasks", name), entry) for name, entry in tasks.items() if isinstance(entry, dict)]
-    for prefix, section in sections:
-        data = section.get("data") if isinstance(section.get("data"), dict) else {}
-        files = data.get("files") if isinstance(data.get("files"), dict) else {}
-        found += [((*prefix, "data", "files", split), v, True) for split, v in files.items() if isinstance(v, str)]
-        if isinstance(data.get("dir"), str):
-            found.append(((*prefix, "data", "dir"), data["dir"], True))
-        adapt = section.get("adapt") if isinstance(section.get("adapt"), dict) else {}
-        for part in ("target", "target_validation"):
-            listed = (adapt.get(part) or {}).get("files") if isinstance(adapt.get(part), dict) else None
-            for i, value in enumerate(listed if isinstance(listed, list) else []):
-                if isinstance(value, str):
-                    found.append(((*prefix, "adapt", part, "files", i), value, True))
-    return found
-
-
-def _shipped_file(value: str, base: Path) -> Path | None:
-    """The installed file or folder a relative path means, read from ``base`` in the repo layout; None if it does not ship."""
-    if Path(value).expanduser().is_absolute():
-        return None
-    wanted = Path(os.path.normpath(base / value))
+def _shipped_file(wanted: Path) -> Path | None:
+    """The installed file or folder a path in the repository layout means; None if it does not ship."""
     for layout_dir, installed_dir in ((_REPO_ROOT / "recipes", _bundle_dir()), (_PACKAGE_DIR, _PACKAGE_DIR)):
         if wanted.is_relative_to(layout_dir):
             installed = installed_dir / wanted.relative_to(layout_dir)
@@ -178,16 +167,26 @@ def _shipped_file(value: str, base: Path) -> Path | None:
     return None
 
 
+def _as_from_repo_root(wanted: Path) -> str:
+    """A path in the repository layout, relative to the repository root, written as a path (``./runs/x``, ``../x``)."""
+    relative = Path(os.path.relpath(wanted, _REPO_ROOT)).as_posix()
+    return relative if relative.startswith("../") else f"./{relative}"
+
+
 def _rewritten_text(text: str, raw: dict, replacements: dict[str, str]) -> str:
     """``text`` with each replaced value swapped on the YAML lines (comments untouched), checked by parsing it back."""
+    if not replacements:
+        return text
+    olds = "|".join(re.escape(old) for old in sorted(replacements, key=len, reverse=True))
+    pattern = re.compile(r"(?<=[\s\[,])(" + olds + r")(?=\s|,|\]|$)")
+
+    def scalar(match: re.Match) -> str:  # one pass: a new value is never replaced again
+        new = replacements[match.group(1)]
+        return new if yaml.safe_load(f"k: {new}") == {"k": new} else json.dumps(new)
+
     lines = text.splitlines(keepends=True)
-    for old, new in replacements.items():
-        pattern = re.compile(r"(?<=[\s\[,])" + re.escape(old) + r"(?=\s|,|\]|$)")
-        scalar = new if yaml.safe_load(f"k: {new}") == {"k": new} else json.dumps(new)
-        lines = [line if line.lstrip().startswith("#") else pattern.sub(lambda _: scalar, line) for line in lines]
-    new_text = "".join(lines)
-    expected = _replaced(raw, replacements)
-    if yaml.safe_load(new_text) != expected:
+    new_text = "".join(line if line.lstrip().startswith("#") else pattern.sub(scalar, line) for line in lines)
+    if yaml.safe_load(new_text) != _replaced(raw, replacements):
         raise RuntimeError(f"copying a bundled recipe: rewriting {sorted(replacements)} changed more than those paths; "
                            "this is a bug in nlp_transfer.recipe.bundled, please report it")
     return new_text
@@ -196,12 +195,12 @@ def _rewritten_text(text: str, raw: dict, replacements: dict[str, str]) -> str:
 def _replaced(value, replacements: dict[str, str]):
     """``value`` (a parsed recipe) with the path fields in ``replacements`` swapped."""
     new = copy.deepcopy(value)
-    for keys, old, _ in _path_fields(value):
-        if old in replacements:
+    for found in path_fields(value):
+        if found.value in replacements:
             node = new
-            for key in keys[:-1]:
+            for key in found.keys[:-1]:
                 node = node[key]
-            node[keys[-1]] = replacements[old]
+            node[found.keys[-1]] = replacements[found.value]
     return new
 
 
@@ -211,7 +210,3 @@ def _write_whole(target: Path, text: str) -> None:
     partial = target.with_name(f".{target.name}.partial")
     partial.write_text(text, encoding="utf-8")
     os.replace(partial, target)
-
-
-def _dotted(keys: tuple) -> str:
-    return ".".join(str(k) for k in keys if not isinstance(k, int))

@@ -21,9 +21,15 @@ from ..evaluation.metrics import greater_is_better
 from ..strategies.registry import STRATEGIES
 from ..tasks import TASK_TYPES
 from .build import recipe_from_raw
-from .schema import MultiTaskRecipe, OutputConfig, TaskConfig, TaskEntry
+from .paths import default_output_dir
+from .schema import (
+    MULTITASK_SECTION,
+    MultiTaskRecipe,
+    OutputConfig,
+    TaskConfig,
+    TaskEntry,
+)
 
-MULTITASK_SECTION = "tasks"
 SHARED_SECTIONS = ("model", "strategy", "train", "output", "card")
 TASK_KEYS = tuple(f.name for f in dataclasses.fields(TaskConfig))
 ENTRY_KEYS = (*TASK_KEYS, "data", "metrics", "weight")
@@ -32,9 +38,8 @@ MEAN = "mean"
 _TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
-def multitask_from_raw(raw: dict, source: str, base_dir: Path, overridden: set[str] = frozenset(),
-                       problems: list[str] | None = None) -> MultiTaskRecipe:
-    """Validate a raw multi-task recipe (overrides applied).
+def multitask_from_raw(raw: dict, source: str, problems: list[str] | None = None) -> MultiTaskRecipe:
+    """Validate a raw multi-task recipe (overrides applied, paths resolved by ``paths.resolve_recipe_paths``).
 
     Raises:
         RecipeError: Every problem, each with its key path (``tasks.<name>.<key>`` for a task's own keys).
@@ -51,7 +56,7 @@ def multitask_from_raw(raw: dict, source: str, base_dir: Path, overridden: set[s
         raise RecipeError([*problems, f"tasks: got {tasks!r}; expected a mapping of at least two task names to their task "
                            "keys, data, metrics and weight (for one task, use task and data sections)"], source)
     output = dict(raw.get("output") or {})
-    top_dir = output.get("dir") or (f"runs/{Path(source).stem}" if source != "<dict>" else "")
+    top_dir = output.get("dir") or (default_output_dir(source) if source != "<dict>" else "")
     if not top_dir:
         problems.append("output.dir: missing; give the folder the task models are written to (one folder per task inside)")
     if output.get("push_to_hub"):
@@ -65,7 +70,7 @@ def multitask_from_raw(raw: dict, source: str, base_dir: Path, overridden: set[s
         if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight <= 0:
             entry_problems.append(f"tasks.{name}.weight: got {weight!r}; expected a positive number (the task's loss weight)")
         try:
-            recipe = recipe_from_raw(sub, source, base_dir, _task_overrides(overridden, str(name)))
+            recipe = recipe_from_raw(sub, source)
         except RecipeError as exc:
             entry_problems.extend(_task_problem(p, str(name)) for p in exc.problems)
             recipe = None
@@ -107,12 +112,6 @@ def _task_recipe_raw(raw: dict, name: str, entry, top_dir: str) -> tuple[dict, l
     sub.update(train=train, output=output, task={k: v for k, v in entry.items() if k in TASK_KEYS},
                data=entry.get("data") or {})
     return sub, problems
-
-
-def _task_overrides(overridden: set[str], name: str) -> set[str]:
-    """Overridden keys as the task's own recipe names them (command-line paths resolve against the working directory)."""
-    prefix = f"{MULTITASK_SECTION}.{name}."
-    return {key[len(prefix):] for key in overridden if key.startswith(prefix)}
 
 
 def _task_problem(problem: str, name: str) -> str:

@@ -27,7 +27,8 @@ def read_recipe(recipe: str | Path | dict) -> tuple[dict, str, Path]:
             raise RecipeError([f"recipe file not found: '{path}'; pass the path of a YAML recipe such as recipes/quickstart.yaml"], str(path))
         source, base_dir = str(path), path.resolve().parent
         try:
-            raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
+            # a copy: a YAML alias (*common) must not make two keys one object that an override would change together
+            raw = _deep_copy(yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {})
         except yaml.YAMLError as exc:
             raise RecipeError([f"not valid YAML: {exc}"], source) from None
     if not isinstance(raw, dict):

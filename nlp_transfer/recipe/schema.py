@@ -13,12 +13,30 @@ folder (``model.pooling``) are ``None`` until ``recipe.py`` resolves them; a loa
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
 UNLABELED_SPLIT = "unlabeled"  # data.files.unlabeled: text only, for strategies that learn without labels
 SPLITS = ("train", "validation", "test", UNLABELED_SPLIT)
 IMAGEFOLDER = "imagefolder"  # data.source that reads data.dir/train/<class>/<image>
+MULTITASK_SECTION = "tasks"  # a multi-task recipe's section of tasks, in place of task and data (see recipe/multitask.py)
+
+# A path-valued key says so in its field's metadata (metadata={PATH_KIND: ...}); recipe/paths.py finds every such key and
+# resolves it by the one rule (docs/recipes.md, "Paths"). PATH: a file or folder the run reads (a str, a list or a
+# mapping of them); OUTPUT: a folder the run writes; MODEL: a local model folder or, when no such folder exists and
+# the value is not written as a path, a Hub id.
+PATH_KIND = "path_kind"
+PATH, OUTPUT, MODEL = "path", "output", "model"
+PATHS_RULE = ("paths written in a recipe resolve against the recipe's folder, paths given on the command line "
+              "against the working directory")
+
+
+def dataclass_of(hint):
+    """The dataclass a (possibly optional) type hint names, or None."""
+    args = typing.get_args(hint) if typing.get_origin(hint) in (Union, types.UnionType) else (hint,)
+    return next((a for a in args if dataclasses.is_dataclass(a)), None)
 
 
 @dataclass
@@ -31,7 +49,7 @@ class ModelConfig:
     sentence-transformers models trained with mean pooling, else cls).
     """
 
-    name: str = ""
+    name: str = field(default="", metadata={PATH_KIND: MODEL})
     revision: str | None = None
     trust_remote_code: bool = False
     max_length: int = 128
@@ -88,13 +106,14 @@ class DataConfig:
 
     source: str | None = None
     config: str | None = None
-    files: dict[str, str] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict, metadata={PATH_KIND: PATH})
     limit: dict[str, int] = field(default_factory=dict)
     fraction: float | None = None
     format: Literal["csv", "tsv", "json", "jsonl", "parquet", "conll"] | None = None
     validation_fraction: float = 0.1
     tag_column: int = -1
-    dir: str | None = None  # data.source=imagefolder: folder with train/ (validation/, test/) class subfolders
+    # data.source=imagefolder: folder with train/ (validation/, test/) class subfolders
+    dir: str | None = field(default=None, metadata={PATH_KIND: PATH})
     augment: AugmentConfig | None = None
     weight_column: str | None = None  # a train column of per-row weights (>= 0) that every training loss uses
 
@@ -112,7 +131,7 @@ class TargetConfig:
     ``limit``: keep the first N rows after a seeded shuffle.
     """
 
-    files: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list, metadata={PATH_KIND: PATH})
     source: str | None = None
     config: str | None = None
     split: str = "train"
@@ -143,7 +162,7 @@ class TargetValidationConfig:
     with the label maps of the source train split. Without this section the source validation split picks the model.
     """
 
-    files: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list, metadata={PATH_KIND: PATH})
 
 
 @dataclass
@@ -245,7 +264,7 @@ class OutputConfig:
     weights: for grids of runs).
     """
 
-    dir: str = ""
+    dir: str = field(default="", metadata={PATH_KIND: OUTPUT})
     overwrite: bool = False
     save: Literal["model", "metrics"] = "model"
     push_to_hub: PushConfig | None = None

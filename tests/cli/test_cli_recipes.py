@@ -37,21 +37,24 @@ def test_copy_quickstart_then_validate_it_from_another_folder(tmp_path, monkeypa
     out = capsys.readouterr().out
     assert out.startswith("copied quickstart to quickstart.yaml\n")
     assert f"data.files.train: ../nlp_transfer/quickstart_data/train.csv -> {QUICKSTART_DATA / 'train.csv'}" in out
+    assert "output.dir: ../runs/quickstart -> ./runs/quickstart (relative to the copy, as it was to the repository root)" in out
     copy = (tmp_path / "quickstart.yaml").read_text(encoding="utf-8")
     original = (REPO / "recipes" / "quickstart.yaml").read_text(encoding="utf-8")
-    # the header comment and every other line stay as they were: only the two data paths changed
+    # the header comment and every other line stay as they were: only the two data paths and the output folder changed
     changed = [(a, b) for a, b in zip(original.splitlines(), copy.splitlines()) if a != b]
-    assert len(copy.splitlines()) == len(original.splitlines()) and len(changed) == 2, changed
+    assert len(copy.splitlines()) == len(original.splitlines()) and len(changed) == 3, changed
+    assert ("  dir: ../runs/quickstart", "  dir: ./runs/quickstart") in changed
     assert main(["-q", "validate", "quickstart.yaml"]) == 0
-    printed = capsys.readouterr().out
-    assert printed.startswith("# quickstart.yaml: valid.")
-    assert yaml.safe_load(printed)["data"]["files"] == {"train": str(QUICKSTART_DATA / "train.csv"),
-                                                         "validation": str(QUICKSTART_DATA / "validation.csv")}
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["data"]["files"] == {"train": str(QUICKSTART_DATA / "train.csv"),
+                                        "validation": str(QUICKSTART_DATA / "validation.csv")}
+    assert printed["output"]["dir"] == str(tmp_path / "runs" / "quickstart")  # runs/ beside the copy, as beside the repo
 
 
 def test_copy_to_a_new_path_or_into_a_folder(tmp_path, capsys):
     assert main(["recipes", "copy", "sst2/lora.yaml", str(tmp_path / "mine" / "lora-r8.yaml")]) == 0
-    assert (tmp_path / "mine" / "lora-r8.yaml").read_text() == (REPO / "recipes" / "sst2" / "lora.yaml").read_text()
+    original = (REPO / "recipes" / "sst2" / "lora.yaml").read_text()
+    assert (tmp_path / "mine" / "lora-r8.yaml").read_text() == original.replace("../../runs/sst2-lora", "./runs/sst2-lora")
     assert main(["recipes", "copy", "sst2/frozen", str(tmp_path / "mine")]) == 0
     assert (tmp_path / "mine" / "frozen.yaml").is_file()
     assert load_any_recipe(tmp_path / "mine" / "lora-r8.yaml").strategy.name == "lora"

@@ -15,6 +15,7 @@ from ...errors import ModelError
 from ...models.build import load_model, load_tokenizer
 from ...models.families import layer_paths
 from ...models.files import resolve_model_path
+from ...recipe.schema import PATHS_RULE
 
 _PROBE = "Hello World! It's 42 degrees, naïve café-goers."
 
@@ -139,9 +140,9 @@ def _teacher_folder(teacher: str) -> str:
         return path if Path(path).is_dir() else snapshot_download(path)
     except Exception as exc:  # ModelError offline, hub errors online
         reason = str(exc).removeprefix("model.name: ")
+        rule = "" if PATHS_RULE in reason else f"; {PATHS_RULE}"
         raise ModelError(f"strategy.teacher: cannot find {teacher!r} ({reason}). Train the teacher first (e.g. "
-                         "nlp-transfer train recipes/sst2/full.yaml writes runs/sst2-full) or give a Hub id; relative "
-                         "folders resolve against the working directory") from None
+                         f"nlp-transfer train recipes/sst2/full.yaml writes runs/sst2-full) or give a Hub id{rule}") from None
 
 
 def _check_is_classifier(teacher, name: str) -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ...recipe.schema import UNLABELED_SPLIT
+from ...recipe.schema import MODEL, PATH_KIND, UNLABELED_SPLIT
 from ..base import StrategyOptions
 
 
@@ -33,7 +33,7 @@ class DistillOptions(StrategyOptions):
     """
 
     name: str = "distill"
-    teacher: str = ""
+    teacher: str = field(default="", metadata={PATH_KIND: MODEL})
     student_layers: list[int] | None = None
     student_num_layers: int | None = None
     temperature: float = 2.0
