@@ -16,7 +16,7 @@ from ..models.files import default_pooling, local_model_path
 from ..strategies.base import StrategyOptions
 from ..strategies.registry import DEFAULT_STRATEGY, STRATEGIES
 from ..tasks import TASK_TYPES
-from .schema import ALL_SECTIONS, SECTIONS, TRAIN_DEFAULTS, AdaptConfig, Recipe
+from .schema import ALL_SECTIONS, SEARCH_SECTION, SECTIONS, TRAIN_DEFAULTS, AdaptConfig, Recipe
 from .validate import check_semantics
 
 
@@ -52,6 +52,8 @@ def _build_recipe(raw: dict, problems: list[str], source: str) -> Recipe:
         if key == "tasks":
             problems.append("tasks: a multi-task recipe, which `nlp-transfer train` and `validate` (nlp_transfer.train, "
                             "load_any_recipe) read; this one takes a single-task recipe (task and data sections)")
+        elif key == SEARCH_SECTION:
+            continue  # `nlp-transfer tune` reads it (search/space.py); a run trains the recipe's own settings
         elif key not in ALL_SECTIONS:
             problems.append(f"{key}: unknown section; valid sections: {', '.join(ALL_SECTIONS)} (or tasks, for several tasks)")
     sections = {}

@@ -20,7 +20,7 @@ def read_recipe(recipe: str | Path | dict) -> tuple[dict, str, Path]:
         RecipeError: No such file, not YAML, a key given twice in one mapping, or not a mapping at the top.
     """
     if isinstance(recipe, dict):
-        raw, source, base_dir = _deep_copy(recipe), "<dict>", Path.cwd()
+        raw, source, base_dir = deep_copy(recipe), "<dict>", Path.cwd()
     else:
         path = Path(recipe)
         if not path.is_file():
@@ -89,9 +89,9 @@ def apply_overrides(raw: dict, overrides, problems: list[str]) -> set[str]:
     return set(pairs)
 
 
-def _deep_copy(value):
+def deep_copy(value):
     if isinstance(value, dict):
-        return {k: _deep_copy(v) for k, v in value.items()}
+        return {k: deep_copy(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_deep_copy(v) for v in value]
+        return [deep_copy(v) for v in value]
     return value
