@@ -29,12 +29,13 @@ _LAZY = {  # name -> the module that defines it (``load_recipe`` and ``Recipe`` 
     "push_to_hub": "hub.push", "Predictor": "inference.predictor", "predict": "inference.predictor",
     "load_model": "models.build", "optimize": "inference.optimize", "Recipe": "recipe.schema", "compare": "compare.grid",
     "load_recipe": "recipe.load", "TrainOutput": "training.session", "evaluate": "training.single", "train": "api",
+    "tune": "search.runner",
 }
 
 __all__ = [
     "DataError", "ExportError", "HubError", "ModelError", "NlpTransferError", "OutputDirError", "Predictor", "Recipe",
     "RecipeError", "TrainOutput", "TrainingError", "compare", "evaluate", "load_model", "load_recipe", "optimize", "predict",
-    "push_to_hub", "train",
+    "push_to_hub", "train", "tune",
 ]
 __version__ = "0.1.0"
 

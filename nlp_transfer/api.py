@@ -1,4 +1,4 @@
-"""The Python API: train, evaluate, predict, optimize, compare and push, in one place.
+"""The Python API: train, evaluate, predict, optimize, compare, tune and push, in one place.
 
     >>> from nlp_transfer import api
     >>> out = api.train("recipes/quickstart.yaml", overrides=["train.epochs=1"])
@@ -23,9 +23,10 @@ from .recipe.schema import MultiTaskRecipe, Recipe
 from .training import single
 from .training.session import TrainOutput
 from .training.single import evaluate
+from .search.runner import SearchResult, tune
 
-__all__ = ["MultiTaskRecipe", "Predictor", "Recipe", "TrainOutput", "compare", "evaluate", "load_any_recipe", "load_model",
-           "load_recipe", "optimize", "predict", "push_to_hub", "train"]
+__all__ = ["MultiTaskRecipe", "Predictor", "Recipe", "SearchResult", "TrainOutput", "compare", "evaluate", "load_any_recipe",
+           "load_model", "load_recipe", "optimize", "predict", "push_to_hub", "train", "tune"]
 
 
 def train(recipe: Recipe | MultiTaskRecipe | str | Path | dict, overrides=None, *, resume: bool = False,

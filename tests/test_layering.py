@@ -35,13 +35,13 @@ LAYERS: list[tuple[str, ...]] = [
     ("recipe", "adapt.checks"),
     # THE loop and what it needs
     ("training.loop", "training.checkpoints", "training.runlock", "training.schedules", "training.precision",
-     "training.heap", "training.processes"),
+     "training.heap", "training.processes", "training.hooks"),
     # what a finished run becomes
     ("outputs", "inference", "hub", "adapt.card", "adapt.data", "adapt.selection", "adapt.self_training"),
     # the runs: single-task stages and the multi-task run, peers on the same public stages
     ("training",),
     ("multitask",),
-    ("compare",),
+    ("compare", "search"),
     ("api",),
     ("cli", "__main__", ""),
 ]

@@ -23,12 +23,13 @@ from . import (
     push,
     recipes,
     train,
+    tune,
     validate,
 )
 from ._common import USAGE_ERROR
 
 # the order of `nlp-transfer --help`
-VERBS = (train, validate, evaluate, predict, optimize, push, models, compare, recipes)
+VERBS = (train, validate, evaluate, predict, optimize, push, models, compare, tune, recipes)
 
 __all__ = ["USAGE_ERROR", "VERBS", "build_parser", "main"]
 

@@ -6,6 +6,10 @@ import yaml
 
 # not through nlp_transfer.api, which imports the training stack: validating loads no torch
 from ..recipe.load import load_any_recipe
+from ..recipe.read import read_recipe
+from ..recipe.schema import SEARCH_SECTION
+from ..search.base import BaseRecipe
+from ..search.space import read_search
 
 
 def add_parser(subparsers) -> None:
@@ -19,9 +23,14 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    """Print the resolved recipe (a RecipeError lists every problem)."""
+    """Print the resolved recipe (a RecipeError lists every problem); with a ``tune`` section, check the search too."""
     recipe = load_any_recipe(args.recipe, args.overrides)
     print(f"# {recipe.source}: valid. Unset keys resolved: "
           + (", ".join(f"{k}={v}" for k, v in recipe.defaults_used.items()) or "none"))
+    if SEARCH_SECTION in read_recipe(args.recipe)[0]:
+        search = read_search(BaseRecipe.read(args.recipe, args.overrides))
+        print(f"# tune: valid; {len(search.space)} keys searched ({', '.join(p.key for p in search.space)}), "
+              f"{search.n_trials} trials on validation {search.metric} ({search.direction}), {search.sampler} sampler, "
+              f"{search.pruner} pruner")
     print(yaml.safe_dump(recipe.to_dict(), sort_keys=False), end="")
     return 0

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 
+from ..outputs.atomic import write_text_atomic
 from ..recipe.multitask import BASELINES_DIR, primary_metrics
 from ..recipe.schema import MultiTaskRecipe
 from ..training.single import train
@@ -45,13 +46,6 @@ def add_single_task_baselines(recipe: MultiTaskRecipe, out) -> dict:
                        row["multi_task"], row["single_task"])
     out.metrics["single_task_baselines"] = summary
     if os.environ.get("RANK", "0") == "0":  # under torchrun every rank trains; the main one writes
-        _replace_text(out.output_dir / "metrics.json", json.dumps(out.metrics, indent=2))
+        write_text_atomic(out.output_dir / "metrics.json", json.dumps(out.metrics, indent=2))
         write_multitask_readme(out.output_dir, recipe, out.metrics)
     return summary
-
-
-def _replace_text(path, text: str) -> None:
-    """Write beside the file, then rename over it: a reader sees the old file or the new one, whole."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

@@ -164,6 +164,7 @@ def _context(kind: str, folder: Path, recipe, metrics: dict, task, model_id: str
         "hardware": _hardware(metrics.get("num_processes", 1)), "versions": _versions(),
         "intended_uses": recipe.card.intended_uses or _default_intended_uses(recipe, task),
         "limitations": recipe.card.limitations or _default_limitations(recipe, metrics),
+        "settings_origin": recipe.card.settings_origin,
         "example": task.kind.example(recipe), "pipeline_task": task.kind.pipeline_tag,
         "image": task.kind.modality == "image", "base_model_id": recipe.model.name,
         "example_args": task.kind.example_args(recipe),

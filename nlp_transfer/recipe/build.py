@@ -20,6 +20,7 @@ from .paths import default_output_dir
 from .schema import (
     ALL_SECTIONS,
     PATHS_RULE,
+    SEARCH_SECTION,
     SECTIONS,
     TRAIN_DEFAULTS,
     AdaptConfig,
@@ -58,6 +59,8 @@ def _build_recipe(raw: dict, problems: list[str], source: str) -> Recipe:
         if key == "tasks":
             problems.append("tasks: a multi-task recipe, which `nlp-transfer train` and `validate` (nlp_transfer.train, "
                             "load_any_recipe) read; this one takes a single-task recipe (task and data sections)")
+        elif key == SEARCH_SECTION:
+            continue  # `nlp-transfer tune` reads it (search/space.py); a run trains the recipe's own settings
         elif key not in ALL_SECTIONS:
             problems.append(f"{key}: unknown section; valid sections: {', '.join(ALL_SECTIONS)} (or tasks, for several tasks)")
     sections = {}

@@ -20,7 +20,7 @@ def read_recipe(recipe: str | Path | dict) -> tuple[dict, str, Path]:
         RecipeError: No such file, not YAML, a key given twice in one mapping, or not a mapping at the top.
     """
     if isinstance(recipe, dict):
-        raw, source, base_dir = _deep_copy(recipe), "<dict>", Path.cwd()
+        raw, source, base_dir = deep_copy(recipe), "<dict>", Path.cwd()
     else:
         path = Path(recipe)
         if not path.is_file():
@@ -28,7 +28,7 @@ def read_recipe(recipe: str | Path | dict) -> tuple[dict, str, Path]:
         source, base_dir = str(path), path.resolve().parent
         try:
             # a copy: a YAML alias (*common) must not make two keys one object that an override would change together
-            raw = _deep_copy(yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {})
+            raw = deep_copy(yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {})
         except yaml.YAMLError as exc:
             raise RecipeError([f"not valid YAML: {exc}"], source) from None
     if not isinstance(raw, dict):
@@ -90,9 +90,9 @@ def apply_overrides(raw: dict, overrides, problems: list[str]) -> set[str]:
     return set(pairs)
 
 
-def _deep_copy(value):
+def deep_copy(value):
     if isinstance(value, dict):
-        return {k: _deep_copy(v) for k, v in value.items()}
+        return {k: deep_copy(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_deep_copy(v) for v in value]
+        return [deep_copy(v) for v in value]
     return value

@@ -21,6 +21,7 @@ from typing import Any, Literal, Union
 UNLABELED_SPLIT = "unlabeled"  # data.files.unlabeled: text only, for strategies that learn without labels
 SPLITS = ("train", "validation", "test", UNLABELED_SPLIT)
 IMAGEFOLDER = "imagefolder"  # data.source that reads data.dir/train/<class>/<image>
+SEARCH_SECTION = "tune"  # what `nlp-transfer tune` searches (search/space.py); `train` reads the recipe without it
 MULTITASK_SECTION = "tasks"  # a multi-task recipe's section of tasks, in place of task and data (see recipe/multitask.py)
 
 # A path-valued key says so in its field's metadata (metadata={PATH_KIND: ...}); recipe/paths.py finds every such key and
@@ -276,6 +277,8 @@ class CardConfig:
 
     ``model_id``: the Hub id the card's usage code names (default: ``output.push_to_hub.repo_id``,
     else the output folder's name); ``language``: ISO 639 code(s) of the training text.
+    ``settings_origin``: how the recipe's settings were chosen, one sentence (``nlp-transfer tune`` writes it into
+    ``best.yaml``: the search, its trials and its objective).
     """
 
     model_id: str | None = None
@@ -283,6 +286,7 @@ class CardConfig:
     license: str | None = None
     intended_uses: str | None = None
     limitations: str | None = None
+    settings_origin: str | None = None
 
 
 @dataclass

@@ -34,6 +34,7 @@ from ..tasks.spec import IGNORE_INDEX, TaskSpec
 from . import checkpoints as ckpt
 from .checkpoints import BEST_WEIGHTS, LOG_FILE
 from .heap import freed_memory_kept
+from .hooks import stop_reason
 from .schedules import build_scheduler
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class LoopState:
     best_step: int | None = None
     evals_without_improvement: int = 0
     history: list[dict] = field(default_factory=list)
+    stopped_by: str | None = None  # why the loop stopped before its last step: "patience", or an observer's reason
 
 
 @dataclass
@@ -267,8 +269,10 @@ class _Selector:
         self.weight_names = weight_names  # every parameter that may ever train
 
     def update(self, state: LoopState, scores: dict, extras: dict, model, accelerator, work_dir: Path, log) -> bool:
-        """Record an evaluation (and the strategy's ``extras``, logged only); save weights when best; return True to stop early."""
-        record = {"step": state.global_step, "epoch": state.epoch + 1, "validation": scores, **extras}
+        """Record an evaluation (and the strategy's ``extras``, logged only); save weights when best; return True to stop
+        early (patience ran out, or an observer of ``hooks.py`` asked to stop: ``state.stopped_by`` says which)."""
+        record = {"step": state.global_step, "epoch": state.epoch + 1, "evaluation": len(state.history) + 1,
+                  "validation": scores, **extras}
         state.history.append(record)
         log.write(record)
         score = scores[self.metric]
@@ -277,7 +281,11 @@ class _Selector:
             _save_best(model, accelerator, work_dir, self.weight_names)
         else:
             state.evals_without_improvement += 1
-        return self.patience is not None and state.evals_without_improvement >= self.patience
+        if self.patience is not None and state.evals_without_improvement >= self.patience:
+            state.stopped_by = "patience"
+        else:
+            state.stopped_by = _agreed(accelerator, stop_reason(record) if accelerator.is_main_process else None)
+        return state.stopped_by is not None
 
     def restore_best(self, state: LoopState, model, accelerator, work_dir: Path) -> dict[str, float]:
         """Load the best weights back into ``model``; return that evaluation's scores."""
@@ -293,6 +301,15 @@ class _Selector:
             if record["step"] == state.best_step:
                 return record["validation"]
         return {}
+
+
+def _agreed(accelerator: Accelerator, value):
+    """The main process's ``value`` on every process (an observer's decision to stop must be the same on every rank)."""
+    if accelerator.num_processes == 1:
+        return value
+    from accelerate.utils import broadcast_object_list
+
+    return broadcast_object_list([value])[0]
 
 
 def _save_best(model, accelerator: Accelerator, work_dir: Path, names: list[str]) -> None:

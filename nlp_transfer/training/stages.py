@@ -237,8 +237,9 @@ def train_summary(*results: LoopResult) -> dict:
     seconds = sum(r.state.train_seconds for r in results)
     return {"seconds": round(seconds, 2),
             "samples_per_second": round(sum(r.state.samples_seen for r in results) / max(seconds, 1e-9), 2),
-            "steps": sum(r.state.global_step for r in results), "epochs_completed": state.epoch,
-            "stopped_early": result.stopped_early, "best_step": state.best_step,
+            "steps": sum(r.state.global_step for r in results), "planned_steps": sum(r.total_steps for r in results),
+            "epochs_completed": state.epoch,
+            "stopped_early": result.stopped_early, "stopped_by": state.stopped_by, "best_step": state.best_step,
             "first_token_last_layer": result.first_token_last_layer}
 
 
