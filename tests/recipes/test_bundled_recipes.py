@@ -48,8 +48,9 @@ def test_recipe_validates_and_its_header_gives_a_working_command(path, monkeypat
     header = path.read_text(encoding="utf-8").splitlines()[0]
     assert header.startswith("# ") and len(header) > 20, f"{path}: the first line should say what the recipe is for"
     commands = header_commands(path)
-    assert any(c.split()[1:3] == ["train", str(path.relative_to(REPO))] for c in commands), \
-        f"{path}: the header gives no `nlp-transfer train {path.relative_to(REPO)}` command; found {commands}"
+    verb = "tune" if "\ntune:" in path.read_text(encoding="utf-8") else "train"  # a search recipe advertises its search
+    assert any(c.split()[1:3] == [verb, str(path.relative_to(REPO))] for c in commands), \
+        f"{path}: the header gives no `nlp-transfer {verb} {path.relative_to(REPO)}` command; found {commands}"
     assert len(commands) >= 2, f"{path}: the header should also show an override example; found {commands}"
     monkeypatch.chdir(REPO)  # the commands run from the repo root
     for command in commands:
