@@ -39,8 +39,12 @@ _HEADS = ("ForSequenceClassification", "ForTokenClassification", "ForImageClassi
 
 def load_tokenizer(path: str, trust_remote_code: bool = False):
     """The backbone's tokenizer (fast when available)."""
+    # A mean-pooling model's config.json has a model type of its own, which AutoTokenizer (without trust_remote_code)
+    # can only read as a bare PretrainedConfig, with a warning on every load: hand it the encoder's config instead.
+    encoder = _saved_mean_pooling_config(path)
     try:
-        return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code,
+                                             **({"config": encoder} if encoder is not None else {}))
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load a tokenizer from {path!r}: {exc}") from None
 
@@ -90,13 +94,18 @@ def build_task_model(path: str, task: TaskSpec, *, pooling: str | None = None, f
 
 def _load_config(path: str, trust_remote_code: bool = False, **updates):
     """``AutoConfig.from_pretrained``, which also reads the config of a saved mean-pooling model (its encoder's)."""
-    file = Path(path) / CONFIG
-    values = read_model_json(file) if file.is_file() else {}
-    if values.get("model_type") != MEAN_POOLING_MODEL_TYPE:
+    config = _saved_mean_pooling_config(path)
+    if config is None:
         return AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, **updates)
-    config = encoder_config_from_dict(values)
     config.update(updates)
     return config
+
+
+def _saved_mean_pooling_config(path: str):
+    """The encoder's config of a saved mean-pooling model folder; None for any other folder or a Hub id."""
+    file = Path(path) / CONFIG
+    values = read_model_json(file) if file.is_file() else {}
+    return encoder_config_from_dict(values) if values.get("model_type") == MEAN_POOLING_MODEL_TYPE else None
 
 
 def build_model(path: str, task: TaskSpec, *, pooling: str = "cls", trust_remote_code: bool = False,
