@@ -1,6 +1,7 @@
 """The output folder: contents, loadability with plain transformers, whole-or-nothing writes, reload check."""
 
 import json
+import logging
 import random
 from pathlib import Path
 
@@ -82,6 +83,26 @@ def test_plain_transformers_and_pipeline_agree_with_predict(trained):
         assert mine["score"] == pytest.approx(theirs["score"], abs=1e-5)
     # the model learned: the opinion word decides
     assert [r["label"] for r in ours] == ["positive", "negative", "positive", "negative", "positive"]
+
+
+def test_a_mean_pooling_output_loads_without_a_model_type_warning(trained, tmp_path, caplog):
+    """The folder's config.json has a model type of its own; neither the package's Predictor nor plain transformers
+    (with trust_remote_code) warns about it, and both predict alike."""
+    recipe = yaml.safe_load((trained / "recipe.yaml").read_text())
+    recipe["model"]["pooling"], recipe["train"]["epochs"], recipe["output"]["dir"] = "mean", 2, str(tmp_path / "mean")
+    out = nlp_transfer.train(recipe).output_dir
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        classify = nlp_transfer.Predictor(out)
+        ours = classify.logits(TEXTS)
+        model = AutoModelForSequenceClassification.from_pretrained(out, trust_remote_code=True).eval()
+        tokenizer = AutoTokenizer.from_pretrained(out, trust_remote_code=True)
+    assert type(classify.model).__name__ == type(model).__name__ == "MeanPoolingForSequenceClassification"
+    warned = [r.getMessage() for r in caplog.records if "to instantiate a model of type" in r.getMessage()]
+    assert warned == []
+    with torch.inference_mode():
+        plain = model(**tokenizer(TEXTS, padding=True, return_tensors="pt")).logits
+    torch.testing.assert_close(torch.as_tensor(ours), plain, atol=1e-5, rtol=0)
 
 
 def test_predictor_loads_once_and_keeps_input_order(trained, monkeypatch):

@@ -22,6 +22,7 @@ from nlp_transfer.strategies.lora import LoraOptions, LoraStrategy
 from nlp_transfer.tasks.spec import TaskSpec
 
 from conftest import MINILM, shared_data, toy_sentences, train_with_torchrun, write_csv
+from test_docs import REPO, code_blocks
 
 BINARY = TaskSpec("text-classification", {0: "negative", 1: "positive"})
 TEXTS = ["the food was great", "a really awful movie", "service was quite nice today", "boring and sad"]
@@ -192,6 +193,23 @@ def test_adapter_and_merged_model_reload_to_the_same_logits(tiny_model_dir, tmp_
     for text, out, p in zip(TEXTS, classifier(TEXTS), probs):
         assert out["label"] == BINARY.id2label[int(p.argmax())], text
         assert out["score"] == pytest.approx(float(p.max()), abs=1e-5)
+
+
+def test_the_documented_auto_peft_call_gives_the_label_names(tiny_model_dir, tmp_path):
+    """peft's Auto class builds the base model from the base's own config; the docs' call hands it the adapter's label
+    maps (task_config.json), so the real AutoPeftModelForSequenceClassification names the classes, three of them too."""
+    task = TaskSpec("text-classification", {0: "negative", 1: "positive", 2: "neutral"})
+    strategy, model = prepared_tiny(tiny_model_dir, task, merge=False)
+    strategy.export(model.get_base_model(), load_tokenizer(tiny_model_dir), tmp_path)
+    [code] = [body for _, body in code_blocks((REPO / "docs" / "strategies.md").read_text(), ("python",))
+              if "AutoPeftModelForSequenceClassification" in body]
+    namespace = {}
+    exec(code.replace("runs/sst2-lora", str(tmp_path)), namespace)
+    loaded = namespace["model"].eval()
+    assert isinstance(loaded, PeftModel)
+    assert loaded.config.id2label == task.id2label and loaded.config.label2id == task.label2id
+    torch.testing.assert_close(_logits(loaded, load_tokenizer(tiny_model_dir)), _logits(model, load_tokenizer(tiny_model_dir)),
+                               atol=1e-5, rtol=0)
 
 
 def test_merge_off_exports_only_the_adapter(tiny_model_dir, tmp_path):

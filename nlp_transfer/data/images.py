@@ -6,10 +6,16 @@ slots (strategies' ``tokenizer`` arguments, ``save_pretrained`` into the output)
 splits are preprocessed once with ``datasets.map`` (cached by fingerprint); a training split
 with ``data.augment`` is preprocessed on the fly, so every epoch sees new crops and flips.
 Nothing here needs torchvision: without it transformers uses its PIL-based processors.
+
+A damaged image file is named before any work: ``decode_image_columns`` opens every image and has Pillow
+verify it (its structure and, for PNG, every chunk's checksum; nothing is decompressed, so this costs a read
+of the files, not a decode). What only a full decode can find (a JPEG cut short inside its scan data) is
+named by the preprocessing, which decodes each image once, itself.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 from pathlib import Path
@@ -27,6 +33,7 @@ from .columns import column_values
 logger = logging.getLogger(__name__)
 
 PIXELS = "pixel_values"
+MAX_LISTED = 20  # unreadable images listed one by one; the rest are counted
 
 
 # ------------------------------------------------------------------------ data
@@ -44,30 +51,85 @@ def load_image_folder(folder: str) -> DatasetDict:
 
 
 def decode_image_columns(splits: DatasetDict, column: str, files: dict[str, str]) -> DatasetDict:
-    """Make ``column`` an ``Image`` feature in every split; file paths resolve against the file that lists them.
+    """Make ``column`` an ``Image`` feature in every split, every image checked readable; file paths resolve
+    against the file that lists them.
 
     Raises:
-        DataError: The column holds neither images nor paths, or a listed image file is missing.
+        DataError: The column holds neither images nor paths, a listed image file is missing, or images are
+            truncated or not images at all (every one of them named).
     """
     out = DatasetDict()
     for split, ds in splits.items():
-        feature = ds.features.get(column)
-        if isinstance(feature, Image):
-            out[split] = ds
-            continue
-        if getattr(feature, "dtype", None) not in ("string", "large_string"):
-            raise DataError(f"data split '{split}', column '{column}': holds {feature}; expected images (an Image "
-                            "feature) or image file paths. Set task.image to the image column")
-        listing = files.get(split) or files.get("train")
-        base = Path(listing).parent if listing else Path.cwd()
-        paths = [str(p if p.is_absolute() else (base / p).resolve()) for p in map(Path, column_values(ds, column))]
-        missing = [(row, p) for row, p in enumerate(paths) if not Path(p).is_file()]
-        if missing:
-            row, path = missing[0]
-            raise DataError(f"data split '{split}' ({listing or 'Hub data'}), column '{column}', row {row}: image file not "
-                            f"found: '{path}' ({len(missing)} missing in all). Paths resolve against the listing file's folder")
-        out[split] = ds.remove_columns(column).add_column(column, paths).cast_column(column, Image())
+        out[split] = _image_column(ds, split, column, files)
+    check_images(out, column, files)
     return out
+
+
+def _image_column(ds, split: str, column: str, files: dict[str, str]):
+    """``ds`` with ``column`` an ``Image`` feature (paths resolved against the listing file's folder)."""
+    feature = ds.features.get(column)
+    if isinstance(feature, Image):
+        return ds
+    if getattr(feature, "dtype", None) not in ("string", "large_string"):
+        raise DataError(f"data split '{split}', column '{column}': holds {feature}; expected images (an Image "
+                        "feature) or image file paths. Set task.image to the image column")
+    listing = files.get(split) or files.get("train")
+    base = Path(listing).parent if listing else Path.cwd()
+    paths = [str(p if p.is_absolute() else (base / p).resolve()) for p in map(Path, column_values(ds, column))]
+    missing = [(row, p) for row, p in enumerate(paths) if not Path(p).is_file()]
+    if missing:
+        row, path = missing[0]
+        raise DataError(f"data split '{split}' ({listing or 'Hub data'}), column '{column}', row {row}: image file not "
+                        f"found: '{path}' ({len(missing)} missing in all). Paths resolve against the listing file's folder")
+    return ds.remove_columns(column).add_column(column, paths).cast_column(column, Image())
+
+
+def check_images(splits: DatasetDict, column: str, files: dict[str, str]) -> None:
+    """Raise one ``DataError`` naming every image of ``column`` (an ``Image`` feature) that Pillow cannot open or
+    verify: truncated files, files that are no image at all.
+
+    Pillow's ``verify`` reads each file through without decompressing it: a truncated PNG or garbage is found
+    here, before any work; a JPEG cut short inside its scan data only by decoding (``_PixelTransform`` names it).
+    """
+    problems = []
+    for split, ds in splits.items():
+        listing = files.get(split)
+        values = column_values(ds.cast_column(column, Image(decode=False)), column)
+        for row, value in enumerate(values):
+            why = _unreadable(value)
+            if why:
+                problems.append(f"{_image_place(value, split, column, row, listing)}: {why}")
+    if problems:
+        listed = problems[:MAX_LISTED] + ([f"... and {len(problems) - MAX_LISTED} more"] if len(problems) > MAX_LISTED else [])
+        raise DataError(f"{len(problems)} unreadable image{'s' if len(problems) != 1 else ''} in the data; nothing was "
+                        "trained. Replace these files with whole images (copy them again), or remove them (and their "
+                        "rows):\n" + "\n".join(f"  - {p}" for p in listed))
+
+
+def _unreadable(value: dict) -> str | None:
+    """Why an undecoded image (``{"path", "bytes"}``) cannot be read, or None."""
+    from PIL import Image as PILImage
+    from PIL import UnidentifiedImageError
+
+    try:
+        with PILImage.open(_image_source(value)) as image:
+            image.verify()
+    except UnidentifiedImageError:
+        return "not an image file Pillow can read (no known image format starts it)"
+    except Exception as exc:  # Pillow reports damage as OSError, SyntaxError, ValueError, EOFError, ...
+        return f"truncated or corrupt ({exc or type(exc).__name__})"
+    return None
+
+
+def _image_source(value: dict):
+    return io.BytesIO(value["bytes"]) if value.get("bytes") is not None else value["path"]
+
+
+def _image_place(value: dict, split: str, column: str, row: int, listing: str | None) -> str:
+    """Where an image is: its file (and the file listing it), else its row of the split (an image stored in the data)."""
+    if value.get("path"):
+        return f"{listing}, column '{column}': image '{value['path']}'" if listing else f"data split '{split}': image '{value['path']}'"
+    return f"data split '{split}', column '{column}', row {row + 1}: an image stored in the data"
 
 
 def preprocess_images(splits: DatasetDict, processor, column: str, augment=None, seed: int = 0) -> DatasetDict:
@@ -75,6 +137,7 @@ def preprocess_images(splits: DatasetDict, processor, column: str, augment=None,
     out = DatasetDict()
     for split, ds in splits.items():
         keep = [c for c in ds.column_names if c != "labels"]
+        ds = ds.cast_column(column, Image(decode=False))  # decoded by _PixelTransform, which names a damaged file
         if split == "train" and augment is not None:
             out[split] = ds.with_transform(_PixelTransform(processor, column, Augmenter(augment, seed)))
             continue
@@ -84,19 +147,29 @@ def preprocess_images(splits: DatasetDict, processor, column: str, augment=None,
 
 
 class _PixelTransform:
-    """Images -> ``pixel_values`` (RGB, then the processor), after an optional augmentation."""
+    """Undecoded images -> ``pixel_values`` (decoded as ``datasets`` does, RGB, then the processor), after an optional
+    augmentation."""
 
     def __init__(self, processor, column: str, augment: "Augmenter | None" = None):
         self.processor, self.column, self.augment = processor, column, augment
+        self.decoder = Image()
 
     def __call__(self, batch: dict) -> dict:
-        images = [image.convert("RGB") for image in batch[self.column]]
+        images = [self._decode(value).convert("RGB") for value in batch[self.column]]
         if self.augment is not None:
             images = [self.augment(image) for image in images]
         out = {PIXELS: list(self.processor(images)[PIXELS])}
         if "labels" in batch:
             out["labels"] = batch["labels"]
         return out
+
+    def _decode(self, value: dict):
+        try:
+            return self.decoder.decode_example(value)
+        except Exception as exc:  # Pillow reports damage as OSError, SyntaxError, ValueError, EOFError, ...
+            where = f"image '{value['path']}'" if value.get("path") else f"an image stored in column '{self.column}'"
+            raise DataError(f"{where} is truncated or corrupt ({exc or type(exc).__name__}); replace it with a whole "
+                            "image (copy it again), or remove it (and its row)") from None
 
 
 class Augmenter:

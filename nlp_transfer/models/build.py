@@ -7,7 +7,6 @@ weights in the architecture, and a loaded head that predicts other classes is re
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from dataclasses import dataclass
@@ -19,7 +18,15 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 from ..errors import ModelError
 from ..tasks.spec import TaskSpec
 from .families import families_with, layer_paths, model_family
-from .files import ADAPTER_CONFIG, MEAN_POOLING_CLASS, TASK_CONFIG, resolve_model_path
+from .files import (
+    ADAPTER_CONFIG,
+    CONFIG,
+    MEAN_POOLING_CLASS,
+    TASK_CONFIG,
+    check_model_folder,
+    read_model_json,
+    resolve_model_path,
+)
 from .image_heads import image_head_logits, is_image_model
 from .pooling import MODEL_TYPE as MEAN_POOLING_MODEL_TYPE
 from .pooling import MeanPoolingForSequenceClassification, encoder_config_from_dict
@@ -32,8 +39,12 @@ _HEADS = ("ForSequenceClassification", "ForTokenClassification", "ForImageClassi
 
 def load_tokenizer(path: str, trust_remote_code: bool = False):
     """The backbone's tokenizer (fast when available)."""
+    # A mean-pooling model's config.json has a model type of its own, which AutoTokenizer (without trust_remote_code)
+    # can only read as a bare PretrainedConfig, with a warning on every load: hand it the encoder's config instead.
+    encoder = _saved_mean_pooling_config(path)
     try:
-        return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code,
+                                             **({"config": encoder} if encoder is not None else {}))
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load a tokenizer from {path!r}: {exc}") from None
 
@@ -52,7 +63,12 @@ def build_task_model(path: str, task: TaskSpec, *, pooling: str | None = None, f
         trust_remote_code: Passed to transformers; off unless the recipe turns it on.
         name: The recipe's ``model.name``. A Hub id becomes the model's ``name_or_path``, so what
             is saved from it (a peft adapter's base model) names the Hub id, not this machine's copy.
+
+    Raises:
+        ModelError: The model cannot be built; a damaged file of its folder (a truncated weights file, a config
+            that is not JSON) is named, with how to replace it.
     """
+    check_model_folder(path, name, weights=not from_scratch)
     try:
         old = _load_config(path, trust_remote_code)
         config = _load_config(path, trust_remote_code, num_labels=task.num_labels, id2label=task.id2label,
@@ -78,13 +94,18 @@ def build_task_model(path: str, task: TaskSpec, *, pooling: str | None = None, f
 
 def _load_config(path: str, trust_remote_code: bool = False, **updates):
     """``AutoConfig.from_pretrained``, which also reads the config of a saved mean-pooling model (its encoder's)."""
-    file = Path(path) / "config.json"
-    values = json.loads(file.read_text(encoding="utf-8")) if file.is_file() else {}
-    if values.get("model_type") != MEAN_POOLING_MODEL_TYPE:
+    config = _saved_mean_pooling_config(path)
+    if config is None:
         return AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, **updates)
-    config = encoder_config_from_dict(values)
     config.update(updates)
     return config
+
+
+def _saved_mean_pooling_config(path: str):
+    """The encoder's config of a saved mean-pooling model folder; None for any other folder or a Hub id."""
+    file = Path(path) / CONFIG
+    values = read_model_json(file) if file.is_file() else {}
+    return encoder_config_from_dict(values) if values.get("model_type") == MEAN_POOLING_MODEL_TYPE else None
 
 
 def build_model(path: str, task: TaskSpec, *, pooling: str = "cls", trust_remote_code: bool = False,
@@ -134,15 +155,16 @@ def load_model(folder: str | Path, trust_remote_code: bool = False):
     """Load a model folder this package wrote (native, mean-pooling or a peft adapter) for inference.
 
     Raises:
-        ModelError: The folder holds no model.
+        ModelError: The folder holds no model, or a file of it is damaged (named, with how to replace it).
     """
     folder = Path(folder)
+    check_model_folder(folder)
     if (folder / ADAPTER_CONFIG).is_file():
         return _load_adapter(folder, trust_remote_code)
-    if not (folder / "config.json").is_file():
+    if not (folder / CONFIG).is_file():
         raise ModelError(f"'{folder}' holds no model (no config.json or {ADAPTER_CONFIG}); give an output folder "
                          "written by `nlp-transfer train`")
-    config = json.loads((folder / "config.json").read_text())
+    config = read_model_json(folder / CONFIG)
     if MEAN_POOLING_CLASS in config.get("architectures", []):
         return MeanPoolingForSequenceClassification.from_pretrained(folder, config=encoder_config_from_dict(config))
     return _auto_class(config).from_pretrained(folder, trust_remote_code=trust_remote_code)
@@ -181,8 +203,9 @@ def _load_adapter(folder: Path, trust_remote_code: bool = False):
         raise ModelError(f"'{folder / ADAPTER_CONFIG}' names no base model (base_model_name_or_path is empty); "
                          "set it to the Hub id or folder of the model the adapter was trained on")
     base_path = resolve_model_path(adapter.base_model_name_or_path, adapter.revision)
+    check_model_folder(base_path, adapter.base_model_name_or_path)
     task_config = folder / TASK_CONFIG
-    saved = json.loads(task_config.read_text()) if task_config.is_file() else {}
+    saved = read_model_json(task_config) if task_config.is_file() else {}
     config = AutoConfig.from_pretrained(str(task_config)) if task_config.is_file() else None
     if MEAN_POOLING_CLASS in (saved.get("architectures") or []):
         base = MeanPoolingForSequenceClassification.from_pretrained(base_path, config=encoder_config_from_dict(saved))

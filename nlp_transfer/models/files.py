@@ -1,7 +1,10 @@
-"""Where a model's files are (local folder, Hugging Face cache, known offline copy) and what they say.
+"""Where a model's files are (local folder, Hugging Face cache, known offline copy), what they say, and whether
+they are whole.
 
 Light on purpose (no torch, no transformers): validating a recipe resolves ``model.name`` here to
-fill in defaults that follow the model folder, such as ``model.pooling``.
+fill in defaults that follow the model folder, such as ``model.pooling``. A damaged file (a truncated
+``model.safetensors``, a ``config.json`` that is not JSON) is named here, with how to replace it, before
+transformers or safetensors fail on it with a message that names no file.
 """
 
 from __future__ import annotations
@@ -17,12 +20,15 @@ logger = logging.getLogger(__name__)
 
 MEAN_POOLING_CLASS = "MeanPoolingForSequenceClassification"
 # A LoRA output: the adapter at the folder's root (peft's file names), its merged copy in a subfolder.
+CONFIG = "config.json"
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 # An adapter folder's task config (label maps, problem type). Not ``config.json``: next to
 # ``adapter_config.json`` transformers would take that as "the base weights are here".
 TASK_CONFIG = "task_config.json"
 MERGED = "merged"  # the subfolder of an adapter's output folder that holds the adapter merged into its backbone
+RUN_RECIPE = "recipe.yaml"  # what makes a folder (or the output its merged/ sits in) an output of a run
+_SAFETENSORS_HEADER = 8  # bytes: the little-endian length of the JSON header that follows
 
 
 def resolve_model_path(name: str, revision: str | None = None) -> str:
@@ -106,3 +112,102 @@ def _read_json(path: Path):
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+
+
+def read_model_json(file: Path, name: str | None = None) -> dict:
+    """A model folder's JSON file (``config.json``, ``task_config.json``, ``adapter_config.json``), parsed.
+
+    Args:
+        file: The file.
+        name: The ``model.name`` the folder was resolved from, for the hint (None: the folder speaks for itself).
+
+    Raises:
+        ModelError: The file is not valid JSON (or not UTF-8); the message gives the file, where the parse failed
+            and how to replace it.
+    """
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        where = f"{exc.msg} at line {exc.lineno}, column {exc.colno}"
+    except UnicodeDecodeError as exc:
+        where = f"byte 0x{exc.object[exc.start]:02x} at offset {exc.start} is not UTF-8"
+    raise ModelError(f"'{file}' is not valid JSON ({where}): the file is damaged or was edited by mistake; "
+                     f"{damaged_file_hint(file.parent, name)}")
+
+
+def check_model_folder(path: str | Path, name: str | None = None, *, weights: bool = True) -> None:
+    """A model folder's config files parse and, with ``weights``, its ``*.safetensors`` files are whole (each
+    header parses and its tensors end where the file ends). A Hub id not on this machine: nothing to check.
+
+    Reads the config files and each weights file's size and header (no tensor data), so it is cheap on any model.
+
+    Args:
+        path: A resolved model folder (``resolve_model_path``) or an output folder.
+        name: The ``model.name`` it was resolved from, for the hint (None: the folder speaks for itself).
+        weights: Check the weights files too (not for random weights in the folder's architecture).
+
+    Raises:
+        ModelError: A file is damaged; the message names it, says what was found and how to replace it.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        return
+    for config in (CONFIG, ADAPTER_CONFIG, TASK_CONFIG):
+        if (folder / config).is_file():
+            read_model_json(folder / config, name)
+    if weights:
+        _check_weight_files(folder, name)
+
+
+def _check_weight_files(folder: Path, name: str | None) -> None:
+    for file in sorted(folder.glob("*.safetensors")):
+        problem = _safetensors_problem(file)
+        if problem:
+            raise ModelError(f"'{file}' is truncated or corrupt ({problem}), so no weights can be read from it; "
+                             f"{damaged_file_hint(folder, name)}")
+
+
+def _safetensors_problem(file: Path) -> str | None:
+    """Why ``file`` is not a whole safetensors file, or None (the format: 8-byte header length, JSON header, data)."""
+    size = file.stat().st_size
+    with file.open("rb") as f:
+        head = f.read(_SAFETENSORS_HEADER)
+        if len(head) < _SAFETENSORS_HEADER:
+            return f"{size} bytes, shorter than a safetensors header"
+        length = int.from_bytes(head, "little")
+        if length > size - _SAFETENSORS_HEADER:
+            return f"{size:,} bytes, but its header alone claims {length:,} bytes"
+        try:
+            header = json.loads(f.read(length))
+            end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0)
+        except (ValueError, UnicodeDecodeError, AttributeError, KeyError, TypeError, IndexError):
+            return "its header is not the JSON index of a safetensors file"
+    expected = _SAFETENSORS_HEADER + length + end
+    if expected != size:
+        return f"{size:,} bytes, but its header describes {expected:,} bytes"
+    return None
+
+
+def damaged_file_hint(folder: Path, name: str | None = None) -> str:
+    """How to replace a damaged file of ``folder``: an output of a run, a Hub model's cached copy, or a local folder."""
+    folder = Path(folder)
+    if (folder / RUN_RECIPE).is_file() or (folder.name == MERGED and (folder.parent / RUN_RECIPE).is_file()):
+        return ("copy the output folder again from where it was written, or train it again "
+                "(`nlp-transfer train <its recipe.yaml> --overwrite`)")
+    repo_id = name if name and not Path(name).expanduser().is_dir() else _cached_repo_id(folder)
+    if repo_id:
+        from ..hub import offline
+
+        if repo_id in offline.KNOWN_COPIES:
+            return f"`nlp-transfer models fetch {repo_id} --force` writes its offline copy into the cache again"
+        return f"download it again with network access (`hf download {repo_id} --force-download`)"
+    return ("copy the model folder again from where it came from, or download it again (a Hub model: "
+            "`nlp-transfer models fetch <repo id>` for one with an offline copy)")
+
+
+def _cached_repo_id(folder: Path) -> str | None:
+    """The repo id of a Hugging Face cache snapshot (``models--<org>--<name>/snapshots/<revision>``), else None."""
+    repo = folder.parent.parent.name
+    if folder.parent.name == "snapshots" and repo.startswith("models--"):
+        return repo.removeprefix("models--").replace("--", "/")
+    return None

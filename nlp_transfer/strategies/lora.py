@@ -4,9 +4,10 @@ A pretrained pooler (BERT's, ALBERT's) is part of the head but not new: it gets 
 about half a percent of a MiniLM's weights train at r=8 instead of over one percent.
 
 The output root holds the adapter (``adapter_config.json``, ``adapter_model.safetensors``,
-tokenizer), loadable with ``PeftModel`` / ``AutoPeftModelForSequenceClassification`` on the
-base model; with ``merge`` on, ``merged/`` holds the adapter folded into the backbone, a
-plain transformers model that ``pipeline()`` loads without peft.
+tokenizer, the head's label maps in ``task_config.json``), loadable with ``PeftModel`` /
+``AutoPeftModelForSequenceClassification`` on the base model given those label maps (peft builds the
+base model from the base's own config and reads no other); with ``merge`` on, ``merged/`` holds the
+adapter folded into the backbone, a plain transformers model that ``pipeline()`` loads without peft.
 """
 
 from __future__ import annotations
