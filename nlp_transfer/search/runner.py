@@ -94,7 +94,7 @@ def _run_processes(spec: WorkerSpec, jobs: int, study_dir: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE",
            "TOKENIZERS_PARALLELISM": "false"}
     command = [sys.executable, "-m", "nlp_transfer.search.worker", str(spec_file), "--threads", str(threads)]
-    workers = [subprocess.Popen(command, env=env) for _ in range(jobs)]
+    workers = [subprocess.Popen([*command, "--worker", str(i)], env=env) for i in range(jobs)]
     try:
         codes = [w.wait() for w in workers]
     except BaseException:

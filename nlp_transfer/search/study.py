@@ -72,11 +72,19 @@ def _is_url(value: str) -> bool:
     return "://" in value
 
 
-def open_study(name: str, storage, settings: SearchSettings) -> optuna.Study:
-    """Create the study, or load it when it exists (another worker, an earlier run): its direction must match."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+def open_study(name: str, storage, settings: SearchSettings, worker: int = 0) -> optuna.Study:
+    """Create the study, or load it when it exists (another worker, an earlier run): its direction must match.
+
+    The sampler is seeded with ``settings.seed`` for the first worker of a new study, so that a one-worker search is
+    reproducible; any other worker (``worker`` > 0, or a study that already has trials: a rerun, another machine)
+    draws its own seed, or every worker would propose the same values.
+    """
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial's reason is in its progress line and report
+    probe = optuna.load_study(study_name=name, storage=storage) if name in _study_names(storage) else None
+    fresh = worker == 0 and (probe is None or not probe.get_trials(deepcopy=False))
+    seed = settings.seed if fresh else random.SystemRandom().randrange(2**31)
     study = optuna.create_study(study_name=name, storage=storage, direction=settings.direction, load_if_exists=True,
-                                sampler=build_sampler(settings), pruner=build_pruner(settings))
+                                sampler=build_sampler(settings, seed), pruner=build_pruner(settings))
     if study.direction.name.lower() != settings.direction:
         raise RecipeError([(f"tune.direction: the study '{name}' in this storage was created to {study.direction.name.lower()}"
                            f" and this search would {settings.direction}; use another --study name or the same direction")],
@@ -84,12 +92,16 @@ def open_study(name: str, storage, settings: SearchSettings) -> optuna.Study:
     return study
 
 
-def build_sampler(settings: SearchSettings) -> optuna.samplers.BaseSampler:
+def _study_names(storage) -> set[str]:
+    return {summary.study_name for summary in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+
+
+def build_sampler(settings: SearchSettings, seed: int) -> optuna.samplers.BaseSampler:
     if settings.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=settings.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
     if settings.sampler == "grid":
-        return optuna.samplers.GridSampler(grid_space(settings), seed=settings.seed)
-    return optuna.samplers.TPESampler(seed=settings.seed)
+        return optuna.samplers.GridSampler(grid_space(settings), seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
 
 
 def build_pruner(settings: SearchSettings) -> optuna.pruners.BasePruner:

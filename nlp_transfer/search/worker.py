@@ -141,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="one worker of `nlp-transfer tune --jobs N`")
     parser.add_argument("spec", help="the worker's JSON spec, written by tune")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--worker", type=int, default=1, help="this worker's number among tune --jobs' workers")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.threads:
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     spec = WorkerSpec(**json.loads(Path(args.spec).read_text(encoding="utf-8")))
     base = spec.base_recipe()
     settings = read_search(base, spec.search_overrides)
-    study = open_study(spec.study, open_storage(spec.storage, Path(spec.study_dir)), settings)
+    study = open_study(spec.study, open_storage(spec.storage, Path(spec.study_dir)), settings, worker=args.worker)
     run_worker(base, settings, study, Path(spec.study_dir), spec.deadline)
     return 0
 
