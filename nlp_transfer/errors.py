@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 
 class NlpTransferError(Exception):
     """Base class of every error this package raises on purpose."""
@@ -62,3 +64,30 @@ class HubError(NlpTransferError, RuntimeError):
 
 class BundledRecipeError(NlpTransferError, ValueError):
     """A bundled recipe cannot be copied: no bundled recipe has that name, or the destination already exists (exit 2)."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A training run stopped by Ctrl-C (SIGINT) or SIGTERM: not a failure of the recipe.
+
+    A ``KeyboardInterrupt`` (so ``except Exception`` never swallows it). The run keeps its complete checkpoints
+    for ``--resume`` and removes everything else it had written; its ``output.dir`` is as it was before the run.
+
+    Attributes:
+        signal_number: The signal that stopped the run (``signal.SIGINT`` for Python's own Ctrl-C).
+        out_dir: The output folder of the run; None when the run had not started (nothing was written).
+        checkpoint: The newest complete checkpoint the run kept (``--resume`` continues from it), or None.
+        step: That checkpoint's training step, or None.
+    """
+
+    def __init__(self, signal_number: int, out_dir=None, checkpoint=None, step: int | None = None):
+        self.signal_number, self.out_dir, self.checkpoint, self.step = signal_number, out_dir, checkpoint, step
+        name = signal.Signals(signal_number).name
+        if out_dir is None:
+            what = f"training was interrupted by {name} before it started: nothing was written"
+        elif checkpoint is None:
+            what = (f"training of '{out_dir}' was interrupted by {name} before a checkpoint was written, so nothing "
+                    "was kept")
+        else:
+            what = (f"training of '{out_dir}' was interrupted by {name}; its last complete checkpoint is kept: step "
+                    f"{step}, in {checkpoint}")
+        super().__init__(what)

@@ -27,6 +27,7 @@ from . import (
     validate,
 )
 from ._common import USAGE_ERROR
+from ._interrupts import interrupted
 
 # the order of `nlp-transfer --help`
 VERBS = (train, validate, evaluate, predict, optimize, push, models, compare, tune, recipes)
@@ -35,7 +36,9 @@ __all__ = ["USAGE_ERROR", "VERBS", "build_parser", "main"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the process exit code (2 for bad input, 1 for other failures)."""
+    """Entry point; returns the process exit code (2 for bad input, 1 for other failures, 128 + the signal after
+    Ctrl-C (130) or, during ``train``, SIGTERM (143))."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if not args.quiet else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
@@ -48,6 +51,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         # bad input (ValueError kinds: data, model, output.dir...) is exit 2; a failure while running is exit 1
         return USAGE_ERROR if isinstance(exc, ValueError) or not isinstance(exc, RuntimeError) else 1
+    except KeyboardInterrupt as exc:  # Ctrl-C (and SIGTERM during train): one line, no traceback
+        line, status = interrupted(exc, argv)
+    # printed once the interrupted frames are gone: their progress bars have closed (each ends its line) by then
+    print(line, file=sys.stderr)
+    return status
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from ._interrupts import signals_stop_the_run
+
 
 def add_parser(subparsers) -> None:
     """Add ``train`` and its options."""
@@ -19,11 +21,15 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     """Train, print the output folder, validation metrics and training time as JSON."""
-    from ..api import train
-    from ..training.processes import finish_processes
+    from ..training.processes import finish_processes, is_main_launch
 
-    out = train(args.recipe, args.overrides, resume=args.resume, overwrite=args.overwrite,
-                single_task_baselines=args.single_task_baselines)
+    # SIGTERM stops the run as Ctrl-C does: its checkpoints kept, its lock released (the other ranks of a launch
+    # keep the default: their launcher stops them, and rank 0 alone owns the output)
+    with signals_stop_the_run(enabled=is_main_launch()):
+        from ..api import train
+
+        out = train(args.recipe, args.overrides, resume=args.resume, overwrite=args.overwrite,
+                    single_task_baselines=args.single_task_baselines)
     summary = {"output_dir": str(out.output_dir), "validation": out.metrics["validation"],
                "train_seconds": out.metrics["train"]["seconds"]}
     if "single_task_baselines" in out.metrics:

@@ -110,6 +110,11 @@ def _nothing_to_resume(root: Path, checkpoint_every: int) -> str:
             "again from the beginning")
 
 
+def checkpoint_step(folder: Path) -> int:
+    """The training step a checkpoint folder (``step-NNNNNNNN``) was taken at."""
+    return int(Path(folder).name.removeprefix("step-"))
+
+
 def incomplete_reason(folder: Path) -> str | None:
     """Why a checkpoint folder cannot be resumed from, or None when it is complete."""
     marker = folder / COMPLETE_FILE
@@ -240,7 +245,7 @@ def diverged(accelerator, work_dir: Path, state, loss: float, largest_weight: fl
     root = Path(work_dir) / CHECKPOINTS
     if accelerator.is_main_process:
         for folder in complete_checkpoints(work_dir):
-            if int(folder.name.removeprefix("step-")) >= state.global_step:
+            if checkpoint_step(folder) >= state.global_step:
                 shutil.rmtree(folder, ignore_errors=True)
     accelerator.wait_for_everyone()
     good = complete_checkpoints(work_dir)

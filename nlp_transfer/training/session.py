@@ -1,17 +1,19 @@
 """What every run needs around its stages: the run lock, the checks before any work, and the cleanup after a failure.
 
 Single-task (``single.py``) and multi-task (``multitask/runner.py``) runs are peers: each passes its own stages
-to ``guarded_run``."""
+to ``guarded_run``. An interrupt (Ctrl-C; SIGTERM, which the CLI turns into one) is not a failure of the recipe: it
+keeps the complete checkpoints as a failure does, says which, and stops with ``RunInterrupted``."""
 
 from __future__ import annotations
 
 import logging
 import shutil
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import RecipeError
+from ..errors import RecipeError, RunInterrupted
 from ..hub.push import require_token
 from ..outputs.export import (
     check_output_dir,
@@ -45,9 +47,10 @@ RunFunction = Callable[[Any, Path, Path, bool, dict], TrainOutput]
 def guarded_run(recipe: Recipe | MultiTaskRecipe, run: RunFunction, *, resume: bool, overwrite: bool) -> TrainOutput:
     """Run ``run`` for ``recipe`` with everything every run needs around it: the run lock on ``output.dir`` (before
     anything touches it), the output-folder, token, metric, length and resume checks (before any work), and after a
-    failure a work folder holding nothing but complete checkpoints.
+    failure or an interrupt a work folder holding nothing but complete checkpoints.
 
     Raises:
+        RunInterrupted: Ctrl-C or SIGTERM stopped the run (after the checks: saying which checkpoint it kept).
         OutputDirError: ``output.dir`` is unusable or another run holds it (before any work).
         RecipeError: ``--resume`` with keys that change the training trajectory (before any work).
     """
@@ -79,6 +82,10 @@ def _checked_run(recipe: Recipe | MultiTaskRecipe, run: RunFunction, out_dir: Pa
     run_info = ckpt.run_info(recipe.to_dict(), launched_processes())
     try:
         return run(recipe, out_dir, work, resume, run_info)
+    except KeyboardInterrupt as interrupt:
+        if not is_main_launch():
+            raise
+        raise _kept_after_interrupt(interrupt, work, out_dir) from None
     except BaseException:
         if is_main_launch():
             _clean_after_failure(work)
@@ -91,19 +98,37 @@ def _task_recipes(recipe: Recipe | MultiTaskRecipe) -> list[Recipe]:
     return [entry.recipe for entry in recipe.tasks] if isinstance(recipe, MultiTaskRecipe) else [recipe]
 
 
-def _clean_after_failure(work: Path) -> None:
-    """A failed run leaves nothing but complete checkpoints (for ``--resume``), and says so."""
+def _kept_after_interrupt(interrupt: KeyboardInterrupt, work: Path, out_dir: Path) -> RunInterrupted:
+    """An interrupted run keeps its complete checkpoints and nothing else, as a failed one does, and says which."""
+    kept = _keep_only_checkpoints(work)
+    signal_number = getattr(interrupt, "signal_number", signal.SIGINT)  # a plain KeyboardInterrupt: Python's Ctrl-C
+    newest = kept[-1] if kept else None
+    return RunInterrupted(signal_number, out_dir, newest, ckpt.checkpoint_step(newest) if newest else None)
+
+
+def _keep_only_checkpoints(work: Path) -> list[Path]:
+    """Remove from the work folder everything but its complete checkpoints (the whole folder when there are none);
+    return those, oldest first."""
     if not work.exists():
-        return
+        return []
     kept = ckpt.complete_checkpoints(work)
     if not kept:
         shutil.rmtree(work, ignore_errors=True)
-        return
+        return []
     for item in work.iterdir():
         if item.name != ckpt.CHECKPOINTS:
             shutil.rmtree(item, ignore_errors=True) if item.is_dir() else item.unlink(missing_ok=True)
     for item in (work / ckpt.CHECKPOINTS).iterdir():
-        if item.name.startswith("."):  # an interrupted checkpoint write
+        # an interrupted checkpoint write (.step-N.incomplete), or an old one whose removal was interrupted
+        if item.is_dir() and item not in kept:
             shutil.rmtree(item, ignore_errors=True)
+    return kept
+
+
+def _clean_after_failure(work: Path) -> None:
+    """A failed run leaves nothing but complete checkpoints (for ``--resume``), and says so."""
+    kept = _keep_only_checkpoints(work)
+    if not kept:
+        return
     logger.warning("The run failed; its checkpoints are kept in %s (newest: %s). Fix the cause and rerun the same "
                    "command with --resume to continue, or with --overwrite to start over", work / ckpt.CHECKPOINTS, kept[-1].name)
