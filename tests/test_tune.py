@@ -81,9 +81,9 @@ def test_conditional_keys_are_sampled_only_with_their_strategy(search_recipe):
 
 
 def test_the_search_finds_the_planted_best_lr_and_best_yaml_trains_to_its_value(search_recipe, tmp_path):
-    from nlp_transfer import train, tune
+    from nlp_transfer import tune
 
-    result = tune(search_recipe, out=tmp_path / "study")
+    result = tune(search_recipe, out=tmp_path / "study", retrain=True)
     best = result.summary["best"]
     bad = next(t for t in result.summary["trials"] if t["params"] == {"train.lr": BAD_LR})
     assert best["params"] == {"train.lr": GOOD_LR} and best["value"] > bad["value"] + 0.1, result.summary["trials"]
@@ -91,12 +91,14 @@ def test_the_search_finds_the_planted_best_lr_and_best_yaml_trains_to_its_value(
     for name in ("best.yaml", "trials.csv", "study.json", "report.md", "optimization_history.png"):
         assert (result.study_dir / name).is_file(), name
     assert f"| {best['number']} | {best['value']:.4f} | 0.01 |" in (result.study_dir / "report.md").read_text()
-    # best.yaml: a recipe train takes as it is, that reproduces the trial's value exactly (a deterministic tiny run)
-    again = train(result.best_recipe, ["output.save=metrics", f"output.dir={tmp_path / 'again'}"])
-    assert again.metrics["validation"]["accuracy"] == best["value"]
+    # --retrain: best.yaml, a recipe train takes as it is, trained into output.dir; it reproduces the trial's value
+    # exactly (a deterministic tiny run), and the model card says where its settings came from
     recipe = yaml.safe_load(result.best_recipe.read_text())
     assert recipe["train"]["lr"] == GOOD_LR and "tune" not in recipe
-    assert "the best of 2 trials" in recipe["card"]["settings_origin"]
+    assert result.retrained.output_dir == Path(search_recipe["output"]["dir"]).resolve()
+    assert result.retrained.metrics["validation"]["accuracy"] == best["value"]
+    card = (result.retrained.output_dir / "README.md").read_text()
+    assert "Settings: chosen by `nlp-transfer tune`: the best of 2 trials (grid sampler, no pruner)" in card
 
 
 def test_a_pruned_trial_stops_at_the_evaluation_the_pruner_chose(search_recipe, tmp_path):

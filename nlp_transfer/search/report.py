@@ -57,8 +57,8 @@ def best_recipe_yaml(base: BaseRecipe, settings: SearchSettings, best: FrozenTri
     ``card.settings_origin`` so that the model card of a run of it says where its settings came from."""
     recipe = base.load(best.params)
     recipe.card.settings_origin = (
-        f"chosen by `nlp-transfer tune`: the best of {trials} trials ({settings.sampler} sampler, {settings.pruner} "
-        f"pruner) on validation {settings.metric} ({settings.direction}), {best.value:.4f} in trial {best.number}; "
+        f"chosen by `nlp-transfer tune`: the best of {trials} trials ({settings.sampler} sampler, "
+        f"{'no' if settings.pruner == 'none' else settings.pruner} pruner) on validation {settings.metric} ({settings.direction}), {best.value:.4f} in trial {best.number}; "
         f"searched: {', '.join(str(k) for k in (settings.raw.get('space') or {}))}")
     header = (f"# The best settings of `nlp-transfer tune`'s search ({trials} trials): "
               f"validation {settings.metric} = {best.value:.4f}\n"
