@@ -171,7 +171,7 @@ def test_two_processes_on_one_storage_split_the_trials(search_recipe, tmp_path):
     """One `tune --jobs 2` (two worker processes) and, once it has started, one plain `tune`, as on a second machine,
     on one SQLite study: the study gets exactly its trials, each run once, and more than one worker ran them."""
     search_recipe["tune"].update(sampler="random", n_trials=5)
-    search_recipe["train"]["epochs"] = 20  # a few seconds a trial: long enough for every worker to join
+    search_recipe["train"]["epochs"] = 12  # a few seconds a trial: long enough for every worker to join
     recipe_file = tmp_path / "search.yaml"
     recipe_file.write_text(yaml.safe_dump(search_recipe))
     url = f"sqlite:///{tmp_path / 'study.db'}"

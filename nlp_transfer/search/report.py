@@ -28,6 +28,7 @@ FIGURES = ("optimization_history.png", "param_importances.png")
 def write_report(study: optuna.Study, settings: SearchSettings, base: BaseRecipe, study_dir: Path,
                  storage_name: str) -> dict:
     """Write the study folder's files; return the summary ``study.json`` holds."""
+    study_dir.mkdir(parents=True, exist_ok=True)  # a worker that ran no trial (the others took them all) reports too
     trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get(SURPLUS)]
     best = best_trial(study)
     importances = _importances(study)
