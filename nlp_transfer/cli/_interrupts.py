@@ -59,6 +59,8 @@ def interrupted(exc: KeyboardInterrupt, argv: list[str]) -> tuple[str, int]:
     status = 128 + signal_number
     if not isinstance(exc, RunInterrupted):
         return f"interrupted by {signal.Signals(signal_number).name}", status
+    if next((a for a in argv if not a.startswith("-")), None) != "train":  # a `tune` trial: the same command continues
+        return f"{exc}. The same command continues: {shlex.join([PROGRAM, *argv])}", status
     if exc.checkpoint is not None:
         again = [*argv, "--resume"] if "--resume" not in argv else argv
         return f"{exc}. To continue from it: {shlex.join([PROGRAM, *again])}", status
