@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 import math
@@ -79,9 +81,6 @@ def _trial_record(trial: FrozenTrial) -> dict:
 
 
 def _write_csv(trials: list[FrozenTrial], path: Path) -> None:
-    import csv
-    import io
-
     keys = sorted({k for t in trials for k in t.params})
     buffer = io.StringIO()
     writer = csv.writer(buffer)

@@ -222,7 +222,7 @@ def _param(key: str, spec: dict, strategies, problems: list[str], where: str) ->
     return Param(key, kind, low=low, high=high, log=log, step=step, strategies=strategies)
 
 
-def _key_owners(key: str, problems: list[str], where: str) -> tuple[str, ...] | None | bool:
+def _key_owners(key: str, problems: list[str], where: str) -> tuple[str, ...] | None:
     """Which strategies have ``key`` (None: every recipe has it); a problem when no recipe has it."""
     section, _, rest = key.partition(".")
     if section == "strategy":

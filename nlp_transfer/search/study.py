@@ -80,8 +80,11 @@ def open_study(name: str, storage, settings: SearchSettings, worker: int = 0) ->
     draws its own seed, or every worker would propose the same values.
     """
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial's reason is in its progress line and report
-    probe = optuna.load_study(study_name=name, storage=storage) if name in _study_names(storage) else None
-    fresh = worker == 0 and (probe is None or not probe.get_trials(deepcopy=False))
+    try:
+        earlier = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+    except KeyError:  # no such study yet
+        earlier = []
+    fresh = worker == 0 and not earlier
     seed = settings.seed if fresh else random.SystemRandom().randrange(2**31)
     study = optuna.create_study(study_name=name, storage=storage, direction=settings.direction, load_if_exists=True,
                                 sampler=build_sampler(settings, seed), pruner=build_pruner(settings))
@@ -90,10 +93,6 @@ def open_study(name: str, storage, settings: SearchSettings, worker: int = 0) ->
                            f" and this search would {settings.direction}; use another --study name or the same direction")],
                           "<command line>")
     return study
-
-
-def _study_names(storage) -> set[str]:
-    return {summary.study_name for summary in optuna.get_all_study_summaries(storage, include_best_trial=False)}
 
 
 def build_sampler(settings: SearchSettings, seed: int) -> optuna.samplers.BaseSampler:

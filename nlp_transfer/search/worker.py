@@ -57,13 +57,12 @@ class WorkerSpec:
 
 
 def run_worker(base: BaseRecipe, settings: SearchSettings, study: optuna.Study, study_dir: Path,
-               deadline: float | None) -> int:
-    """Run trials until the study has ``n_trials`` counted trials or ``deadline`` passes; return how many this ran."""
+               deadline: float | None) -> None:
+    """Run trials until the study has ``n_trials`` counted trials or ``deadline`` passes."""
     for number in mark_interrupted(study):
         print(f"[tune] trial {number} was interrupted (its worker stopped); it does not count and another takes its place",
               flush=True)
     objective = Objective(base, settings, study_dir)
-    ran = 0
     while not objective.full:
         if deadline is not None and time.time() >= deadline:
             break
@@ -71,8 +70,6 @@ def run_worker(base: BaseRecipe, settings: SearchSettings, study: optuna.Study, 
             break
         with _trial_output(study_dir / TRIALS_DIR / "logs"):
             study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[_progress(settings)])
-        ran += 0 if objective.full else 1
-    return ran
 
 
 @contextlib.contextmanager
